@@ -1,0 +1,139 @@
+"""Command-line interface: parses arguments, calls the library, prints. Heavy imports stay inside
+the commands so that `musicgenre --help` starts fast."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from musicgenre.errors import MusicGenreError
+
+
+def _add_train_options(p: argparse.ArgumentParser) -> None:
+    """Options shared by every command that trains (defaults: the study's settings)."""
+    p.add_argument("--features", choices=["mfcc", "melgram"], default=None, help="representation (default: the model's)")
+    p.add_argument("--model", default=None, help="mfcc-mlp (default for mfcc), mel-cnn (default for melgram), mel-cnn-relu, ...")
+    p.add_argument("--optimizer", default="SGD", help="any torch.optim optimizer name, case-insensitive (default SGD)")
+    p.add_argument("--lr", type=float, default=0.002)
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--label-smoothing", type=float, default=0.0)
+    p.add_argument("--scheduler", choices=["none", "cosine", "onecycle"], default="none")
+    p.add_argument("--patience", type=int, default=None, help="early stopping: epochs without a better val F1")
+    p.add_argument("--standardize", action="store_true", help="fit feature standardisation on train, store it in the model")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--seed", type=int, default=None, help="seed; without it one is drawn and recorded")
+    p.add_argument("--data", default=None, help="data root (default: $MUSICGENRE_DATA)")
+
+
+def train_config_from_args(args: argparse.Namespace):
+    """A TrainConfig from parsed options, filling features/model from each other."""
+    from musicgenre.config import TrainConfig
+    from musicgenre.models import model_features
+
+    model = args.model or ("mel-cnn" if args.features == "melgram" else "mfcc-mlp")
+    features = args.features or model_features(model)
+    if model_features(model) != features:
+        raise MusicGenreError(f"model {model} reads {model_features(model)} features, not {features}")
+    return TrainConfig(
+        features=features, model=model, optimizer=args.optimizer, lr=args.lr, epochs=args.epochs,
+        batch_size=args.batch_size, seed=args.seed, device=args.device, weight_decay=args.weight_decay,
+        label_smoothing=args.label_smoothing, scheduler=args.scheduler, patience=args.patience,
+        standardize=args.standardize,
+    )
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from musicgenre.datasets import load_dataset
+    from musicgenre.models import count_parameters, build_model
+    from musicgenre.runs import prepare_out_dir, save_run
+    from musicgenre.training import train
+
+    cfg = train_config_from_args(args)
+    prepare_out_dir(args.out, args.overwrite)[0].rmdir()  # fail before training, not after
+    data = load_dataset(args.data, cfg.features)
+    n_params = count_parameters(build_model(cfg.model, len(data["train"].classes)))
+    val = data.get("val")
+    print(f"{cfg.model} ({n_params:,} parameters) on {len(data['train'])} {cfg.features} clips, "
+          f"validating on {len(val) if val else 0}; {cfg.optimizer} lr {cfg.lr}, {cfg.epochs} epochs, batch {cfg.batch_size}")
+
+    def show(r) -> None:
+        val_txt = f"  val acc {r.val_accuracy:.3f}  val F1 {r.val_f1:.3f}" if r.val_f1 is not None else ""
+        print(f"epoch {r.epoch:3d}/{cfg.epochs}  loss {r.loss:.4f}{val_txt}  ({r.seconds:.2f} s)", flush=True)
+
+    result = train(cfg, data["train"], val, on_epoch=show)
+    out = save_run(result, args.out, args.overwrite)
+    summary = f"trained in {result.train_seconds:.1f} s; kept epoch {result.best_epoch}"
+    if result.metrics:
+        summary += f": val accuracy {result.metrics['accuracy']:.4f}, macro F1 {result.metrics['f1_macro']:.4f}"
+    print(f"{summary}\nrun saved to {out} (seed {result.config.seed})")
+    return 0
+
+
+def print_metrics(m: dict, title: str) -> None:
+    """A human-readable classification report: headline figures, per-class table, confusion matrix."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(f"[bold]{title}[/bold]: n={m['n']}  accuracy {m['accuracy']:.4f}  macro F1 {m['f1_macro']:.4f}")
+    t = Table("class", "precision", "recall", "F1", "support")
+    for c, v in m["per_class"].items():
+        t.add_row(c, f"{v['precision']:.3f}", f"{v['recall']:.3f}", f"{v['f1']:.3f}", str(v["support"]))
+    console.print(t)
+    cm = Table("truth \\ predicted", *m["classes"], title="confusion matrix")
+    for c, row in zip(m["classes"], m["confusion_matrix"]):
+        cm.add_row(c, *map(str, row))
+    console.print(cm)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from musicgenre.datasets import load_split, resolve_data_root
+    from musicgenre.runs import load_run
+    from musicgenre.training import evaluate_model
+
+    run = load_run(args.run_dir)
+    dataset = load_split(resolve_data_root(args.data), args.split, run.features, run.classes)
+    m = evaluate_model(run.model, dataset)
+    if args.json:
+        print(json.dumps({"run": str(run.path), "split": args.split, **m}))
+    else:
+        print_metrics(m, f"{run.path} on {args.split}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="musicgenre", description="Classify music into genres with small neural networks.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a model on a data root and save a run directory")
+    _add_train_options(p)
+    p.add_argument("--out", required=True, help="run directory to create")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="accuracy, macro F1, per-class report and confusion matrix of a run")
+    p.add_argument("run_dir")
+    p.add_argument("--data", default=None, help="data root (default: $MUSICGENRE_DATA)")
+    p.add_argument("--split", choices=["train", "val", "test"], default="val")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_evaluate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except MusicGenreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""The typed configuration of a training run; it is saved beside every run's results."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+from musicgenre.errors import MusicGenreError
+
+OPTIMIZERS = ("Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "ASGD", "NAdam", "RAdam", "RMSprop", "Rprop", "SGD")
+SCHEDULERS = ("none", "cosine", "onecycle")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a training run; defaults are the study's settings."""
+
+    features: str = "mfcc"
+    model: str = "mfcc-mlp"
+    optimizer: str = "SGD"
+    lr: float = 0.002
+    epochs: int = 30
+    batch_size: int = 16
+    seed: int | None = None  # None: a seed is drawn and recorded, so the run can still be repeated
+    device: str = "auto"
+    weight_decay: float = 0.0
+    label_smoothing: float = 0.0
+    scheduler: str = "none"
+    patience: int | None = None  # stop after this many epochs without a better validation F1
+    standardize: bool = False  # fit feature standardisation on train and store it in the model
+
+    def __post_init__(self) -> None:
+        self.optimizer = canonical_optimizer(self.optimizer)
+        if self.scheduler not in SCHEDULERS:
+            raise MusicGenreError(f"unknown scheduler {self.scheduler!r}: choose one of {', '.join(SCHEDULERS)}")
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise MusicGenreError("epochs, batch size and learning rate must be positive")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise MusicGenreError(f"unknown device {self.device!r}: choose auto, cpu or cuda")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        """Rebuild from a saved config, ignoring keys this version does not know."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def canonical_optimizer(name: str) -> str:
+    """The torch.optim class name for a case-insensitive optimizer name."""
+    by_lower = {o.lower(): o for o in OPTIMIZERS}
+    if name.lower() not in by_lower:
+        raise MusicGenreError(f"unknown optimizer {name!r}: choose one of {', '.join(OPTIMIZERS)}")
+    return by_lower[name.lower()]

@@ -1,0 +1,127 @@
+"""Load and validate the study's dataset layout: ROOT/{train,val,test}/{mfccs,melgrams}/{X.npy,labels.npy}."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from musicgenre.errors import MusicGenreError
+
+FEATURE_SHAPES: dict[str, tuple[int, ...]] = {"mfcc": (26,), "melgram": (21, 128)}
+FEATURE_DIRS: dict[str, str] = {"mfcc": "mfccs", "melgram": "melgrams"}
+SPLITS = ("train", "val", "test")
+DATA_ENV = "MUSICGENRE_DATA"
+DATA_HINT = (
+    "get the study's dataset (folder data/music_genre_data_di of the study's public repository) "
+    "or build one with `musicgenre extract`, then pass --data ROOT or set MUSICGENRE_DATA"
+)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """One split of one representation: float32 features, int64 class indices, the class names."""
+
+    X: np.ndarray
+    y: np.ndarray
+    classes: tuple[str, ...]
+    features: str
+    split: str
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+def resolve_data_root(data: str | os.PathLike | None) -> Path:
+    """The data root from --data, else $MUSICGENRE_DATA, else a clear error saying where to get it."""
+    if data is None:
+        data = os.environ.get(DATA_ENV)
+    if not data:
+        raise MusicGenreError(f"no data root given: {DATA_HINT}")
+    root = Path(data)
+    if not (root / "train").is_dir():
+        raise MusicGenreError(f"{root}: not a data root (no train/ folder inside); {DATA_HINT}")
+    return root
+
+
+def split_dir(root: Path, split: str, features: str) -> Path:
+    """Where one split's arrays of one representation live."""
+    if features not in FEATURE_DIRS:
+        raise MusicGenreError(f"unknown features {features!r}: choose one of {', '.join(FEATURE_DIRS)}")
+    return Path(root) / split / FEATURE_DIRS[features]
+
+
+def has_split(root: Path, split: str, features: str) -> bool:
+    """Whether the split exists with both of its files."""
+    d = split_dir(root, split, features)
+    return (d / "X.npy").is_file() and (d / "labels.npy").is_file()
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    if not path.is_file():
+        raise MusicGenreError(f"{path}: file not found")
+    try:
+        return np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        raise MusicGenreError(f"{path}: not a plain numpy array ({exc})") from None
+    except (OSError, EOFError) as exc:
+        raise MusicGenreError(f"{path}: unreadable .npy file ({exc})") from None
+
+
+def validate_features(X: np.ndarray, features: str, source: str) -> np.ndarray:
+    """Check shape and finiteness of a feature array and return it as float32."""
+    shape = FEATURE_SHAPES[features]
+    if X.ndim != 1 + len(shape) or X.shape[1:] != shape:
+        want = "(N, " + ", ".join(map(str, shape)) + ")"
+        raise MusicGenreError(f"{source}: {features} array has shape {X.shape}, expected {want}")
+    if not np.issubdtype(X.dtype, np.number):
+        raise MusicGenreError(f"{source}: array of dtype {X.dtype}, expected numbers")
+    bad = ~np.isfinite(X.reshape(len(X), -1)).all(axis=1)
+    if bad.any():
+        raise MusicGenreError(
+            f"{source}: {int(bad.sum())} rows hold NaN or infinite values (first at row {int(np.argmax(bad))})"
+        )
+    return X.astype(np.float32, copy=False)
+
+
+def load_split(
+    root: str | os.PathLike, split: str, features: str, classes: tuple[str, ...] | None = None
+) -> Dataset:
+    """Load one split and validate it; `classes` (from train) fixes the label order, else the sorted unique labels."""
+    d = split_dir(Path(root), split, features)
+    X = _load_npy(d / "X.npy")
+    labels_path = d / "labels.npy"
+    labels = _load_npy(labels_path)
+    if labels.ndim != 1 or labels.dtype.kind not in "US":
+        raise MusicGenreError(f"{labels_path}: expected a 1-D array of genre names, got {labels.dtype} {labels.shape}")
+    labels = labels.astype(str)
+    if len(X) != len(labels):
+        raise MusicGenreError(f"{d}: X.npy has {len(X)} rows but labels.npy has {len(labels)}")
+    if len(X) == 0:
+        raise MusicGenreError(f"{d / 'X.npy'}: empty split")
+    X = validate_features(X, features, str(d / "X.npy"))
+    if classes is None:
+        classes = tuple(sorted(set(labels.tolist())))
+    index = {c: i for i, c in enumerate(classes)}
+    unknown = sorted(set(labels.tolist()) - index.keys())
+    if unknown:
+        raise MusicGenreError(
+            f"{labels_path}: unknown genre label(s) {', '.join(map(repr, unknown))}; known: {', '.join(classes)}"
+        )
+    y = np.fromiter((index[s] for s in labels), dtype=np.int64, count=len(labels))
+    return Dataset(X=X, y=y, classes=tuple(classes), features=features, split=split)
+
+
+def load_dataset(
+    root: str | os.PathLike | None, features: str, splits: tuple[str, ...] = ("train", "val")
+) -> dict[str, Dataset]:
+    """Load train plus whichever of the other requested splits exist; classes come from train."""
+    root = resolve_data_root(root)
+    train = load_split(root, "train", features)
+    out = {"train": train}
+    for split in splits:
+        if split != "train" and has_split(root, split, features):
+            out[split] = load_split(root, split, features, train.classes)
+    return out

@@ -1,0 +1,40 @@
+"""Classification metrics, computed with scikit-learn and returned as plain JSON-ready dicts."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+
+def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
+    """Macro-averaged F1 over all classes (a class never predicted scores 0)."""
+    return float(f1_score(y_true, y_pred, labels=range(n_classes), average="macro", zero_division=0))
+
+
+def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: tuple[str, ...]) -> dict:
+    """Accuracy, macro F1, per-class precision/recall/F1/support and the confusion matrix (rows = truth)."""
+    labels = list(range(len(classes)))
+    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
+    return {
+        "n": int(len(y_true)),
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "f1_macro": macro_f1(y_true, y_pred, len(classes)),
+        "classes": list(classes),
+        "per_class": {
+            c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
+            for i, c in enumerate(classes)
+        },
+        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+    }
+
+
+def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, n_bins: int = 15) -> float:
+    """ECE: the gap between confidence and accuracy, averaged over equal-width confidence bins."""
+    conf = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == y_true
+    bins = np.minimum((conf * n_bins).astype(int), n_bins - 1)
+    ece = 0.0
+    for b in np.unique(bins):
+        m = bins == b
+        ece += m.mean() * abs(correct[m].mean() - conf[m].mean())
+    return float(ece)
