@@ -1,0 +1,46 @@
+"""Shared fixtures: the study's data and real recordings, read in place from ../shared."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+STUDY_DATA = SHARED / "data" / "music_genre_data_di"
+GENRES = ("blues", "classical", "hiphop", "rock_metal_hardrock")
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    if not SHARED.is_dir():
+        pytest.fail(f"{SHARED} is missing: the tests read the shared data beside the checkout")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def audio_dir(shared_dir: Path) -> Path:
+    return shared_dir / "audio"
+
+
+@pytest.fixture(scope="session")
+def study_data(shared_dir: Path) -> Path:
+    return STUDY_DATA
+
+
+def write_split(root: Path, split: str, features: str, X: np.ndarray, labels) -> None:
+    """Write one split of a data root in the study's layout."""
+    d = root / split / {"mfcc": "mfccs", "melgram": "melgrams"}[features]
+    d.mkdir(parents=True, exist_ok=True)
+    np.save(d / "X.npy", X)
+    np.save(d / "labels.npy", np.asarray(labels))
+
+
+def synthetic_melgrams(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(n, 21, 128) arrays in [-80, 0] whose level depends on the genre, so a CNN can learn them."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % len(GENRES)
+    X = rng.uniform(-80, 0, size=(n, 21, 128))
+    X[:, :, :32] = np.clip(X[:, :, :32] * 0.2 - 60 + 15 * y[:, None, None], -80, 0)
+    return X.astype(np.float32), np.array(GENRES)[y]

@@ -1,0 +1,108 @@
+"""The command line end to end on temporary data roots: train -> evaluate, and its error lines."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import synthetic_melgrams, write_split
+from musicgenre.cli import main
+
+
+@pytest.fixture
+def small_mfcc_root(tmp_path, study_data):
+    """A data root holding a stratified slice of the real MFCC data."""
+    root = tmp_path / "data"
+    for split, n in [("train", 800), ("val", 400)]:
+        d = study_data / split / "mfccs"
+        X, labels = np.load(d / "X.npy"), np.load(d / "labels.npy")
+        keep = np.random.default_rng(0).permutation(len(X))[:n]
+        write_split(root, split, "mfcc", X[keep], labels[keep])
+    return root
+
+
+def test_train_then_evaluate_json(small_mfcc_root, tmp_path, capsys):
+    run = tmp_path / "run"
+    rc = main(["train", "--data", str(small_mfcc_root), "--out", str(run), "--epochs", "5", "--seed", "1",
+               "--standardize", "--optimizer", "adam", "--lr", "0.005"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "parameters" in out and "epoch   5/5" in out
+    for name in ["model.safetensors", "config.json", "history.json", "history.csv", "metrics.json"]:
+        assert (run / name).is_file()
+    config = json.loads((run / "config.json").read_text())
+    assert config["config"]["seed"] == 1 and config["classes"][0] == "blues"
+    assert len(json.loads((run / "history.json").read_text())) == 5
+
+    assert main(["evaluate", str(run), "--data", str(small_mfcc_root), "--split", "val", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["n"] == 400 and report["classes"] == config["classes"]
+    assert np.array(report["confusion_matrix"]).sum() == 400
+    assert report["accuracy"] > 0.6  # standardised MFCCs are well above chance (0.25) after 5 epochs
+    saved = json.loads((run / "metrics.json").read_text())["val"]
+    assert report["accuracy"] == pytest.approx(saved["accuracy"])
+
+    assert main(["evaluate", str(run), "--data", str(small_mfcc_root)]) == 0
+    assert "confusion matrix" in capsys.readouterr().out
+
+
+def test_existing_run_is_not_overwritten(small_mfcc_root, tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "keep.txt").write_text("precious")
+    rc = main(["train", "--data", str(small_mfcc_root), "--out", str(run), "--epochs", "1"])
+    assert rc == 2 and (run / "keep.txt").read_text() == "precious"
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_missing_test_split_and_missing_data_root(small_mfcc_root, tmp_path, capsys, monkeypatch):
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(small_mfcc_root), "--out", str(run), "--epochs", "1", "--seed", "0"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--data", str(small_mfcc_root), "--split", "test"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "test/mfccs/X.npy: file not found" in err and err.count("\n") == 1
+    monkeypatch.delenv("MUSICGENRE_DATA", raising=False)
+    assert main(["train", "--out", str(tmp_path / "r2")]) == 2
+    assert "music_genre_data_di" in capsys.readouterr().err
+
+
+def test_wrong_kind_of_model_directory(small_mfcc_root, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(small_mfcc_root), "--out", str(run), "--epochs", "1", "--seed", "0"]) == 0
+    capsys.readouterr()
+    config = json.loads((run / "config.json").read_text())
+    config["config"]["model"], config["config"]["features"] = "mel-cnn", "melgram"
+    (run / "config.json").write_text(json.dumps(config))
+    assert main(["evaluate", str(run), "--data", str(small_mfcc_root)]) == 2
+    assert "model.safetensors: weights do not fit model mel-cnn" in capsys.readouterr().err
+
+    (run / "config.json").write_text(json.dumps({"kind": "something-else"}))
+    assert main(["evaluate", str(run), "--data", str(small_mfcc_root)]) == 2
+    assert "not a musicgenre run configuration" in capsys.readouterr().err
+    assert main(["evaluate", str(small_mfcc_root), "--data", str(small_mfcc_root)]) == 2
+    assert "is not a musicgenre run directory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("model", ["mel-cnn", "mel-cnn-relu"])
+def test_melgram_cnn_trains_from_cli(tmp_path, capsys, model):
+    root = tmp_path / "mel"
+    X, labels = synthetic_melgrams(64)
+    write_split(root, "train", "melgram", X, labels)
+    write_split(root, "val", "melgram", *synthetic_melgrams(32, seed=1))
+    run = tmp_path / "run"
+    rc = main(["train", "--features", "melgram", "--model", model, "--data", str(root), "--out", str(run),
+               "--epochs", "2", "--seed", "0", "--optimizer", "adagrad", "--lr", "0.01"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert f"{model} (1,589,796 parameters)" in out  # 269,440 conv + 1,320,356 dense
+    assert json.loads((run / "config.json").read_text())["n_parameters"] == 1_589_796
+    assert main(["evaluate", str(run), "--data", str(root), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["n"] == 32
+
+
+def test_feature_model_mismatch_is_one_line(tmp_path, capsys):
+    assert main(["train", "--features", "mfcc", "--model", "mel-cnn", "--out", str(tmp_path / "r")]) == 2
+    assert "model mel-cnn reads melgram features, not mfcc" in capsys.readouterr().err

@@ -1,0 +1,99 @@
+"""Loading the study's dataset, and each validation error on a crafted bad file."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import GENRES, write_split
+from musicgenre.datasets import load_dataset, load_split, resolve_data_root
+from musicgenre.errors import MusicGenreError
+
+
+def test_loads_real_mfcc_train_and_val(study_data):
+    data = load_dataset(study_data, "mfcc")
+    assert set(data) == {"train", "val"}  # the test split is withheld here
+    train, val = data["train"], data["val"]
+    assert train.X.shape == (3200, 26) and val.X.shape == (800, 26)
+    assert train.X.dtype == np.float32 and train.y.dtype == np.int64
+    assert train.classes == GENRES and val.classes == GENRES
+    assert np.bincount(train.y).tolist() == [800] * 4
+    raw = np.load(study_data / "train" / "mfccs" / "labels.npy")
+    assert [train.classes[i] for i in train.y[:50]] == raw[:50].tolist()
+
+
+def test_data_root_from_env_and_missing(monkeypatch, study_data, tmp_path):
+    monkeypatch.setenv("MUSICGENRE_DATA", str(study_data))
+    assert resolve_data_root(None) == study_data
+    monkeypatch.delenv("MUSICGENRE_DATA")
+    with pytest.raises(MusicGenreError, match="music_genre_data_di"):
+        resolve_data_root(None)
+    with pytest.raises(MusicGenreError, match="no train/ folder"):
+        resolve_data_root(tmp_path)
+
+
+def _root(tmp_path, X, labels, features="mfcc"):
+    write_split(tmp_path, "train", features, X, labels)
+    return tmp_path
+
+
+GOOD_LABELS = np.array(GENRES * 2)
+
+
+@pytest.mark.parametrize(
+    "X, labels, message",
+    [
+        (np.zeros((8, 25)), GOOD_LABELS, r"shape \(8, 25\), expected \(N, 26\)"),
+        (np.zeros((7, 26)), GOOD_LABELS, "X.npy has 7 rows but labels.npy has 8"),
+        (np.where(np.eye(8, 26) > 0, np.nan, 0.0), GOOD_LABELS, "8 rows hold NaN"),
+        (np.full((8, 26), np.inf), GOOD_LABELS, "NaN or infinite"),
+        (np.zeros((8, 26)), np.arange(8), "expected a 1-D array of genre names"),
+        (np.zeros((0, 26)), np.array([], dtype="<U5"), "empty split"),
+    ],
+)
+def test_validation_errors_name_the_file(tmp_path, X, labels, message):
+    root = _root(tmp_path, X, labels)
+    with pytest.raises(MusicGenreError, match=message) as err:
+        load_split(root, "train", "mfcc")
+    assert str(tmp_path) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_melgram_shape_checked(tmp_path):
+    root = _root(tmp_path, np.zeros((8, 128, 21)), GOOD_LABELS, "melgram")
+    with pytest.raises(MusicGenreError, match=r"expected \(N, 21, 128\)"):
+        load_split(root, "train", "melgram")
+
+
+def test_unknown_label_in_val(tmp_path):
+    write_split(tmp_path, "train", "mfcc", np.zeros((8, 26)), GOOD_LABELS)
+    write_split(tmp_path, "val", "mfcc", np.zeros((2, 26)), ["blues", "jazz"])
+    with pytest.raises(MusicGenreError, match=r"val/mfccs/labels.npy: unknown genre label\(s\) 'jazz'"):
+        load_dataset(tmp_path, "mfcc")
+
+
+def test_pickled_object_array_is_refused(tmp_path):
+    d = tmp_path / "train" / "mfccs"
+    d.mkdir(parents=True)
+    np.save(d / "X.npy", np.array([{"a": 1}] * 8, dtype=object), allow_pickle=True)
+    np.save(d / "labels.npy", GOOD_LABELS)
+    with pytest.raises(MusicGenreError, match="not a plain numpy array"):
+        load_split(tmp_path, "train", "mfcc")
+
+
+def test_missing_and_corrupt_files(tmp_path):
+    with pytest.raises(MusicGenreError, match="X.npy: file not found"):
+        load_split(tmp_path, "train", "mfcc")
+    d = tmp_path / "train" / "mfccs"
+    d.mkdir(parents=True)
+    (d / "X.npy").write_bytes(b"not numpy at all")
+    np.save(d / "labels.npy", GOOD_LABELS)
+    with pytest.raises(MusicGenreError, match="X.npy"):
+        load_split(tmp_path, "train", "mfcc")
+
+
+def test_optional_splits_and_test_split(tmp_path):
+    X = np.random.default_rng(0).normal(size=(8, 26))
+    write_split(tmp_path, "train", "mfcc", X, GOOD_LABELS)
+    assert set(load_dataset(tmp_path, "mfcc", ("train", "val", "test"))) == {"train"}
+    write_split(tmp_path, "test", "mfcc", X[:4], GOOD_LABELS[:4])
+    assert set(load_dataset(tmp_path, "mfcc", ("train", "val", "test"))) == {"train", "test"}
