@@ -104,6 +104,50 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_extract(args: argparse.Namespace) -> int:
+    from musicgenre.extraction import build_dataset
+
+    ratio = tuple(float(r) for r in args.split_ratio.split("/"))
+    manifest = build_dataset(args.audio_dir, args.out, split_ratio=ratio, seed=args.seed, workers=args.workers,
+                             overwrite=args.overwrite)
+    files_ = manifest["files"]
+    failed = [f for f in files_ if f.get("error")]
+    for split in ("train", "val", "test"):
+        n = sum(f["n_segments"] for f in files_ if f.get("split") == split and not f.get("error"))
+        if n:
+            print(f"{split}: {n} one-second clips from {sum(f.get('split') == split for f in files_)} files")
+    for f in failed:
+        print(f"skipped: {f['error']}", file=sys.stderr)
+    print(f"dataset written to {args.out} (manifest.json lists every file)")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from musicgenre.predict import predict_paths
+
+    failed = []
+    for pred in predict_paths(args.paths, args.model, args.workers):
+        if pred.error is not None:
+            failed.append(pred.error)
+            if args.json:
+                print(json.dumps(pred.to_json()), flush=True)
+            continue
+        if args.json:
+            print(json.dumps(pred.to_json(args.segments)), flush=True)
+            continue
+        if pred.silent:
+            print(f"{pred.path}  (silent: no genre)  [{pred.duration:.1f} s]")
+        else:
+            probs = "  ".join(f"{c} {p:.2f}" for c, p in pred.probabilities.items())
+            print(f"{pred.path}  {pred.genre} ({pred.probabilities[pred.genre]:.2f})   {probs}  [{pred.duration:.1f} s]")
+        if args.segments:
+            for s in pred.segments:
+                print(f"  {s.start:5d} s  {s.genre or '(silent)':20s} {s.probability:.2f}")
+    for err in failed:
+        print(f"error: {err}", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="musicgenre", description="Classify music into genres with small neural networks.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -120,6 +164,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=["train", "val", "test"], default="val")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("extract", help="build a dataset in the study's format from one audio folder per genre")
+    p.add_argument("audio_dir", help="folder with one subfolder of audio files per genre")
+    p.add_argument("--out", required=True, help="data root to create")
+    p.add_argument("--split-ratio", default="0.8/0.2", help="train/val fractions of each genre's files")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=None, help="decoding processes (default: all cores)")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_extract)
+
+    p = sub.add_parser("predict", help="genre of audio files (wav, flac, ogg, mp3), per file and per second")
+    p.add_argument("paths", nargs="+", help="audio files or folders (searched recursively)")
+    p.add_argument("--model", default=None, help="run directory or ensemble:RUN1,RUN2 (default: the shipped model)")
+    p.add_argument("--json", action="store_true", help="one JSON object per file (JSON Lines)")
+    p.add_argument("--segments", action="store_true", help="also the per-second timeline")
+    p.add_argument("--workers", type=int, default=None, help="decoding processes for several files (default: all cores)")
+    p.set_defaults(func=cmd_predict)
     return parser
 
 
