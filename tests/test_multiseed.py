@@ -72,3 +72,23 @@ def test_every_optimizer_trains_stacked(mfcc, optimizer):
     assert not torch.equal(first[0], first[1])  # each seed its own model
     alone = train(TrainConfig(**{**cfg.to_dict(), "seed": 1}), mfcc["train"], mfcc["val"])
     assert results[1].history[-1].loss == pytest.approx(alone.history[-1].loss, rel=1e-3)
+
+
+def test_cli_trains_seeds_together(mfcc, tmp_path, monkeypatch, capsys):
+    import json
+
+    from conftest import write_split
+    from musicgenre.cli import main
+
+    root = tmp_path / "data"
+    for split in ("train", "val"):
+        d = mfcc[split]
+        write_split(root, split, "mfcc", d.X, np.array(d.classes)[d.y])
+    out = tmp_path / "runs"
+    assert main(["train", "--data", str(root), "--out", str(out), "--seeds", "3", "--seed", "10", "--epochs", "2"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["seed-10", "seed-11", "seed-12", "summary.json"]
+    summary = json.loads((out / "summary.json").read_text())
+    accs = [json.loads((out / f"seed-{s}" / "metrics.json").read_text())["val"]["accuracy"] for s in (10, 11, 12)]
+    assert summary["val_accuracy"]["values"] == accs
+    assert summary["val_accuracy"]["mean"] == pytest.approx(np.mean(accs))
+    assert "over 3 seeds" in capsys.readouterr().out
