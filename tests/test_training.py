@@ -7,14 +7,13 @@ from dataclasses import asdict
 
 import numpy as np
 import pytest
+import torch
 
 from musicgenre.config import TrainConfig
 from musicgenre.datasets import Dataset, load_dataset
 from musicgenre.metrics import macro_f1
 from musicgenre.runs import load_run, save_run
 from musicgenre.training import evaluate_model, train, val_scores
-
-import torch
 
 
 @pytest.fixture(scope="session")
