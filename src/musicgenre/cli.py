@@ -52,6 +52,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from musicgenre.training import train
 
     cfg = train_config_from_args(args)
+    if args.seeds < 1:
+        raise MusicGenreError(f"--seeds must be at least 1, not {args.seeds}")
     prepare_out_dir(args.out, args.overwrite)[0].rmdir()  # fail before training, not after
     data = load_dataset(args.data, cfg.features)
     n_params = count_parameters(build_model(cfg.model, len(data["train"].classes)))
@@ -63,12 +65,40 @@ def cmd_train(args: argparse.Namespace) -> int:
         val_txt = f"  val acc {r.val_accuracy:.3f}  val F1 {r.val_f1:.3f}" if r.val_f1 is not None else ""
         print(f"epoch {r.epoch:3d}/{cfg.epochs}  loss {r.loss:.4f}{val_txt}  ({r.seconds:.2f} s)", flush=True)
 
+    if args.seeds > 1:
+        return train_many_seeds(cfg, args, data["train"], val, show)
     result = train(cfg, data["train"], val, on_epoch=show)
     out = save_run(result, args.out, args.overwrite)
     summary = f"trained in {result.train_seconds:.1f} s; kept epoch {result.best_epoch}"
     if result.metrics:
         summary += f": val accuracy {result.metrics['accuracy']:.4f}, macro F1 {result.metrics['f1_macro']:.4f}"
     print(f"{summary}\nrun saved to {out} (seed {result.config.seed})")
+    return 0
+
+
+def train_many_seeds(cfg, args: argparse.Namespace, train_set, val_set, show) -> int:
+    """Seeds seed..seed+N-1 trained together; OUT/seed-K per seed and OUT/summary.json (mean and std)."""
+    import statistics
+    from dataclasses import replace
+
+    from musicgenre.io import atomic_write_json
+    from musicgenre.runs import commit_dir, prepare_out_dir, save_run
+    from musicgenre.training import resolve_seed, train_seeds
+
+    cfg = resolve_seed(cfg)
+    seeds = list(range(cfg.seed, cfg.seed + args.seeds))
+    results = train_seeds(cfg, seeds, train_set, val_set, on_epoch=show)
+    tmp, out = prepare_out_dir(args.out, args.overwrite)
+    for r in results:
+        save_run(r, tmp / f"seed-{r.config.seed}")
+    summary: dict = {"config": replace(cfg, seed=None).to_dict(), "seeds": seeds}
+    if val_set is not None:
+        for key in ("accuracy", "f1_macro"):
+            values = [r.metrics[key] for r in results]
+            summary[f"val_{key}"] = {"mean": statistics.mean(values), "std": statistics.stdev(values), "values": values}
+            print(f"val {key}: {statistics.mean(values):.4f} ± {statistics.stdev(values):.4f} over {len(seeds)} seeds")
+    atomic_write_json(tmp / "summary.json", summary)
+    print(f"runs saved to {commit_dir(tmp, out)}/seed-{{{seeds[0]}..{seeds[-1]}}}")
     return 0
 
 
@@ -156,6 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_options(p)
     p.add_argument("--out", required=True, help="run directory to create")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    p.add_argument("--seeds", type=int, default=1,
+                   help="train N seeds (seed..seed+N-1) together; OUT/seed-K each, OUT/summary.json")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="accuracy, macro F1, per-class report and confusion matrix of a run")
