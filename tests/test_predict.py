@@ -1,0 +1,97 @@
+"""`musicgenre predict` on real recordings, on bad input, and with run directories of both kinds."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import synthetic_melgrams, write_split
+from musicgenre.cli import main
+from musicgenre.predict import READY_MODEL, predict_paths
+
+
+def _jsonl(capsys) -> list[dict]:
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+
+@pytest.fixture(scope="module")
+def real_predictions(audio_dir):
+    """The shipped model's prediction for every real recording, by file name."""
+    return {p.path.name: p for p in predict_paths([audio_dir], workers=2)}
+
+
+def test_ready_model_ships_in_package():
+    assert (READY_MODEL / "model.safetensors").is_file() and (READY_MODEL / "config.json").is_file()
+    assert (READY_MODEL / "model.safetensors").stat().st_size < 200_000
+
+
+def test_classical_recordings_come_out_classical(real_predictions):
+    for name in ["classical_brahms_hungarian_dance_5.ogg", "classical_tchaikovsky_sugar_plum_fairy.ogg"]:
+        assert real_predictions[name].genre == "classical", real_predictions[name].probabilities
+
+
+def test_four_genre_recordings_mostly_right(real_predictions):
+    """Real songs of the model's genres, each labelled by the genre its file name starts with."""
+    in_scope = {n: p for n, p in real_predictions.items() if n.split("_")[0] in ("blues", "classical", "hiphop", "rock")}
+    right = sum(p.genre.startswith(n.split("_")[0]) for n, p in in_scope.items())
+    assert len(in_scope) == 6 and right >= 4, {n: p.genre for n, p in in_scope.items()}
+
+
+def test_probabilities_and_timeline(real_predictions):
+    for pred in real_predictions.values():
+        assert pred.error is None and not pred.silent
+        assert sum(pred.probabilities.values()) == pytest.approx(1.0, abs=1e-3)
+        assert len(pred.segments) == max(1, math.ceil(pred.duration))
+        assert [s.start for s in pred.segments] == list(range(len(pred.segments)))
+
+
+def test_cli_json_lines_with_segments(audio_dir, capsys):
+    clip = audio_dir / "blues_sorohanro_solo_trumpet.ogg"  # 5.3 s
+    assert main(["predict", str(clip), "--json", "--segments"]) == 0
+    [record] = _jsonl(capsys)
+    assert record["file"] == str(clip) and record["n_segments"] == 6 and len(record["segments"]) == 6
+    assert set(record["probabilities"]) == {"blues", "classical", "hiphop", "rock_metal_hardrock"}
+    assert record["genre"] == max(record["probabilities"], key=record["probabilities"].get)
+
+
+def test_folder_goes_on_past_bad_files(audio_dir, tmp_path, capsys):
+    (tmp_path / "good.ogg").symlink_to(audio_dir / "classical_brahms_hungarian_dance_5.ogg")
+    (tmp_path / "notes.mp3").write_text("this is not audio")
+    sr = 96_000
+    sf.write(tmp_path / "six_channels.wav", np.random.default_rng(0).normal(0, 0.1, (sr // 2, 6)), sr)
+    sf.write(tmp_path / "short.wav", np.sin(np.arange(1600) / 5.0) * 0.5, 8000)  # 0.2 s
+    sf.write(tmp_path / "silence.flac", np.zeros(16000), 8000)
+    rc = main(["predict", str(tmp_path), "--json"])
+    assert rc == 1
+    out = capsys.readouterr()
+    records = {json.loads(line)["file"].split("/")[-1]: json.loads(line) for line in out.out.splitlines()}
+    assert records["good.ogg"]["genre"] == "classical"
+    assert "notes.mp3: not a readable audio file" in records["notes.mp3"]["error"]
+    assert records["six_channels.wav"]["n_segments"] == 1 and records["six_channels.wav"]["genre"]
+    assert records["short.wav"]["n_segments"] == 1 and records["short.wav"]["genre"]
+    assert records["silence.flac"]["silent"] is True and records["silence.flac"]["genre"] is None
+    assert out.err.strip().splitlines() == [f"error: {tmp_path / 'notes.mp3'}: not a readable audio file (unknown format or corrupt data)"]
+
+
+def test_missing_file_and_wrong_model_dir(tmp_path, capsys, audio_dir):
+    assert main(["predict", str(tmp_path / "nope.mp3")]) == 2
+    assert capsys.readouterr().err == f"error: {tmp_path / 'nope.mp3'}: no such file or folder\n"
+    (tmp_path / "config.json").write_text('{"kind": "keras-model"}')
+    assert main(["predict", str(audio_dir / "blues_sorohanro_solo_trumpet.ogg"), "--model", str(tmp_path)]) == 2
+    assert "not a musicgenre run configuration" in capsys.readouterr().err
+
+
+def test_predict_with_a_melgram_run(tmp_path, audio_dir, capsys):
+    root = tmp_path / "mel"
+    write_split(root, "train", "melgram", *synthetic_melgrams(32))
+    run = tmp_path / "run"
+    assert main(["train", "--features", "melgram", "--model", "mel-cnn", "--data", str(root), "--out", str(run),
+                 "--epochs", "1", "--seed", "0"]) == 0
+    capsys.readouterr()
+    assert main(["predict", str(audio_dir / "blues_sorohanro_solo_trumpet.ogg"), "--model", str(run), "--json"]) == 0
+    [record] = _jsonl(capsys)
+    assert record["n_segments"] == 6 and record["genre"] in record["probabilities"]
