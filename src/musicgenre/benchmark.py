@@ -36,13 +36,14 @@ def compare_devices(cfg: TrainConfig, devices: list[str], data: str | None = Non
     devices = [d.strip() for d in devices if d.strip()]
     if not devices:
         raise MusicGenreError("--devices: give at least one device, e.g. cpu,cuda")
+    available = {d: device_available(d) for d in devices}  # unknown names fail before any loading
     if cfg.seed is None:
         cfg = replace(cfg, seed=random.SystemRandom().randrange(2**31))
     splits = load_dataset(data, cfg.features)
     train_set, val_set = splits["train"], splits.get("val")
     rows = []
     for device in devices:
-        if not device_available(device):
+        if not available[device]:
             rows.append({"device": device, "available": False})
             continue
         result = train(replace(cfg, device=device), train_set, val_set)
