@@ -27,7 +27,8 @@ def device_available(device: str) -> bool:
 def device_name(device: str) -> str:
     if device.startswith("cuda"):
         return torch.cuda.get_device_name(torch.device(device))
-    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    n = torch.get_num_threads()
+    return f"{platform.processor() or platform.machine()}, {n} thread{'s' if n != 1 else ''}"
 
 
 def compare_devices(cfg: TrainConfig, devices: list[str], data: str | None = None) -> list[dict]:

@@ -55,9 +55,13 @@ def plot_learning_curves(history: list[dict], best_epoch: int, path: Path) -> No
         a2.plot(epochs, [h["val_f1"] for h in history], label="val macro F1")
         a2.legend()
     a2.set(xlabel="epoch", ylabel="score", title="validation")
+    from matplotlib.ticker import MaxNLocator
+
     for ax in (a1, a2):
-        ax.axvline(best_epoch, color="grey", ls="--", lw=1)
+        ax.axvline(best_epoch, color="grey", ls="--", lw=1, label=f"kept epoch {best_epoch}")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
+    a1.legend()
     fig.tight_layout()
     _save(fig, path)
 
