@@ -44,3 +44,11 @@ def synthetic_melgrams(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     X = rng.uniform(-80, 0, size=(n, 21, 128))
     X[:, :, :32] = np.clip(X[:, :, :32] * 0.2 - 60 + 15 * y[:, None, None], -80, 0)
     return X.astype(np.float32), np.array(GENRES)[y]
+
+
+@pytest.fixture(scope="session")
+def decoded(audio_dir: Path) -> dict[str, np.ndarray]:
+    """Every real recording decoded once with load_audio, by file name."""
+    from musicgenre.audio import find_audio_files, load_audio
+
+    return {path.name: load_audio(path) for path in find_audio_files([audio_dir])}

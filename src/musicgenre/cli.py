@@ -53,6 +53,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from musicgenre.training import train
 
     cfg = train_config_from_args(args)
+    if args.seeds < 1:
+        raise MusicGenreError(f"--seeds must be at least 1, not {args.seeds}")
     prepare_out_dir(args.out, args.overwrite)[0].rmdir()  # fail before training, not after
     data = load_dataset(args.data, cfg.features)
     n_params = count_parameters(build_model(cfg.model, len(data["train"].classes)))
@@ -64,12 +66,40 @@ def cmd_train(args: argparse.Namespace) -> int:
         val_txt = f"  val acc {r.val_accuracy:.3f}  val F1 {r.val_f1:.3f}" if r.val_f1 is not None else ""
         print(f"epoch {r.epoch:3d}/{cfg.epochs}  loss {r.loss:.4f}{val_txt}  ({r.seconds:.2f} s)", flush=True)
 
+    if args.seeds > 1:
+        return train_many_seeds(cfg, args, data["train"], val, show)
     result = train(cfg, data["train"], val, on_epoch=show)
     out = save_run(result, args.out, args.overwrite)
     summary = f"trained in {result.train_seconds:.1f} s; kept epoch {result.best_epoch}"
     if result.metrics:
         summary += f": val accuracy {result.metrics['accuracy']:.4f}, macro F1 {result.metrics['f1_macro']:.4f}"
     print(f"{summary}\nrun saved to {out} (seed {result.config.seed})")
+    return 0
+
+
+def train_many_seeds(cfg, args: argparse.Namespace, train_set, val_set, show) -> int:
+    """Seeds seed..seed+N-1 trained together; OUT/seed-K per seed and OUT/summary.json (mean and std)."""
+    import statistics
+    from dataclasses import replace
+
+    from musicgenre.io import atomic_write_json
+    from musicgenre.runs import commit_dir, prepare_out_dir, save_run
+    from musicgenre.training import resolve_seed, train_seeds
+
+    cfg = resolve_seed(cfg)
+    seeds = list(range(cfg.seed, cfg.seed + args.seeds))
+    results = train_seeds(cfg, seeds, train_set, val_set, on_epoch=show)
+    tmp, out = prepare_out_dir(args.out, args.overwrite)
+    for r in results:
+        save_run(r, tmp / f"seed-{r.config.seed}")
+    summary: dict = {"config": replace(cfg, seed=None).to_dict(), "seeds": seeds}
+    if val_set is not None:
+        for key in ("accuracy", "f1_macro"):
+            values = [r.metrics[key] for r in results]
+            summary[f"val_{key}"] = {"mean": statistics.mean(values), "std": statistics.stdev(values), "values": values}
+            print(f"val {key}: {statistics.mean(values):.4f} ± {statistics.stdev(values):.4f} over {len(seeds)} seeds")
+    atomic_write_json(tmp / "summary.json", summary)
+    print(f"runs saved to {commit_dir(tmp, out)}/seed-{{{seeds[0]}..{seeds[-1]}}}")
     return 0
 
 
@@ -103,6 +133,50 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         print_metrics(m, f"{run.path} on {args.split}")
     return 0
+
+
+def cmd_extract(args: argparse.Namespace) -> int:
+    from musicgenre.extraction import build_dataset
+
+    ratio = tuple(float(r) for r in args.split_ratio.split("/"))
+    manifest = build_dataset(args.audio_dir, args.out, split_ratio=ratio, seed=args.seed, workers=args.workers,
+                             overwrite=args.overwrite)
+    files_ = manifest["files"]
+    failed = [f for f in files_ if f.get("error")]
+    for split in ("train", "val", "test"):
+        n = sum(f["n_segments"] for f in files_ if f.get("split") == split and not f.get("error"))
+        if n:
+            print(f"{split}: {n} one-second clips from {sum(f.get('split') == split for f in files_)} files")
+    for f in failed:
+        print(f"skipped: {f['error']}", file=sys.stderr)
+    print(f"dataset written to {args.out} (manifest.json lists every file)")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from musicgenre.predict import predict_paths
+
+    failed = []
+    for pred in predict_paths(args.paths, args.model, args.workers):
+        if pred.error is not None:
+            failed.append(pred.error)
+            if args.json:
+                print(json.dumps(pred.to_json()), flush=True)
+            continue
+        if args.json:
+            print(json.dumps(pred.to_json(args.segments)), flush=True)
+            continue
+        if pred.silent:
+            print(f"{pred.path}  (silent: no genre)  [{pred.duration:.1f} s]")
+        else:
+            probs = "  ".join(f"{c} {p:.2f}" for c, p in pred.probabilities.items())
+            print(f"{pred.path}  {pred.genre} ({pred.probabilities[pred.genre]:.2f})   {probs}  [{pred.duration:.1f} s]")
+        if args.segments:
+            for s in pred.segments:
+                print(f"  {s.start:5d} s  {s.genre or '(silent)':20s} {s.probability:.2f}")
+    for err in failed:
+        print(f"error: {err}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -147,6 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_options(p)
     p.add_argument("--out", required=True, help="run directory to create")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    p.add_argument("--seeds", type=int, default=1,
+                   help="train N seeds (seed..seed+N-1) together; OUT/seed-K each, OUT/summary.json")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="accuracy, macro F1, per-class report and confusion matrix of a run")
@@ -155,6 +231,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=["train", "val", "test"], default="val")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("extract", help="build a dataset in the study's format from one audio folder per genre")
+    p.add_argument("audio_dir", help="folder with one subfolder of audio files per genre")
+    p.add_argument("--out", required=True, help="data root to create")
+    p.add_argument("--split-ratio", default="0.8/0.2", help="train/val fractions of each genre's files")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=None, help="decoding processes (default: all cores)")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_extract)
+
+    p = sub.add_parser("predict", help="genre of audio files (wav, flac, ogg, mp3), per file and per second")
+    p.add_argument("paths", nargs="+", help="audio files or folders (searched recursively)")
+    p.add_argument("--model", default=None, help="run directory or ensemble:RUN1,RUN2 (default: the shipped model)")
+    p.add_argument("--json", action="store_true", help="one JSON object per file (JSON Lines)")
+    p.add_argument("--segments", action="store_true", help="also the per-second timeline")
+    p.add_argument("--workers", type=int, default=None, help="decoding processes for several files (default: all cores)")
+    p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("sweep", help="train every optimizer x seed on one model; table, CSV and chart (resumable)")
     _add_train_options(p)

@@ -1,41 +1,53 @@
-"""Atomic file writing: a reader sees the old file or the new one, never half of either."""
+"""Atomic file writes: a reader (or a crash) never sees half a file, only the old one or the new one."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import IO, Any
 
 import numpy as np
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write to a temporary file in the same folder, then rename it over `path`."""
+@contextmanager
+def _atomic_file(path: str | Path) -> Iterator[IO[bytes]]:
+    """Yield a temporary file beside path; on success it replaces path, on error it is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            os.fchmod(f.fileno(), 0o644)  # mkstemp makes it owner-only; results are meant to be shared
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        os.unlink(tmp)
         raise
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write bytes to path atomically, creating its folder if needed."""
+    with _atomic_file(path) as f:
+        f.write(data)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write UTF-8 text to path atomically."""
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def atomic_write_json(path: str | os.PathLike, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
+def atomic_save_npy(path: str | Path, array: np.ndarray) -> None:
+    """Save an array in .npy format (no pickles) to path atomically."""
+    with _atomic_file(path) as f:
+        np.save(f, np.asarray(array), allow_pickle=False)
 
 
-def atomic_save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
-    buf = io.BytesIO()
-    np.save(buf, array, allow_pickle=False)
-    atomic_write_bytes(path, buf.getvalue())
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    """Write obj as indented JSON (keys in insertion order) to path atomically."""
+    atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")

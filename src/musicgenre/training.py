@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import inspect
+import os
 import random
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -15,7 +17,7 @@ from torch import nn
 from musicgenre.config import TrainConfig
 from musicgenre.datasets import Dataset
 from musicgenre.errors import MusicGenreError
-from musicgenre.metrics import classification_metrics, macro_f1
+from musicgenre.metrics import classification_metrics
 from musicgenre.models import GenreNet, build_model, model_features
 
 
@@ -60,14 +62,27 @@ def seed_everything(seed: int) -> None:
 
 
 def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
-    """The torch.optim optimizer named in the config, with its lr and weight decay."""
+    """The torch.optim optimizer named in the config, with its lr and weight decay; the foreach
+    (multi-tensor) implementation, which updates all parameters in a few calls instead of one per tensor."""
     cls = getattr(torch.optim, cfg.optimizer)
+    accepted = inspect.signature(cls).parameters
     kwargs: dict = {"lr": cfg.lr}
+    if "foreach" in accepted:
+        kwargs["foreach"] = True
     if cfg.weight_decay:
-        if "weight_decay" not in inspect.signature(cls).parameters:
+        if "weight_decay" not in accepted:
             raise MusicGenreError(f"optimizer {cfg.optimizer} has no weight decay")
         kwargs["weight_decay"] = cfg.weight_decay
     return cls(params, **kwargs)
+
+
+def make_scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, steps_per_epoch: int):
+    """The configured learning-rate schedule (None for a constant rate)."""
+    if cfg.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
+    if cfg.scheduler == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch)
+    return None
 
 
 def fit_standardization(model: GenreNet, X: np.ndarray) -> None:
@@ -84,6 +99,85 @@ def predict_logits(model: nn.Module, X: torch.Tensor, batch_size: int = 4096) ->
     return torch.cat([model(X[i : i + batch_size]) for i in range(0, len(X), batch_size)])
 
 
+def train_threads() -> int:
+    """CPU threads for training: 1 (measured fastest on small models and on shared 2-core machines,
+    where extra threads only wait on each other); MUSICGENRE_THREADS overrides it."""
+    return int(os.environ.get("MUSICGENRE_THREADS", "1"))
+
+
+@contextmanager
+def cpu_threads(device: torch.device) -> Iterator[None]:
+    """Run the block with `train_threads()` intra-op threads on CPU, restoring the setting after."""
+    before = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(train_threads())
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def val_scores(pred: torch.Tensor, y: torch.Tensor, n_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Accuracy and macro F1 (a class never predicted scores 0, as in metrics.macro_f1) of predictions
+    shaped (..., N), one pair per leading index: one confusion-matrix count for any number of models."""
+    lead = pred.shape[:-1]
+    rows = pred.reshape(-1, pred.shape[-1])
+    offset = torch.arange(len(rows), device=pred.device)[:, None] * n_classes**2
+    cm = torch.bincount((offset + y * n_classes + rows).flatten(), minlength=len(rows) * n_classes**2)
+    cm = cm.view(len(rows), n_classes, n_classes).double()
+    tp = cm.diagonal(dim1=1, dim2=2)
+    denom = cm.sum(1) + cm.sum(2)  # predicted + true counts of each class
+    f1 = torch.where(denom > 0, 2 * tp / denom.clamp(min=1), 0.0).mean(1)
+    acc = tp.sum(1) / pred.shape[-1]
+    return acc.view(lead), f1.view(lead)
+
+
+@dataclass
+class BestKeeper:
+    """Tracks the best validation F1 so far and the early-stopping count."""
+
+    patience: int | None
+    best_f1: float = -1.0
+    best_epoch: int = 0
+    since_best: int = 0
+
+    def improved(self, epoch: int, f1: float | None) -> bool:
+        """Whether this epoch is the new best (always, without validation)."""
+        if f1 is None or f1 > self.best_f1:
+            self.best_f1, self.best_epoch, self.since_best = (f1 if f1 is not None else -1.0), epoch, 0
+            return True
+        self.since_best += 1
+        return False
+
+    @property
+    def stop(self) -> bool:
+        return self.patience is not None and self.since_best >= self.patience
+
+
+def resolve_seed(cfg: TrainConfig) -> TrainConfig:
+    """The config with a drawn seed when it has none (recorded, so the run can be repeated)."""
+    return cfg if cfg.seed is not None else replace(cfg, seed=random.SystemRandom().randrange(2**31))
+
+
+def check_features(cfg: TrainConfig, train_set: Dataset) -> None:
+    if model_features(cfg.model) != train_set.features:
+        raise MusicGenreError(f"model {cfg.model} reads {model_features(cfg.model)} features, not {train_set.features}")
+
+
+def new_model(cfg: TrainConfig, seed: int, train_set: Dataset, device: torch.device) -> GenreNet:
+    """The initial model of a seeded run (the same for `train` and the stacked multi-seed path)."""
+    seed_everything(seed)
+    model = build_model(cfg.model, len(train_set.classes))
+    if cfg.standardize:
+        fit_standardization(model, train_set.X)
+    return model.to(device)
+
+
+def as_tensors(dataset: Dataset, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """A split's features and labels, resident on the device for the whole run."""
+    return torch.from_numpy(dataset.X).to(device), torch.from_numpy(dataset.y).to(device)
+
+
 def train(
     cfg: TrainConfig,
     train_set: Dataset,
@@ -92,71 +186,59 @@ def train(
 ) -> TrainResult:
     """Train `cfg.model` on `train_set`; keep the epoch with the best validation macro F1
     (the last epoch when there is no validation split)."""
-    if model_features(cfg.model) != train_set.features:
-        raise MusicGenreError(f"model {cfg.model} reads {model_features(cfg.model)} features, not {train_set.features}")
-    if cfg.seed is None:
-        cfg = replace(cfg, seed=random.SystemRandom().randrange(2**31))
-    seed_everything(cfg.seed)
+    check_features(cfg, train_set)
+    cfg = resolve_seed(cfg)
     device = resolve_device(cfg.device)
-    classes = train_set.classes
-    model = build_model(cfg.model, len(classes))
-    if cfg.standardize:
-        fit_standardization(model, train_set.X)
-    model.to(device)
+    with cpu_threads(device):
+        return _train(cfg, train_set, val_set, on_epoch, device)
 
-    X = torch.from_numpy(train_set.X).to(device)
-    y = torch.from_numpy(train_set.y).to(device)
-    Xv = torch.from_numpy(val_set.X).to(device) if val_set is not None else None
+
+def _train(cfg, train_set, val_set, on_epoch, device) -> TrainResult:
+    classes = train_set.classes
+    model = new_model(cfg, cfg.seed, train_set, device)
+    X, y = as_tensors(train_set, device)
+    Xv, yv = as_tensors(val_set, device) if val_set is not None else (None, None)
     n, bs = len(y), cfg.batch_size
-    steps = (n + bs - 1) // bs
+    batch_sizes = torch.tensor([len(b) for b in torch.arange(n).split(bs)], dtype=torch.float32, device=device)
     opt = make_optimizer(cfg, model.parameters())
-    sched = None
-    if cfg.scheduler == "cosine":
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
-    elif cfg.scheduler == "onecycle":
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps)
+    sched = make_scheduler(cfg, opt, len(batch_sizes))
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     gen = torch.Generator().manual_seed(cfg.seed)
 
     result = TrainResult(model=model, config=cfg, classes=classes)
-    best_f1, best_state, since_best = -1.0, None, 0
+    keeper, best_state = BestKeeper(cfg.patience), None
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
         model.train()
         perm = torch.randperm(n, generator=gen).to(device)
-        total = torch.zeros((), device=device)
-        for i in range(0, n, bs):
-            idx = perm[i : i + bs]
-            loss = loss_fn(model(X[idx]), y[idx])
+        losses = []
+        for xb, yb in zip(X[perm].split(bs), y[perm].split(bs)):
+            loss = loss_fn(model(xb), yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += loss.detach() * len(idx)
+            losses.append(loss.detach())
             if cfg.scheduler == "onecycle":
                 sched.step()
         if cfg.scheduler == "cosine":
             sched.step()
-        epoch_loss = float(total) / n  # the one host sync of the epoch
+        epoch_loss = float(torch.stack(losses) @ batch_sizes) / n  # the one host sync of the epoch
         seconds = time.perf_counter() - t0
         result.train_seconds += seconds
 
         acc = f1 = None
         if Xv is not None:
-            pred = predict_logits(model, Xv).argmax(1).cpu().numpy()
-            acc = float((pred == val_set.y).mean())
-            f1 = macro_f1(val_set.y, pred, len(classes))
+            acc, f1 = map(float, val_scores(predict_logits(model, Xv).argmax(1), yv, len(classes)))
         record = EpochRecord(epoch, epoch_loss, acc, f1, seconds)
         result.history.append(record)
         if on_epoch is not None:
             on_epoch(record)
-        if f1 is None or f1 > best_f1:
-            best_f1, since_best, result.best_epoch = (f1 if f1 is not None else -1.0), 0, epoch
+        if keeper.improved(epoch, f1):
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            since_best += 1
-            if cfg.patience is not None and since_best >= cfg.patience:
-                break
+        elif keeper.stop:
+            break
 
+    result.best_epoch = keeper.best_epoch
     model.load_state_dict(best_state)
     model.eval()
     if val_set is not None:
@@ -178,5 +260,12 @@ def train_seeds(
     val_set: Dataset | None = None,
     on_epoch: Callable[[EpochRecord], None] | None = None,
 ) -> list[TrainResult]:
-    """One training run per seed of the same configuration, each as `train` would give it."""
+    """One training run per seed of the same configuration, each as `train` would give it: models made
+    of stackable layers (the MLPs) train all seeds at once as one batched model (see multiseed.py),
+    others one seed after another. `on_epoch` gets every record of every seed."""
+    from musicgenre.multiseed import can_stack, train_stacked
+
+    check_features(cfg, train_set)
+    if len(seeds) > 1 and can_stack(build_model(cfg.model, len(train_set.classes))):
+        return train_stacked(cfg, seeds, train_set, val_set, on_epoch)
     return [train(replace(cfg, seed=s), train_set, val_set, on_epoch) for s in seeds]

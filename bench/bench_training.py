@@ -1,0 +1,108 @@
+"""Training speed against a loop written the way the study wrote it (TensorDataset + DataLoader,
+shuffle, per-batch steps, validation through a DataLoader, torch's default threads), side by side in
+one process: the MFCC MLP (one seed, and ten seeds trained together) and the mel CNN.
+Run: PYTHONPATH=src python bench/bench_training.py"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from musicgenre.config import TrainConfig
+from musicgenre.datasets import Dataset, load_dataset
+from musicgenre.models import build_model
+from musicgenre.training import train, train_seeds
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "music_genre_data_di"
+MLP = TrainConfig(features="mfcc", model="mfcc-mlp", optimizer="SGD", lr=0.002, epochs=30, batch_size=16, seed=0, device="cpu")
+CNN = TrainConfig(features="melgram", model="mel-cnn", optimizer="SGD", lr=0.002, epochs=2, batch_size=16, seed=0, device="cpu")
+
+
+def reference_train(cfg: TrainConfig, train_set: Dataset, val_set: Dataset, threads: int | None = None) -> float:
+    """The study's loop; returns the final validation accuracy. `threads` None keeps torch's default."""
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model, len(train_set.classes))
+    opt = getattr(torch.optim, cfg.optimizer)(model.parameters(), lr=cfg.lr)
+    loss_fn = nn.CrossEntropyLoss()
+    loader = DataLoader(TensorDataset(torch.from_numpy(train_set.X), torch.from_numpy(train_set.y)),
+                        batch_size=cfg.batch_size, shuffle=True)
+    val_loader = DataLoader(TensorDataset(torch.from_numpy(val_set.X), torch.from_numpy(val_set.y)),
+                            batch_size=cfg.batch_size)
+    for _ in range(cfg.epochs):
+        model.train()
+        for xb, yb in loader:
+            opt.zero_grad()
+            loss = loss_fn(model(xb), yb)
+            loss.backward()
+            opt.step()
+        model.eval()
+        correct = 0
+        with torch.no_grad():
+            for xb, yb in val_loader:
+                correct += (model(xb).argmax(1) == yb).sum().item()
+    torch.set_num_threads(before)
+    return correct / len(val_set)
+
+
+def timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
+
+
+def synthetic_melgrams(n: int, seed: int = 0) -> Dataset:
+    """(n, 21, 128) inputs in [-80, 0] whose level depends on the class (the CNN has no real melgrams here)."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 4
+    X = rng.uniform(-80, 0, size=(n, 21, 128))
+    X[:, :, :32] = np.clip(X[:, :, :32] * 0.2 - 60 + 15 * y[:, None, None], -80, 0)
+    return Dataset(X.astype(np.float32), y.astype(np.int64), ("a", "b", "c", "d"), "melgram", "train")
+
+
+def row(name: str, ref_s: float, ours_s: float, **extra) -> dict:
+    r = {"benchmark": name, "reference_s": round(ref_s, 3), "ours_s": round(ours_s, 3), "ratio": round(ref_s / ours_s, 2), **extra}
+    print(r, flush=True)
+    return r
+
+
+def main() -> list[dict]:
+    data = load_dataset(DATA, "mfcc", ("train", "val"))
+    tr, va = data["train"], data["val"]
+    train(replace(MLP, epochs=1), tr, va)  # warm-up: lazy imports (torch._dynamo via torch.optim, sklearn)
+    reference_train(replace(MLP, epochs=1), tr, va)
+
+    ref_s, ref_acc = timed(lambda: reference_train(MLP, tr, va))
+    ref1_s, ref1_acc = timed(lambda: reference_train(MLP, tr, va, threads=1))
+    ours_s, ours = timed(lambda: train(MLP, tr, va))
+    rows = [
+        row("mlp 30 epochs vs study loop", ref_s, ours_s, reference_acc=ref_acc, ours_acc=ours.metrics["accuracy"],
+            ours_last_epoch_acc=ours.history[-1].val_accuracy),
+        row("mlp 30 epochs vs study loop at 1 thread", ref1_s, ours_s, reference_acc=ref1_acc, ours_acc=ours.metrics["accuracy"]),
+    ]
+    seeds_s, runs = timed(lambda: train_seeds(MLP, list(range(10)), tr, va))
+    accs = [r.metrics["accuracy"] for r in runs]
+    rows.append(row("mlp 10 seeds together vs ONE study-loop run", ref_s, seeds_s,
+                    ours_acc_mean=round(float(np.mean(accs)), 4), ours_acc_std=round(float(np.std(accs)), 4)))
+    rows.append(row("mlp 10 seeds together vs ONE study-loop run at 1 thread", ref1_s, seeds_s))
+
+    mel = synthetic_melgrams(1024)
+    ref_s, _ = timed(lambda: reference_train(CNN, mel, mel))
+    ours_s, _ = timed(lambda: train(CNN, mel, mel))
+    samples = CNN.epochs * len(mel)
+    rows.append(row("mel-cnn 2 epochs x 1024 (time; ratio = samples/s gain)", ref_s, ours_s,
+                    reference_samples_per_s=round(samples / ref_s), ours_samples_per_s=round(samples / ours_s)))
+    return rows
+
+
+if __name__ == "__main__":
+    sys.exit(0 if main() else 1)

@@ -1,0 +1,105 @@
+"""The study's two feature sets, computed for all 1-second segments of a file at once.
+
+mfcc reproduces pyAudioAnalysis 0.3.14 (the study's extractor) and melgram reproduces
+librosa's melspectrogram + power_to_db(ref=np.max), so models trained on the study's arrays apply.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+from scipy.fft import dct
+
+from musicgenre.audio import SAMPLE_RATE, SEGMENT_SAMPLES
+from musicgenre.datasets import FEATURE_SHAPES
+from musicgenre.errors import MusicGenreError
+
+FRAME = 400  # samples per analysis frame, 50 ms at 8 kHz: both feature sets use it as window and hop
+N_MFCC = 13
+TOP_DB = 80.0
+SILENCE_LEVEL = 1e-8  # a segment varying less than this carries no sound
+
+
+def _mfcc_filterbank(n_fft_bins: int = FRAME // 2, sr: int = SAMPLE_RATE) -> np.ndarray:
+    """pyAudioAnalysis's 40 triangular filters (13 linear, 27 log), shape (40, n_fft_bins).
+
+    It maps bin k to k / n_fft_bins * sr (not sr / 2); that quirk is kept, as the study's features have it.
+    """
+    n_lin, n_log = 13, 27
+    edges = np.zeros(n_lin + n_log + 2)
+    edges[:n_lin] = 133.33 + np.arange(n_lin) * (200 / 3)
+    edges[n_lin:] = edges[n_lin - 1] * 1.0711703 ** np.arange(1, n_log + 3)
+    low, centre, high = (edges[i : len(edges) - 2 + i, None] for i in range(3))
+    heights = 2.0 / (high - low)
+    bins = np.arange(n_fft_bins)
+    freqs = bins / n_fft_bins * sr
+
+    def first_bin(f: np.ndarray) -> np.ndarray:
+        return np.floor(f * n_fft_bins / sr) + 1
+
+    rising = (bins >= first_bin(low)) & (bins < first_bin(centre))
+    falling = (bins >= first_bin(centre)) & (bins < first_bin(high))
+    return np.where(rising, heights / (centre - low) * (freqs - low), 0.0) + np.where(
+        falling, heights / (high - centre) * (high - freqs), 0.0
+    )
+
+
+_FILTERBANK_T = _mfcc_filterbank().T
+
+
+def _check_segments(segments: np.ndarray) -> np.ndarray:
+    """Return segments as a 2-D array, raising ValueError for any other shape (a programming error)."""
+    segments = np.asarray(segments)
+    if segments.ndim != 2 or segments.shape[1] != SEGMENT_SAMPLES:
+        raise ValueError(f"segments must have shape (n, {SEGMENT_SAMPLES}), got {segments.shape}")
+    return segments
+
+
+def mfcc(segments: np.ndarray) -> np.ndarray:
+    """Mean and std over 20 frames of 13 MFCCs per segment, (n, 26) float64, as pyAudioAnalysis computes them.
+
+    Each segment is normalised on its own (DC removed, peak scaled to 1), as in the study.
+    """
+    x = _check_segments(segments).astype(np.float64) / 2.0**15
+    x -= x.mean(axis=1, keepdims=True)
+    x /= np.abs(x).max(axis=1, keepdims=True) + 1e-10
+    frames = x.reshape(len(x), SEGMENT_SAMPLES // FRAME, FRAME)
+    magnitude = np.abs(np.fft.rfft(frames, axis=-1)[..., : FRAME // 2]) / (FRAME // 2)
+    log_energies = np.log10(magnitude @ _FILTERBANK_T + sys.float_info.epsilon)
+    ceps = dct(log_energies, type=2, norm="ortho", axis=-1)[..., :N_MFCC]
+    return np.concatenate([ceps.mean(axis=1), ceps.std(axis=1)], axis=1)
+
+
+def melgram(segments: np.ndarray) -> np.ndarray:
+    """Log-mel spectrogram per segment, (n, 21, 128) float32 in [-80, 0] dB relative to the segment's peak.
+
+    Equals librosa.power_to_db(melspectrogram(seg, sr=8000, n_fft=400, hop_length=400), ref=np.max).T
+    for each segment, computed in one batched call.
+    """
+    import librosa
+
+    x = _check_segments(segments).astype(np.float32)
+    if len(x) == 0:  # librosa warns on an empty batch
+        return np.zeros((0, *FEATURE_SHAPES["melgram"]), dtype=np.float32)
+    power = librosa.feature.melspectrogram(y=x, sr=SAMPLE_RATE, n_fft=FRAME, hop_length=FRAME)
+    amin = np.float32(1e-10)
+    db = 10.0 * np.log10(np.maximum(power, amin))
+    peak_db = 10.0 * np.log10(np.maximum(power.max(axis=(1, 2), keepdims=True), amin))
+    db = np.maximum(db - peak_db, -TOP_DB)
+    return np.ascontiguousarray(db.transpose(0, 2, 1), dtype=np.float32)
+
+
+def silent_segments(segments: np.ndarray) -> np.ndarray:
+    """Flag segments without sound (constant, e.g. digital silence or padding): their features are degenerate."""
+    return np.ptp(_check_segments(segments), axis=1) < SILENCE_LEVEL
+
+
+_EXTRACTORS = {"mfcc": mfcc, "melgram": melgram}
+
+
+def extract(segments: np.ndarray, kind: str) -> np.ndarray:
+    """Compute the feature set named by kind ('mfcc' or 'melgram') for every segment."""
+    if kind not in _EXTRACTORS:
+        raise MusicGenreError(f"{kind!r}: unknown feature kind; choose one of {', '.join(FEATURE_SHAPES)}")
+    return _EXTRACTORS[kind](segments)

@@ -1,0 +1,125 @@
+import re
+
+import librosa
+import numpy as np
+import pytest
+import soundfile as sf
+
+from musicgenre.audio import SAMPLE_RATE, SEGMENT_SAMPLES, find_audio_files, load_audio, segment
+from musicgenre.errors import MusicGenreError
+
+# Durations from shared/audio/SOURCES.md, in seconds.
+DURATIONS = {
+    "blues_sorohanro_solo_trumpet.ogg": 5.3,
+    "classical_brahms_hungarian_dance_5.ogg": 45.8,
+    "classical_tchaikovsky_sugar_plum_fairy.ogg": 120,
+    "folk_karissa_hobbs_lets_go_fishin.ogg": 133,
+    "hiphop_admiralbob77_choice_drum_bass.ogg": 25,
+    "hiphop_fma_000002.mp3": 30,
+    "jazz_kevin_macleod_vibe_ace.ogg": 61.5,
+    "rock_fma_001040.mp3": 30,
+    "speech_librispeech_198-209-0000.ogg": 13.9,
+}
+
+
+def test_finds_all_real_recordings(audio_dir):
+    assert [p.name for p in find_audio_files([audio_dir])] == sorted(DURATIONS)
+
+
+def test_decodes_real_recordings_to_8k_mono(decoded):
+    assert set(decoded) == set(DURATIONS)
+    for name, y in decoded.items():
+        assert y.dtype == np.float32 and y.ndim == 1, name
+        assert len(y) / SAMPLE_RATE == pytest.approx(DURATIONS[name], abs=0.5), name
+        assert np.isfinite(y).all() and 0.01 < np.abs(y).max() <= 1.5, name
+
+
+def test_decoding_matches_librosa_load(audio_dir, decoded):
+    for name, y in decoded.items():
+        ref, sr = librosa.load(audio_dir / name, sr=SAMPLE_RATE, mono=True)
+        assert sr == SAMPLE_RATE and y.shape == ref.shape, name
+        np.testing.assert_allclose(y, ref, atol=1e-5, err_msg=name)
+
+
+def test_segment_lengths_and_padding():
+    y = np.arange(1, 2.5 * SEGMENT_SAMPLES + 1, dtype=np.float32)
+    segments = segment(y)
+    assert segments.shape == (3, SEGMENT_SAMPLES) and segments.dtype == np.float32
+    np.testing.assert_array_equal(segments.ravel()[: len(y)], y)
+    assert not segments[2, SEGMENT_SAMPLES // 2 :].any()
+    assert segment(np.ones(2 * SEGMENT_SAMPLES, dtype=np.float32)).shape == (2, SEGMENT_SAMPLES)
+
+
+def test_short_clip_gives_one_padded_segment():
+    clip = np.ones(int(0.2 * SAMPLE_RATE), dtype=np.float32)
+    segments = segment(clip)
+    assert segments.shape == (1, SEGMENT_SAMPLES)
+    assert segments[0, : len(clip)].all() and not segments[0, len(clip) :].any()
+
+
+def test_six_channel_96k_wav_is_mixed_and_resampled(tmp_path):
+    t = np.arange(int(2.5 * 96000)) / 96000
+    channels = np.stack([np.sin(2 * np.pi * 440 * t) * (k + 1) / 10 for k in range(6)], axis=1)
+    path = tmp_path / "surround.wav"
+    sf.write(path, channels, 96000)
+    y = load_audio(path)
+    assert y.shape == (int(2.5 * SAMPLE_RATE),)
+    # The mono mix of a 440 Hz tone of amplitude 0.35 keeps its amplitude once resampled.
+    assert np.abs(y[1000:-1000]).max() == pytest.approx(0.35, abs=0.01)
+
+
+def _error_naming(path, match: str):
+    return pytest.raises(MusicGenreError, match=re.escape(path.name) + ".*" + match)
+
+
+def test_missing_file(tmp_path):
+    path = tmp_path / "nowhere.wav"
+    with _error_naming(path, "no such file"):
+        load_audio(path)
+
+
+def test_text_file_renamed_mp3(tmp_path):
+    path = tmp_path / "notes.mp3"
+    path.write_text("not audio at all\n" * 50)
+    with _error_naming(path, "not a readable audio file"):
+        load_audio(path)
+
+
+def test_truncated_mp3(tmp_path, audio_dir):
+    data = (audio_dir / "rock_fma_001040.mp3").read_bytes()
+    path = tmp_path / "cut.mp3"
+    path.write_bytes(data[: len(data) * 3 // 10])
+    with _error_naming(path, "truncated"):
+        load_audio(path)
+
+
+def test_empty_wav(tmp_path):
+    path = tmp_path / "empty.wav"
+    sf.write(path, np.zeros((0, 1)), SAMPLE_RATE)
+    with _error_naming(path, "no audio samples"):
+        load_audio(path)
+
+
+def test_errors_are_one_line(tmp_path):
+    path = tmp_path / "notes.mp3"
+    path.write_text("text")
+    with pytest.raises(MusicGenreError) as info:
+        load_audio(path)
+    assert "\n" not in str(info.value)
+
+
+def test_find_audio_files(tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    for name in ["a/x.WAV", "a/b/y.flac", "a/b/z.Ogg", "a/b/w.mp3", "a/readme.txt"]:
+        (tmp_path / name).write_bytes(b"")
+    found = find_audio_files([tmp_path / "a", tmp_path / "a" / "x.WAV"])
+    assert found == sorted(tmp_path / n for n in ["a/x.WAV", "a/b/y.flac", "a/b/z.Ogg", "a/b/w.mp3"])
+
+
+def test_find_audio_files_errors(tmp_path):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "readme.txt").write_text("hi")
+    with _error_naming(tmp_path / "docs", "no audio files"):
+        find_audio_files([tmp_path / "docs"])
+    with _error_naming(tmp_path / "gone", "no such file"):
+        find_audio_files([tmp_path / "gone"])

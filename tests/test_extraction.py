@@ -1,0 +1,116 @@
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from musicgenre.audio import SAMPLE_RATE
+from musicgenre.errors import MusicGenreError
+from musicgenre.extraction import _split_counts, build_dataset
+
+# genre -> (recording, start second) for 3-second clips cut from the real recordings
+CLIPS = {
+    "blues": [("blues_sorohanro_solo_trumpet.ogg", 0), ("blues_sorohanro_solo_trumpet.ogg", 2.5)],
+    "classical": [
+        ("classical_brahms_hungarian_dance_5.ogg", 10),
+        ("classical_brahms_hungarian_dance_5.ogg", 20),
+        ("classical_tchaikovsky_sugar_plum_fairy.ogg", 30),
+    ],
+    "hiphop": [("hiphop_admiralbob77_choice_drum_bass.ogg", 5), ("hiphop_fma_000002.mp3", 5)],
+}
+
+
+@pytest.fixture(scope="module")
+def genre_dir(tmp_path_factory, decoded, audio_dir):
+    """Genre folders of short wav clips, one full mp3 (linked), one clip with a silent second, one bad file."""
+    root = tmp_path_factory.mktemp("genres")
+    for genre, clips in CLIPS.items():
+        (root / genre).mkdir()
+        for i, (name, start) in enumerate(clips):
+            begin = int(start * SAMPLE_RATE)
+            sf.write(root / genre / f"clip{i}.wav", decoded[name][begin : begin + 3 * SAMPLE_RATE], SAMPLE_RATE)
+    rock = root / "rock_metal_hardrock"
+    rock.mkdir()
+    (rock / "full.mp3").symlink_to(audio_dir / "rock_fma_001040.mp3")
+    with_silence = decoded["rock_fma_001040.mp3"][: 3 * SAMPLE_RATE].copy()
+    with_silence[SAMPLE_RATE : 2 * SAMPLE_RATE] = 0
+    sf.write(rock / "gap.wav", with_silence, SAMPLE_RATE)
+    (rock / "broken.mp3").write_text("this is not an mp3\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def built(genre_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("dataset") / "data"
+    return out, build_dataset(genre_dir, out, workers=2, progress=False)
+
+
+def load_split(out, split, folder):
+    return np.load(out / split / folder / "X.npy"), np.load(out / split / folder / "labels.npy")
+
+
+def test_arrays_have_the_study_layout(built):
+    out, manifest = built
+    totals = 0
+    for split in ("train", "val"):
+        (mfcc, mfcc_labels), (mel, mel_labels) = load_split(out, split, "mfccs"), load_split(out, split, "melgrams")
+        assert mfcc.dtype == mel.dtype == np.float32
+        assert mfcc.shape == (len(mfcc_labels), 26) and mel.shape == (len(mel_labels), 21, 128)
+        assert mfcc_labels.dtype.kind == "U" and (mfcc_labels == mel_labels).all()
+        assert np.isfinite(mfcc).all() and np.isfinite(mel).all()
+        expected = [f for f in manifest["files"] if f["split"] == split]
+        assert len(mfcc) == sum(f["n_segments"] - f["n_silent"] for f in expected)
+        for label in {f["label"] for f in expected}:
+            assert (mfcc_labels == label).sum() == sum(f["n_segments"] - f["n_silent"] for f in expected if f["label"] == label)
+        totals += len(mfcc)
+    assert totals == 7 * 3 + 30 + 2  # seven 3 s clips, the 30 s mp3, the clip with a silent second dropped
+    assert np.load(out / "train" / "mfccs" / "labels.npy").dtype == np.dtype("<U19")
+
+
+def test_manifest_lists_files_splits_and_the_bad_file(built):
+    out, manifest = built
+    assert json.loads((out / "manifest.json").read_text()) == manifest
+    by_path = {f["path"]: f for f in manifest["files"]}
+    assert len(by_path) == 10
+    broken = by_path["rock_metal_hardrock/broken.mp3"]
+    assert broken["split"] is None and "broken.mp3" in broken["error"]
+    assert by_path["rock_metal_hardrock/gap.wav"]["n_silent"] == 1
+    assert by_path["rock_metal_hardrock/full.mp3"]["n_segments"] == 30
+    for genre in ("blues", "classical", "hiphop", "rock_metal_hardrock"):
+        splits = {f["split"] for f in manifest["files"] if f["label"] == genre and f["error"] is None}
+        assert splits == {"train", "val"}, genre  # each file in one split, each split with files
+
+
+def test_seeded_split_is_deterministic(built, genre_dir, tmp_path):
+    out, manifest = built
+    again = build_dataset(genre_dir, tmp_path / "again", workers=1, progress=False)
+    assert again["files"] == manifest["files"]
+    for split in ("train", "val"):
+        for folder in ("mfccs", "melgrams"):
+            for a, b in zip(load_split(out, split, folder), load_split(tmp_path / "again", split, folder)):
+                np.testing.assert_array_equal(a, b)
+
+
+def test_refuses_to_overwrite(built, genre_dir):
+    out, _ = built
+    with pytest.raises(MusicGenreError, match="not empty"):
+        build_dataset(genre_dir, out, progress=False)
+
+
+def test_bad_audio_dirs(tmp_path):
+    (tmp_path / "flat").mkdir()
+    (tmp_path / "flat" / "song.wav").write_bytes(b"")
+    with pytest.raises(MusicGenreError, match="flat.*no genre subfolders"):
+        build_dataset(tmp_path / "flat", tmp_path / "out", progress=False)
+    (tmp_path / "genres" / "jazz").mkdir(parents=True)
+    with pytest.raises(MusicGenreError, match="jazz.*no audio files"):
+        build_dataset(tmp_path / "genres", tmp_path / "out", progress=False)
+
+
+@pytest.mark.parametrize(
+    "n, ratios, expected",
+    [(10, (0.8, 0.2), [8, 2]), (3, (0.8, 0.2), [2, 1]), (2, (0.8, 0.2), [1, 1]), (1, (0.8, 0.2), [1, 0]),
+     (4, (1.0, 0.0), [4, 0]), (0, (0.8, 0.2), [0, 0])],
+)
+def test_split_counts(n, ratios, expected):
+    assert _split_counts(n, np.array(ratios)).tolist() == expected

@@ -1,0 +1,79 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from pyAudioAnalysis import ShortTermFeatures
+
+from musicgenre.audio import SAMPLE_RATE, SEGMENT_SAMPLES, segment
+from musicgenre.errors import MusicGenreError
+from musicgenre.features import FEATURE_SHAPES, _mfcc_filterbank, extract, melgram, mfcc, silent_segments
+from musicgenre.reference import reference_melgram, reference_mfcc
+
+N_PARITY_SEGMENTS = 20  # per recording, to keep the reference loops quick
+
+
+@pytest.fixture(scope="module")
+def segmented(decoded) -> dict[str, np.ndarray]:
+    return {name: segment(y) for name, y in decoded.items()}
+
+
+def test_filterbank_matches_pyaudioanalysis():
+    fbank, _ = ShortTermFeatures.mfcc_filter_banks(SAMPLE_RATE, 200)
+    np.testing.assert_array_equal(_mfcc_filterbank(), fbank)
+
+
+def test_mfcc_matches_pyaudioanalysis_on_real_recordings(segmented):
+    for name, segments in segmented.items():
+        head = segments[:N_PARITY_SEGMENTS]
+        ours = mfcc(head)
+        assert ours.shape == (len(head), *FEATURE_SHAPES["mfcc"])
+        np.testing.assert_allclose(ours, reference_mfcc(head), rtol=0, atol=1e-6, err_msg=name)
+
+
+def test_mfcc_statistics_resemble_the_study(segmented):
+    music = np.concatenate([s for name, s in segmented.items() if not name.startswith("speech")])
+    features = mfcc(music[~silent_segments(music)])
+    c0, c1 = features[:, 0].mean(), features[:, 1].mean()
+    # The study's train arrays: c0 mean -22.9, c1 mean 1.87.
+    assert -26 < c0 < -19 and 0.5 < c1 < 3.5, (c0, c1)
+
+
+def test_melgram_matches_librosa_per_segment(segmented):
+    for name, segments in segmented.items():
+        head = segments[:N_PARITY_SEGMENTS]
+        ours = melgram(head)
+        assert ours.shape == (len(head), *FEATURE_SHAPES["melgram"]) and ours.dtype == np.float32
+        assert ours.min() >= -80 and ours.max() == 0
+        np.testing.assert_allclose(ours, reference_melgram(head), rtol=0, atol=1e-4, err_msg=name)
+
+
+def test_silence_gives_finite_features_and_is_flagged():
+    rng = np.random.default_rng(0)
+    segments = np.zeros((3, SEGMENT_SAMPLES), dtype=np.float32)
+    segments[1] = 0.25  # constant offset: no sound either
+    segments = np.concatenate([segments, rng.normal(0, 0.1, (1, SEGMENT_SAMPLES)).astype(np.float32)])
+    np.testing.assert_array_equal(silent_segments(segments), [True, True, True, False])
+    for kind in FEATURE_SHAPES:
+        assert np.isfinite(extract(segments, kind)).all(), kind
+
+
+def test_empty_batch():
+    empty = np.zeros((0, SEGMENT_SAMPLES), dtype=np.float32)
+    for kind, shape in FEATURE_SHAPES.items():
+        assert extract(empty, kind).shape == (0, *shape)
+
+
+def test_extract_dispatches_and_rejects_unknown_kind():
+    segments = np.random.default_rng(1).normal(0, 0.1, (2, SEGMENT_SAMPLES)).astype(np.float32)
+    np.testing.assert_array_equal(extract(segments, "mfcc"), mfcc(segments))
+    with pytest.raises(MusicGenreError, match="chroma"):
+        extract(segments, "chroma")
+    with pytest.raises(ValueError):
+        mfcc(segments[:, :100])
+
+
+def test_importing_features_loads_neither_librosa_nor_torch():
+    code = "import sys, musicgenre.features; print(sorted({'librosa', 'torch'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
