@@ -11,7 +11,7 @@ import torch
 from musicgenre.config import TrainConfig
 from musicgenre.datasets import load_dataset
 from musicgenre.errors import MusicGenreError
-from musicgenre.training import train
+from musicgenre.training import train, train_threads
 
 
 def device_available(device: str) -> bool:
@@ -27,7 +27,7 @@ def device_available(device: str) -> bool:
 def device_name(device: str) -> str:
     if device.startswith("cuda"):
         return torch.cuda.get_device_name(torch.device(device))
-    n = torch.get_num_threads()
+    n = train_threads()
     return f"{platform.processor() or platform.machine()}, {n} thread{'s' if n != 1 else ''}"
 
 
