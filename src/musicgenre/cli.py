@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from musicgenre.errors import MusicGenreError
 
@@ -178,6 +179,40 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from musicgenre.sweep import run_sweep, sweep_config_from
+
+    cfg = sweep_config_from(train_config_from_args(args), args.data, args.optimizers, args.seeds,
+                            args.lr_per_optimizer, args.split)
+    run_sweep(cfg, args.out)
+    print((Path(args.out) / "sweep.md").read_text(), end="")
+    print(f"sweep written to {args.out} (sweep.csv, sweep.md, sweep.png, runs/)")
+    return 0
+
+
+def cmd_bench_devices(args: argparse.Namespace) -> int:
+    from musicgenre.benchmark import compare_devices, device_table
+
+    rows = compare_devices(train_config_from_args(args), args.devices.split(","), args.data)
+    print(device_table(rows), end="")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from musicgenre.report import build_report
+
+    out = build_report(args.path, args.out, args.data)
+    print(f"report written to {out / 'report.md'} and {out / 'report.html'}")
+    return 0
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from musicgenre.reproduce import reproduce
+
+    reproduce(args.data, args.out, seeds=args.seeds, epochs=args.epochs, optimizers=args.optimizers)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="musicgenre", description="Classify music into genres with small neural networks.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -213,6 +248,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--segments", action="store_true", help="also the per-second timeline")
     p.add_argument("--workers", type=int, default=None, help="decoding processes for several files (default: all cores)")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("sweep", help="train every optimizer x seed on one model; table, CSV and chart (resumable)")
+    _add_train_options(p)
+    p.add_argument("--optimizers", default="all", help="'all' (the 11 of torch.optim) or a comma list")
+    p.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 per optimizer (--seed is not used)")
+    p.add_argument("--lr-per-optimizer", action="store_true", help="each optimizer's own default lr instead of --lr")
+    p.add_argument("--split", choices=["val", "test"], default="val", help="split the table reports")
+    p.add_argument("--out", required=True, help="sweep directory (rerun the same command to resume)")
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("bench-devices", help="train one configuration on each device and compare speed and scores")
+    _add_train_options(p)
+    p.add_argument("--devices", default="cpu,cuda", help="comma list, e.g. cpu,cuda (absent ones: 'not available')")
+    p.set_defaults(func=cmd_bench_devices)
+
+    p = sub.add_parser("report", help="Markdown + self-contained HTML report with figures for a run or sweep dir")
+    p.add_argument("path", help="a run directory or a sweep directory")
+    p.add_argument("--out", required=True, help="folder for report.md, report.html and the PNGs")
+    p.add_argument("--data", default=None, help="data root, for example mel-spectrograms (melgram runs)")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("reproduce", help="the whole study in one command: runs, optimizer sweep, devices, report")
+    p.add_argument("--data", default=None, help="data root (default: $MUSICGENRE_DATA)")
+    p.add_argument("--out", required=True, help="folder for everything (rerun to resume)")
+    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--optimizers", default="all", help="'all' or a comma list, for the sweep")
+    p.set_defaults(func=cmd_reproduce)
     return parser
 
 

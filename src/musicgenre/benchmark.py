@@ -1,0 +1,74 @@
+"""Device comparison: the same seeded configuration trained on each device (the study's CPU vs GPU table)."""
+
+from __future__ import annotations
+
+import platform
+import random
+from dataclasses import replace
+
+import torch
+
+from musicgenre.config import TrainConfig
+from musicgenre.datasets import load_dataset
+from musicgenre.errors import MusicGenreError
+from musicgenre.training import train, train_threads
+
+
+def device_available(device: str) -> bool:
+    """Whether torch can train on `device` here (cpu always; cuda / cuda:N when that GPU exists)."""
+    if device == "cpu":
+        return True
+    if device == "cuda" or device.startswith("cuda:"):
+        index = int(device.partition(":")[2] or 0)
+        return torch.cuda.is_available() and index < torch.cuda.device_count()
+    raise MusicGenreError(f"unknown device {device!r}: choose cpu, cuda or cuda:N")
+
+
+def device_name(device: str) -> str:
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    n = train_threads()
+    return f"{platform.processor() or platform.machine()}, {n} thread{'s' if n != 1 else ''}"
+
+
+def compare_devices(cfg: TrainConfig, devices: list[str], data: str | None = None) -> list[dict]:
+    """Train `cfg` once per device with one shared seed; one dict per device with its timings and
+    validation scores, or available=False for a device this machine lacks."""
+    devices = [d.strip() for d in devices if d.strip()]
+    if not devices:
+        raise MusicGenreError("--devices: give at least one device, e.g. cpu,cuda")
+    available = {d: device_available(d) for d in devices}  # unknown names fail before any loading
+    if cfg.seed is None:
+        cfg = replace(cfg, seed=random.SystemRandom().randrange(2**31))
+    splits = load_dataset(data, cfg.features)
+    train_set, val_set = splits["train"], splits.get("val")
+    rows = []
+    for device in devices:
+        if not available[device]:
+            rows.append({"device": device, "available": False})
+            continue
+        result = train(replace(cfg, device=device), train_set, val_set)
+        epochs = len(result.history)
+        metrics = result.metrics or {}
+        rows.append({
+            "device": device, "available": True, "name": device_name(device), "seed": cfg.seed, "epochs": epochs,
+            "train_seconds": result.train_seconds, "seconds_per_epoch": result.train_seconds / epochs,
+            "samples_per_second": len(train_set) * epochs / result.train_seconds,
+            "val_accuracy": metrics.get("accuracy"), "val_f1": metrics.get("f1_macro"),
+        })
+    return rows
+
+
+def device_table(rows: list[dict]) -> str:
+    """A Markdown table of `compare_devices` rows."""
+    lines = ["| Device | Hardware | Train s | s / epoch | Samples / s | Val accuracy | Val macro F1 |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        if not r["available"]:
+            lines.append(f"| {r['device']} | not available | | | | | |")
+            continue
+        acc = f"{100 * r['val_accuracy']:.1f}%" if r["val_accuracy"] is not None else "-"
+        f1 = f"{r['val_f1']:.3f}" if r["val_f1"] is not None else "-"
+        lines.append(f"| {r['device']} | {r['name']} | {r['train_seconds']:.1f} | {r['seconds_per_epoch']:.3f} | "
+                     f"{r['samples_per_second']:,.0f} | {acc} | {f1} |")
+    return "\n".join(lines) + "\n"

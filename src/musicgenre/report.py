@@ -1,0 +1,218 @@
+"""Reports for a run or a sweep directory: PNG figures plus report.md and a self-contained
+report.html (figures embedded as data URIs), both rendered from one list of blocks."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from musicgenre.errors import MusicGenreError
+from musicgenre.io import atomic_write_bytes, atomic_write_text
+
+
+@dataclass
+class Block:
+    """One piece of a report: a heading, a paragraph, a table or an image (a PNG file in the report dir)."""
+
+    kind: str  # "h2" | "p" | "table" | "img"
+    text: str = ""
+    header: tuple[str, ...] = ()
+    rows: tuple[tuple[str, ...], ...] = ()
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    _plt().close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def plot_learning_curves(history: list[dict], best_epoch: int, path: Path) -> None:
+    """Training loss, and validation accuracy / macro F1, per epoch; the kept epoch marked."""
+    plt = _plt()
+    epochs = [h["epoch"] for h in history]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    a1.plot(epochs, [h["loss"] for h in history])
+    a1.set(xlabel="epoch", ylabel="training loss", title="loss")
+    if history and history[0]["val_f1"] is not None:
+        a2.plot(epochs, [h["val_accuracy"] for h in history], label="val accuracy")
+        a2.plot(epochs, [h["val_f1"] for h in history], label="val macro F1")
+        a2.legend()
+    a2.set(xlabel="epoch", ylabel="score", title="validation")
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in (a1, a2):
+        ax.axvline(best_epoch, color="grey", ls="--", lw=1, label=f"kept epoch {best_epoch}")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    a1.legend()
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_confusion(metrics: dict, path: Path) -> None:
+    """Heatmap of row-normalised rates (recall per true class), each cell annotated with count and rate."""
+    plt = _plt()
+    cm = np.array(metrics["confusion_matrix"])
+    rates = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    classes = metrics["classes"]
+    fig, ax = plt.subplots(figsize=(1.4 * len(classes) + 2.5, 1.2 * len(classes) + 1.5))
+    im = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(classes)):
+        for j in range(len(classes)):
+            ax.text(j, i, f"{cm[i, j]}\n{100 * rates[i, j]:.0f}%", ha="center", va="center",
+                    color="white" if rates[i, j] > 0.5 else "black", fontsize=9)
+    ax.set_xticks(range(len(classes)), classes, rotation=30, ha="right")
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set(xlabel="predicted", ylabel="true", title="confusion matrix (count, row %)")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_per_class(metrics: dict, path: Path) -> None:
+    """Precision, recall and F1 of each class as grouped bars."""
+    plt = _plt()
+    classes = metrics["classes"]
+    x = np.arange(len(classes))
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    for k, key in enumerate(["precision", "recall", "f1"]):
+        ax.bar(x + (k - 1) * 0.27, [metrics["per_class"][c][key] for c in classes], 0.27, label=key)
+    ax.set_xticks(x, classes)
+    ax.set(ylim=(0, 1), ylabel="score", title="per-class scores")
+    ax.legend(loc="lower right")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_mel_examples(data: str | os.PathLike, classes: tuple[str, ...], path: Path) -> None:
+    """The first mel-spectrogram of each genre in the train split, as the study showed them."""
+    from musicgenre.datasets import load_split
+
+    train = load_split(data, "train", "melgram", classes)
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(classes), figsize=(3.2 * len(classes), 2.6), squeeze=False)
+    for k, (ax, c) in enumerate(zip(axes[0], classes)):
+        idx = np.flatnonzero(train.y == k)
+        ax.set_title(c)
+        if len(idx):
+            im = ax.imshow(train.X[idx[0]], origin="lower", aspect="auto", cmap="magma")
+        ax.set(xlabel="frame", ylabel="mel band" if k == 0 else "")
+    fig.colorbar(im, ax=axes[0].tolist(), label="dB")
+    _save(fig, path)
+
+
+def run_blocks(run_dir: Path, out: Path, prefix: str, data: str | None) -> list[Block]:
+    """Figures and tables of one run directory; PNGs are named `prefix`*.png in `out`."""
+    meta = json.loads((run_dir / "config.json").read_text())
+    metrics_all = json.loads((run_dir / "metrics.json").read_text())
+    history = json.loads((run_dir / "history.json").read_text())
+    cfg = meta["config"]
+    metrics = meta.get("sweep_metrics") or metrics_all.get("val")
+    split = meta.get("sweep_split", "val")
+    blocks = [Block("table", header=("setting", "value"),
+                    rows=tuple((k, str(v)) for k, v in cfg.items()) + (("parameters", f"{meta['n_parameters']:,}"),))]
+    blocks.append(Block("p", f"Kept epoch {metrics_all['best_epoch']} of {metrics_all['epochs_run']}; "
+                             f"trained in {metrics_all['train_seconds']:.1f} s "
+                             f"({metrics_all['seconds_per_epoch']:.3f} s per epoch)."))
+    plot_learning_curves(history, metrics_all["best_epoch"], out / f"{prefix}learning_curves.png")
+    blocks.append(Block("img", f"{prefix}learning_curves.png"))
+    if metrics:
+        blocks.append(Block("p", f"On the {split} split (n={metrics['n']}): accuracy {100 * metrics['accuracy']:.1f}%, "
+                                 f"macro F1 {metrics['f1_macro']:.3f}."))
+        blocks.append(Block("table", header=("class", "precision", "recall", "F1", "support"),
+                            rows=tuple((c, f"{v['precision']:.3f}", f"{v['recall']:.3f}", f"{v['f1']:.3f}",
+                                        str(v["support"])) for c, v in metrics["per_class"].items())))
+        plot_confusion(metrics, out / f"{prefix}confusion.png")
+        plot_per_class(metrics, out / f"{prefix}per_class.png")
+        blocks += [Block("img", f"{prefix}confusion.png"), Block("img", f"{prefix}per_class.png")]
+    if cfg["features"] == "melgram" and data is not None:
+        plot_mel_examples(data, tuple(meta["classes"]), out / f"{prefix}mel_examples.png")
+        blocks += [Block("p", "One training mel-spectrogram per genre:"), Block("img", f"{prefix}mel_examples.png")]
+    return blocks
+
+
+def sweep_blocks(sweep_dir: Path, out: Path, data: str | None) -> list[Block]:
+    """The sweep table and chart, then the best optimizer's best seed as a run."""
+    from musicgenre.sweep import SWEEP_HEADER, by_f1, load_sweep, sweep_figure, sweep_intro, sweep_table_rows
+
+    cfg, results = load_sweep(sweep_dir)
+    if not results:
+        raise MusicGenreError(f"{sweep_dir}: no finished optimizer yet (rerun the sweep command to continue it)")
+    atomic_write_bytes(out / "sweep.png", sweep_figure(cfg, results))
+    blocks = [Block("p", line) for line in sweep_intro(cfg)]
+    blocks += [Block("table", header=SWEEP_HEADER, rows=tuple(sweep_table_rows(results))), Block("img", "sweep.png")]
+    best = by_f1(results)[0]
+    seed = max(best.runs, key=lambda r: r["f1_macro"])["seed"]
+    blocks.append(Block("h2", f"Best: {best.optimizer}, seed {seed}"))
+    return blocks + run_blocks(sweep_dir / "runs" / best.optimizer / f"seed{seed}", out, "best_", data)
+
+
+def render_markdown(title: str, blocks: list[Block]) -> str:
+    parts = [f"# {title}"]
+    for b in blocks:
+        if b.kind == "h2":
+            parts.append(f"## {b.text}")
+        elif b.kind == "p":
+            parts.append(b.text)
+        elif b.kind == "img":
+            parts.append(f"![{b.text}]({b.text})")
+        else:
+            rows = [b.header, tuple("---" for _ in b.header), *b.rows]
+            parts.append("\n".join("| " + " | ".join(r) + " |" for r in rows))
+    return "\n\n".join(parts) + "\n"
+
+
+def render_html(title: str, blocks: list[Block], out: Path) -> str:
+    """One HTML file with every PNG inlined, so it can be mailed or opened anywhere."""
+    e = html.escape
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title><style>"
+             "body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:collapse}"
+             "td,th{border:1px solid #ccc;padding:2px 8px}img{max-width:100%}</style></head><body>",
+             f"<h1>{e(title)}</h1>"]
+    for b in blocks:
+        if b.kind == "h2":
+            parts.append(f"<h2>{e(b.text)}</h2>")
+        elif b.kind == "p":
+            parts.append(f"<p>{e(b.text)}</p>")
+        elif b.kind == "img":
+            data = base64.b64encode((out / b.text).read_bytes()).decode("ascii")
+            parts.append(f"<p><img alt='{e(b.text)}' src='data:image/png;base64,{data}'></p>")
+        else:
+            head = "".join(f"<th>{e(h)}</th>" for h in b.header)
+            body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in b.rows)
+            parts.append(f"<table><tr>{head}</tr>{body}</table>")
+    return "\n".join(parts) + "\n</body></html>\n"
+
+
+def build_report(path: str | os.PathLike, out: str | os.PathLike, data: str | None = None) -> Path:
+    """Write report.md, report.html and the PNGs for a run directory or a sweep directory into `out`."""
+    path, out = Path(path), Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if (path / "sweep_config.json").is_file():
+        title, blocks = f"Optimizer sweep: {path.name}", sweep_blocks(path, out, data)
+    elif (path / "config.json").is_file() and (path / "history.json").is_file():
+        title, blocks = f"Training run: {path.name}", run_blocks(path, out, "", data)
+    else:
+        raise MusicGenreError(f"{path}: neither a run directory (config.json, history.json) nor a sweep directory "
+                              f"(sweep_config.json)")
+    atomic_write_text(out / "report.md", render_markdown(title, blocks))
+    atomic_write_text(out / "report.html", render_html(title, blocks, out))
+    return out

@@ -1,0 +1,100 @@
+"""The whole study in one command: the MFCC net, the CNN (where melgrams exist), the optimizer sweep,
+the device table and the reports, with the study's published figures beside ours. Resumable: parts
+already in the output folder are read back, not redone."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import replace
+from pathlib import Path
+
+from musicgenre.benchmark import compare_devices, device_table
+from musicgenre.config import TrainConfig
+from musicgenre.datasets import has_split, load_dataset, resolve_data_root
+from musicgenre.io import atomic_write_json, atomic_write_text
+from musicgenre.report import build_report
+from musicgenre.runs import save_run
+from musicgenre.sweep import OptimizerResult, run_sweep, sweep_config_from
+from musicgenre.training import train
+
+# The study's published validation figures: (what, model, optimizer, accuracy, macro F1).
+STUDY_FIGURES = (
+    ("MFCC net, SGD lr 0.002", "mfcc-mlp", "SGD", 0.621, 0.611),
+    ("CNN, Adagrad", "mel-cnn", "Adagrad", 0.758, 0.756),
+)
+
+
+def train_or_load(cfg: TrainConfig, data: Path, out: Path) -> dict:
+    """Validation metrics of the run in `out`, training and saving it first if it is not there yet."""
+    if not (out / "metrics.json").is_file():
+        splits = load_dataset(data, cfg.features)
+        save_run(train(cfg, splits["train"], splits.get("val")), out)
+    return json.loads((out / "metrics.json").read_text())["val"]
+
+
+def comparison_rows(runs: dict[str, dict], sweep_model: str, sweep: list[OptimizerResult]) -> list[tuple[str, ...]]:
+    """For each published figure: the study's, our single seed-0 run, and our sweep's mean ± std over seeds."""
+    by_opt = {r.optimizer: r for r in sweep}
+    rows = []
+    for what, model, optimizer, acc, f1 in STUDY_FIGURES:
+        m = runs.get(model) if optimizer == "SGD" else None
+        single = f"{100 * m['accuracy']:.1f}% / {m['f1_macro']:.3f}" if m else "-"
+        res = by_opt.get(optimizer) if model == sweep_model else None
+        if res:
+            (a, sa), (f, sf) = res.mean_std("accuracy"), res.mean_std("f1_macro")
+            swept = f"{100 * a:.1f}% ± {100 * sa:.1f} / {f:.3f} ± {sf:.3f}"
+        else:
+            swept = "-"
+        rows.append((what, f"{100 * acc:.1f}% / {f1:.3f}", single, swept))
+    return rows
+
+
+def reproduce(data: str | os.PathLike | None, out: str | os.PathLike, seeds: int = 5, epochs: int = 30,
+              optimizers: str = "all", progress: bool = True) -> Path:
+    """Run every part of the study into `out` and write out/reproduce.md; returns its path."""
+    root = resolve_data_root(data).resolve()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    notes: list[str] = []
+    mfcc = TrainConfig(features="mfcc", model="mfcc-mlp", optimizer="SGD", lr=0.002, epochs=epochs, seed=0)
+    cnn = replace(mfcc, features="melgram", model="mel-cnn")
+    has_mel = has_split(root, "train", "melgram")
+
+    print("MFCC net (the study's settings, seed 0)", flush=True)
+    runs = {"mfcc-mlp": train_or_load(mfcc, root, out / "mfcc-net")}
+    if has_mel:
+        print("CNN on mel-spectrograms (the study's settings, seed 0)", flush=True)
+        runs["mel-cnn"] = train_or_load(cnn, root, out / "mel-cnn")
+    else:
+        notes.append(f"No mel-spectrograms under {root}: the CNN was not trained and the optimizer sweep "
+                     "ran on the MFCC net instead of the CNN the study swept.")
+
+    base = cnn if has_mel else mfcc
+    print(f"optimizer sweep on {base.model}", flush=True)
+    sweep_cfg = sweep_config_from(base, str(root), optimizers, seeds, False, "val")
+    sweep = run_sweep(sweep_cfg, out / "sweep", progress=progress)
+
+    devices_path = out / "devices.json"
+    if not devices_path.is_file():
+        print("device comparison", flush=True)
+        atomic_write_json(devices_path, compare_devices(base, ["cpu", "cuda"], str(root)))
+    devices = json.loads(devices_path.read_text())
+
+    reports = {name: out / name for name in ["mfcc-net", "mel-cnn", "sweep"] if (out / name).is_dir()}
+    for name, path in reports.items():
+        build_report(path, out / "reports" / name, str(root))
+
+    table = ["| Figure | Study (acc / F1) | Ours, seed 0 | Ours, sweep mean ± std |", "|---|---:|---:|---:|"]
+    table += ["| " + " | ".join(r) + " |" for r in comparison_rows(runs, base.model, sweep)]
+    text = "\n\n".join([
+        f"# The study, reproduced\n\nData: {root}; {epochs} epochs; sweep of {len(sweep)} optimizers x {seeds} seeds "
+        f"on {base.model}; validation split.",
+        "\n".join(table),
+        *notes,
+        f"## Devices ({base.model}, {base.epochs} epochs)\n\n" + device_table(devices).rstrip(),
+        "## Reports\n\n" + "\n".join(f"- {name}: reports/{name}/report.html" for name in reports),
+    ]) + "\n"
+    atomic_write_text(out / "reproduce.md", text)
+    print(text, end="")
+    return out / "reproduce.md"

@@ -1,0 +1,271 @@
+"""The optimizer sweep: every torch.optim optimizer x several seeds on one model, resumable,
+summarised as CSV, a Markdown table and a bar chart with error bars."""
+
+from __future__ import annotations
+
+import csv
+import inspect
+import io
+import json
+import os
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from musicgenre.config import OPTIMIZERS, TrainConfig, canonical_optimizer
+from musicgenre.datasets import load_dataset, resolve_data_root
+from musicgenre.errors import MusicGenreError
+from musicgenre.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from musicgenre.runs import save_run
+from musicgenre.training import TrainResult, evaluate_model, train_seeds
+
+SWEEP_KIND = "musicgenre-sweep"
+RESULT_FIELDS = ["optimizer", "lr", "seed", "accuracy", "f1_macro", "best_epoch", "epochs_run", "train_seconds"]
+
+
+@dataclass
+class SweepConfig:
+    """What a sweep trains: one base configuration, the optimizers, how many seeds, which lr rule and split."""
+
+    base: TrainConfig
+    data: str  # the data root, resolved
+    optimizers: tuple[str, ...] = OPTIMIZERS
+    seeds: int = 5
+    lr_per_optimizer: bool = False  # each optimizer's own default lr instead of base.lr
+    split: str = "val"
+
+    def __post_init__(self) -> None:
+        self.optimizers = tuple(canonical_optimizer(o) for o in self.optimizers)
+        if self.seeds < 1:
+            raise MusicGenreError("--seeds must be at least 1")
+        if self.split not in ("val", "test"):
+            raise MusicGenreError(f"unknown split {self.split!r}: choose val or test")
+
+    def lr_for(self, optimizer: str) -> float:
+        return default_lr(optimizer, self.base.lr) if self.lr_per_optimizer else self.base.lr
+
+    def to_dict(self) -> dict:
+        return {"kind": SWEEP_KIND, **asdict(self), "optimizers": list(self.optimizers)}
+
+
+@dataclass
+class OptimizerResult:
+    """All seeds of one optimizer on the sweep's split."""
+
+    optimizer: str
+    lr: float
+    runs: list[dict] = field(default_factory=list)  # one dict of RESULT_FIELDS per seed
+
+    def mean_std(self, key: str) -> tuple[float, float]:
+        """Mean and sample standard deviation over seeds (0 for a single seed)."""
+        v = np.array([r[key] for r in self.runs], dtype=float)
+        return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
+
+
+def default_lr(optimizer: str, fallback: float) -> float:
+    """The lr default in the optimizer's signature (torch 2.x gives one for all 11); `fallback` if none."""
+    param = inspect.signature(getattr(torch.optim, optimizer)).parameters.get("lr")
+    value = None if param is None else param.default
+    return float(value) if isinstance(value, (int, float)) and value > 0 else fallback
+
+
+def seed_row(optimizer: str, lr: float, result: TrainResult, metrics: dict) -> dict:
+    return {
+        "optimizer": optimizer, "lr": lr, "seed": result.config.seed, "accuracy": metrics["accuracy"],
+        "f1_macro": metrics["f1_macro"], "best_epoch": result.best_epoch, "epochs_run": len(result.history),
+        "train_seconds": result.train_seconds,
+    }
+
+
+def check_config(cfg: SweepConfig, out: Path) -> None:
+    """Record the configuration in a new sweep dir; refuse to continue a sweep of another configuration."""
+    path = out / "sweep_config.json"
+    if path.is_file():
+        old = json.loads(path.read_text())
+        new = json.loads(json.dumps(cfg.to_dict()))
+        if old != new:
+            diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+            raise MusicGenreError(f"{path}: {out} holds a sweep with another configuration "
+                                  f"(differs in {', '.join(diff)}); choose another --out")
+    elif out.exists() and any(out.iterdir()):
+        raise MusicGenreError(f"{out}: already exists and is not a sweep directory (choose another --out)")
+    else:
+        atomic_write_json(path, cfg.to_dict())
+
+
+def write_tensorboard(result: TrainResult, log_dir: Path) -> None:
+    """Per-epoch scalars for TensorBoard, when it is installed (silently nothing otherwise)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return
+    with SummaryWriter(str(log_dir)) as w:
+        for r in result.history:
+            w.add_scalar("loss/train", r.loss, r.epoch)
+            if r.val_f1 is not None:
+                w.add_scalar("val/accuracy", r.val_accuracy, r.epoch)
+                w.add_scalar("val/f1_macro", r.val_f1, r.epoch)
+
+
+def run_sweep(cfg: SweepConfig, out: str | os.PathLike, progress: bool = True) -> list[OptimizerResult]:
+    """Train every (optimizer, seed) pair not already finished in `out`, then write sweep.csv/.md/.png.
+    Each optimizer's seeds are saved as runs under runs/<optimizer>/seed<k>/ and its results.json last,
+    which marks it finished."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    out = Path(out)
+    check_config(cfg, out)
+    data = load_dataset(cfg.data, cfg.base.features, ("train", "val", cfg.split))
+    if cfg.split not in data:
+        raise MusicGenreError(f"{cfg.data}: no {cfg.split} split of {cfg.base.features} features to evaluate on")
+    seeds = list(range(cfg.seeds))
+    epochs = cfg.base.epochs
+    results: list[OptimizerResult] = []
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("ETA"), TimeRemainingColumn()]
+    with Progress(*columns, disable=not progress) as bar:
+        task = bar.add_task("sweep", total=len(cfg.optimizers) * len(seeds) * epochs)
+        for i, opt in enumerate(cfg.optimizers):
+            done_path = out / "runs" / opt / "results.json"
+            if done_path.is_file():
+                saved = json.loads(done_path.read_text())
+                results.append(OptimizerResult(opt, saved["lr"], saved["runs"]))
+                bar.update(task, completed=(i + 1) * len(seeds) * epochs)
+                continue
+            lr = cfg.lr_for(opt)
+            bar.update(task, description=f"{opt} (lr {lr:g}), {len(seeds)} seeds")
+            trained = train_seeds(replace(cfg.base, optimizer=opt, lr=lr), seeds, data["train"], data["val"],
+                                  on_epoch=lambda _r: bar.advance(task))
+            res = OptimizerResult(opt, lr)
+            for r in trained:
+                metrics = r.metrics if cfg.split == "val" else evaluate_model(r.model, data[cfg.split])
+                res.runs.append(seed_row(opt, lr, r, metrics))
+                run_dir = out / "runs" / opt / f"seed{r.config.seed}"
+                save_run(r, run_dir, overwrite=True, extra={"sweep_split": cfg.split, "sweep_metrics": metrics})
+                write_tensorboard(r, out / "tensorboard" / opt / f"seed{r.config.seed}")
+            atomic_write_json(done_path, {"optimizer": opt, "lr": lr, "split": cfg.split, "runs": res.runs})
+            results.append(res)
+            bar.update(task, completed=(i + 1) * len(seeds) * epochs)
+            acc, f1 = res.mean_std("accuracy"), res.mean_std("f1_macro")
+            bar.console.print(f"{opt:9s} lr {lr:<7g} acc {acc[0]:.3f} ± {acc[1]:.3f}  F1 {f1[0]:.3f} ± {f1[1]:.3f}")
+    write_summary(cfg, results, out)
+    return results
+
+
+def sweep_csv(results: list[OptimizerResult]) -> str:
+    """One row per optimizer x seed, then a mean and a std row per optimizer."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=RESULT_FIELDS)
+    w.writeheader()
+    for res in results:
+        w.writerows(res.runs)
+    for res in results:
+        for i, stat in enumerate(["mean", "std"]):
+            row = {k: res.mean_std(k)[i] for k in ["accuracy", "f1_macro", "best_epoch", "epochs_run", "train_seconds"]}
+            w.writerow({"optimizer": res.optimizer, "lr": res.lr, "seed": stat, **row})
+    return buf.getvalue()
+
+
+def by_f1(results: list[OptimizerResult]) -> list[OptimizerResult]:
+    return sorted(results, key=lambda r: r.mean_std("f1_macro")[0], reverse=True)
+
+
+SWEEP_HEADER = ("Optimizer", "lr", "Accuracy", "Macro F1", "Best epoch (mean)", "Train s / seed")
+
+
+def sweep_intro(cfg: SweepConfig) -> list[str]:
+    """Two sentences stating the settings and the lr rule of a sweep."""
+    b = cfg.base
+    split = {"val": "validation", "test": "test"}[cfg.split]
+    lr_line = ("lr: each optimizer's own default (from its torch.optim signature)" if cfg.lr_per_optimizer
+               else f"lr: {b.lr:g} for every optimizer")
+    return [f"Optimizer sweep: {b.model} on {b.features}, {split} split, {cfg.seeds} seeds (0..{cfg.seeds - 1}), "
+            f"{b.epochs} epochs, batch {b.batch_size}; kept epoch = best validation macro F1.",
+            f"{lr_line}. Figures are mean ± sample std over seeds."]
+
+
+def sweep_table_rows(results: list[OptimizerResult]) -> list[tuple[str, ...]]:
+    """The table's cells (see SWEEP_HEADER), best macro F1 first."""
+    rows = []
+    for res in by_f1(results):
+        (a, sa), (f, sf) = res.mean_std("accuracy"), res.mean_std("f1_macro")
+        rows.append((res.optimizer, f"{res.lr:g}", f"{100 * a:.1f}% ± {100 * sa:.1f}", f"{f:.3f} ± {sf:.3f}",
+                     f"{res.mean_std('best_epoch')[0]:.1f}", f"{res.mean_std('train_seconds')[0]:.1f}"))
+    return rows
+
+
+def sweep_markdown(cfg: SweepConfig, results: list[OptimizerResult]) -> str:
+    """The study-style table, best macro F1 first, with the lr rule and the settings stated above it."""
+    intro, lr_line = sweep_intro(cfg)
+    lines = [intro, "", lr_line, "", "| " + " | ".join(SWEEP_HEADER) + " |", "|---|---:|---:|---:|---:|---:|"]
+    lines += ["| " + " | ".join(row) + " |" for row in sweep_table_rows(results)]
+    return "\n".join(lines) + "\n"
+
+
+def sweep_figure(cfg: SweepConfig, results: list[OptimizerResult]) -> bytes:
+    """PNG bytes: accuracy and macro F1 per optimizer (best F1 first), bars at the mean, error bars one std."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ordered = by_f1(results)
+    x = np.arange(len(ordered))
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.8 * len(ordered) + 2), 4.2))
+    for offset, key, label in [(-0.2, "accuracy", "accuracy"), (0.2, "f1_macro", "macro F1")]:
+        stats = np.array([r.mean_std(key) for r in ordered])
+        ax.bar(x + offset, stats[:, 0], 0.4, yerr=stats[:, 1], capsize=3, label=label)
+    ax.set_xticks(x, [r.optimizer for r in ordered], rotation=30, ha="right")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel(f"{cfg.split} score (mean ± std, {cfg.seeds} seeds)")
+    lr = "own default lr" if cfg.lr_per_optimizer else f"lr {cfg.base.lr:g}"
+    ax.set_title(f"{cfg.base.model}: optimizers, {lr}, {cfg.base.epochs} epochs")
+    ax.legend(loc="lower left")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def write_summary(cfg: SweepConfig, results: list[OptimizerResult], out: Path) -> None:
+    atomic_write_text(out / "sweep.csv", sweep_csv(results))
+    atomic_write_text(out / "sweep.md", sweep_markdown(cfg, results))
+    atomic_write_bytes(out / "sweep.png", sweep_figure(cfg, results))
+
+
+def load_sweep(path: str | os.PathLike) -> tuple[SweepConfig, list[OptimizerResult]]:
+    """A sweep directory's configuration and its finished optimizers (in the configured order)."""
+    path = Path(path)
+    cfg_path = path / "sweep_config.json"
+    try:
+        d = json.loads(cfg_path.read_text())
+    except FileNotFoundError:
+        raise MusicGenreError(f"{cfg_path}: missing: {path} is not a sweep directory") from None
+    except json.JSONDecodeError as exc:
+        raise MusicGenreError(f"{cfg_path}: not valid JSON ({exc})") from None
+    if d.get("kind") != SWEEP_KIND:
+        raise MusicGenreError(f"{cfg_path}: not a musicgenre sweep configuration")
+    cfg = SweepConfig(base=TrainConfig.from_dict(d["base"]), data=d["data"], optimizers=tuple(d["optimizers"]),
+                      seeds=d["seeds"], lr_per_optimizer=d["lr_per_optimizer"], split=d["split"])
+    results = []
+    for opt in cfg.optimizers:
+        done = path / "runs" / opt / "results.json"
+        if done.is_file():
+            saved = json.loads(done.read_text())
+            results.append(OptimizerResult(opt, saved["lr"], saved["runs"]))
+    return cfg, results
+
+
+def sweep_config_from(base: TrainConfig, data: str | None, optimizers: str, seeds: int,
+                      lr_per_optimizer: bool, split: str) -> SweepConfig:
+    """A SweepConfig from command-line style values ('all' or a comma list of optimizers)."""
+    names = OPTIMIZERS if optimizers.strip().lower() == "all" else tuple(o.strip() for o in optimizers.split(",") if o.strip())
+    if not names:
+        raise MusicGenreError("--optimizers: give 'all' or a comma-separated list of optimizer names")
+    root = str(resolve_data_root(data).resolve())
+    return SweepConfig(base=replace(base, seed=None, optimizer="SGD"), data=root, optimizers=names, seeds=seeds,
+                       lr_per_optimizer=lr_per_optimizer, split=split)

@@ -1,0 +1,45 @@
+"""Device comparison on this machine: CPU figures, absent devices reported rather than failing."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from musicgenre.benchmark import compare_devices, device_table
+from musicgenre.cli import main
+from musicgenre.config import TrainConfig
+from musicgenre.datasets import load_dataset
+from musicgenre.training import train
+
+no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+
+
+@no_cuda
+def test_compare_devices_cpu_figures_and_missing_cuda(study_data):
+    cfg = TrainConfig(epochs=2, seed=3)
+    rows = compare_devices(cfg, ["cpu", "cuda"], str(study_data))
+    assert [r["device"] for r in rows] == ["cpu", "cuda"]
+    cpu, cuda = rows
+    assert cuda == {"device": "cuda", "available": False}
+    assert cpu["available"] and cpu["epochs"] == 2 and cpu["seed"] == 3
+    assert cpu["samples_per_second"] == pytest.approx(3200 * 2 / cpu["train_seconds"])
+    assert cpu["seconds_per_epoch"] == pytest.approx(cpu["train_seconds"] / 2)
+    # the same seeded run as `train` on the CPU gives
+    data = load_dataset(study_data, "mfcc")
+    again = train(TrainConfig(epochs=2, seed=3, device="cpu"), data["train"], data["val"])
+    assert cpu["val_accuracy"] == again.metrics["accuracy"] and cpu["val_f1"] == again.metrics["f1_macro"]
+    table = device_table(rows)
+    assert "| cuda | not available |" in table and f"{100 * cpu['val_accuracy']:.1f}%" in table
+
+
+@no_cuda
+def test_bench_devices_cli(study_data, capsys):
+    assert main(["bench-devices", "--data", str(study_data), "--epochs", "1", "--seed", "0", "--devices", "cpu,cuda"]) == 0
+    out = capsys.readouterr().out
+    assert "| cpu |" in out and "| cuda | not available |" in out
+
+
+def test_unknown_device_is_one_line_error(study_data, capsys):
+    assert main(["bench-devices", "--data", str(study_data), "--epochs", "1", "--devices", "cpu,tpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "tpu" in err

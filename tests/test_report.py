@@ -1,0 +1,120 @@
+"""Reports for run and sweep directories (figures, Markdown, self-contained HTML), and `reproduce` end to end."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import matplotlib.image
+import numpy as np
+import pytest
+
+from conftest import synthetic_melgrams, write_split
+from musicgenre.cli import main
+from musicgenre.errors import MusicGenreError
+from musicgenre.report import build_report
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def assert_report(out, images: set[str]) -> str:
+    """Check the PNGs are valid, the Markdown links them and the HTML embeds every one; return the Markdown."""
+    md = (out / "report.md").read_text()
+    assert set(re.findall(r"!\[[^]]*\]\(([^)]+)\)", md)) == images
+    for name in images:
+        assert (out / name).read_bytes()[:8] == PNG_SIGNATURE
+        h, w, _ = matplotlib.image.imread(out / name).shape
+        assert h > 100 and w > 100
+    html = (out / "report.html").read_text()
+    sources = re.findall(r"src='([^']*)'", html)
+    assert len(sources) == len(images) and all(s.startswith("data:image/png;base64,") for s in sources)
+    return md
+
+
+@pytest.fixture
+def small_mfcc_root(tmp_path, study_data):
+    root = tmp_path / "data"
+    for split, n in [("train", 600), ("val", 300)]:
+        d = study_data / split / "mfccs"
+        X, labels = np.load(d / "X.npy"), np.load(d / "labels.npy")
+        keep = np.random.default_rng(0).permutation(len(X))[:n]
+        write_split(root, split, "mfcc", X[keep], labels[keep])
+    return root
+
+
+@pytest.fixture
+def mel_root(tmp_path):
+    root = tmp_path / "mel"
+    for split, n, seed in [("train", 48, 0), ("val", 24, 1)]:
+        X, labels = synthetic_melgrams(n, seed)
+        write_split(root, split, "melgram", X, labels)
+    return root
+
+
+def test_run_report(small_mfcc_root, tmp_path):
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(small_mfcc_root), "--out", str(run), "--epochs", "3", "--seed", "0"]) == 0
+    md = assert_report(build_report(run, tmp_path / "rep"), {"learning_curves.png", "confusion.png", "per_class.png"})
+    metrics = json.loads((run / "metrics.json").read_text())["val"]
+    assert "| optimizer | SGD |" in md and "| seed | 0 |" in md
+    assert f"accuracy {100 * metrics['accuracy']:.1f}%" in md
+    assert f"| blues | {metrics['per_class']['blues']['precision']:.3f} |" in md
+
+
+def test_sweep_report(small_mfcc_root, tmp_path):
+    sweep = tmp_path / "sweep"
+    assert main(["sweep", "--data", str(small_mfcc_root), "--out", str(sweep), "--optimizers", "sgd,adam",
+                 "--seeds", "1", "--epochs", "2"]) == 0
+    md = assert_report(build_report(sweep, tmp_path / "rep"),
+                       {"sweep.png", "best_learning_curves.png", "best_confusion.png", "best_per_class.png"})
+    assert "| SGD | 0.002 |" in md and "| Adam | 0.002 |" in md
+    rows = [line for line in md.splitlines() if line.startswith("| SGD |") or line.startswith("| Adam |")]
+    best = rows[0].split("|")[1].strip()
+    assert f"## Best: {best}, seed 0" in md
+
+
+def test_melgram_report_shows_examples_with_data(mel_root, tmp_path):
+    run = tmp_path / "cnn"
+    assert main(["train", "--data", str(mel_root), "--out", str(run), "--features", "melgram", "--epochs", "1",
+                 "--seed", "0", "--batch-size", "16"]) == 0
+    plain = {"learning_curves.png", "confusion.png", "per_class.png"}
+    assert_report(build_report(run, tmp_path / "without"), plain)
+    md = assert_report(build_report(run, tmp_path / "with", str(mel_root)), plain | {"mel_examples.png"})
+    assert "One training mel-spectrogram per genre" in md
+
+
+def test_report_of_other_folder_is_an_error(tmp_path):
+    with pytest.raises(MusicGenreError, match="neither a run directory"):
+        build_report(tmp_path, tmp_path / "rep")
+
+
+def test_reproduce_mfcc_only_end_to_end_and_resume(small_mfcc_root, tmp_path, capsys):
+    out = tmp_path / "study"
+    args = ["reproduce", "--data", str(small_mfcc_root), "--out", str(out), "--seeds", "1", "--epochs", "1",
+            "--optimizers", "sgd,adam"]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "62.1% / 0.611" in text and "75.8% / 0.756" in text
+    assert "No mel-spectrograms" in text and "| cpu |" in text
+    mfcc = json.loads((out / "mfcc-net" / "metrics.json").read_text())["val"]
+    assert f"| MFCC net, SGD lr 0.002 | 62.1% / 0.611 | {100 * mfcc['accuracy']:.1f}% / {mfcc['f1_macro']:.3f} |" in text
+    for name in ["mfcc-net", "sweep"]:
+        assert (out / "reports" / name / "report.html").is_file()
+    assert not (out / "mel-cnn").exists()
+
+    mtime = (out / "mfcc-net" / "metrics.json").stat().st_mtime_ns
+    assert main(args) == 0  # a rerun reads the finished parts back
+    assert (out / "mfcc-net" / "metrics.json").stat().st_mtime_ns == mtime
+
+
+def test_reproduce_sweeps_the_cnn_where_melgrams_exist(mel_root, small_mfcc_root, tmp_path, capsys):
+    for split in ["train", "val"]:
+        (mel_root / split / "mfccs").symlink_to(small_mfcc_root / split / "mfccs")
+    out = tmp_path / "study"
+    assert main(["reproduce", "--data", str(mel_root), "--out", str(out), "--seeds", "1", "--epochs", "1",
+                 "--optimizers", "adagrad"]) == 0
+    text = capsys.readouterr().out
+    cnn_row = next(line for line in text.splitlines() if line.startswith("| CNN, Adagrad |"))
+    assert cnn_row.split("|")[4].strip() != "-"
+    assert json.loads((out / "sweep" / "sweep_config.json").read_text())["base"]["model"] == "mel-cnn"
+    assert (out / "reports" / "mel-cnn" / "mel_examples.png").is_file()

@@ -1,0 +1,134 @@
+"""The optimizer sweep on the real MFCC data: outputs, resume, configuration guard, lr rules, test split."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import matplotlib.image
+import numpy as np
+import pytest
+import torch
+
+from conftest import write_split
+from musicgenre import sweep as sweep_mod
+from musicgenre.cli import main
+from musicgenre.datasets import load_split
+from musicgenre.runs import load_run
+from musicgenre.training import evaluate_model
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def sweep_args(data, out, *extra):
+    return ["sweep", "--data", str(data), "--out", str(out), "--epochs", "2", *extra]
+
+
+def assert_png(path):
+    assert path.read_bytes()[:8] == PNG_SIGNATURE
+    h, w, channels = matplotlib.image.imread(path).shape
+    assert h > 100 and w > 100 and channels in (3, 4)
+
+
+@pytest.fixture
+def spy_train_seeds(monkeypatch):
+    """Record the optimizer of every train_seeds call the sweep makes."""
+    calls = []
+    real = sweep_mod.train_seeds
+
+    def spy(cfg, seeds, *args, **kwargs):
+        calls.append((cfg.optimizer, list(seeds)))
+        return real(cfg, seeds, *args, **kwargs)
+
+    monkeypatch.setattr(sweep_mod, "train_seeds", spy)
+    return calls
+
+
+def test_sweep_outputs_resume_and_config_guard(study_data, tmp_path, spy_train_seeds, capsys):
+    out = tmp_path / "sweep"
+    args = sweep_args(study_data, out, "--optimizers", "adam,sgd", "--seeds", "2")
+    assert main(args) == 0
+    assert spy_train_seeds == [("Adam", [0, 1]), ("SGD", [0, 1])]
+
+    rows = list(csv.DictReader((out / "sweep.csv").open()))
+    assert list(rows[0]) == sweep_mod.RESULT_FIELDS
+    runs = [r for r in rows if r["seed"] not in ("mean", "std")]
+    assert [(r["optimizer"], r["seed"]) for r in runs] == [("Adam", "0"), ("Adam", "1"), ("SGD", "0"), ("SGD", "1")]
+    assert [(r["optimizer"], r["seed"]) for r in rows[4:]] == [("Adam", "mean"), ("Adam", "std"), ("SGD", "mean"), ("SGD", "std")]
+    for opt, mean_row in [("Adam", rows[4]), ("SGD", rows[6])]:
+        accs = [float(r["accuracy"]) for r in runs if r["optimizer"] == opt]
+        assert float(mean_row["accuracy"]) == pytest.approx(np.mean(accs))
+        assert all(0.0 <= a <= 1.0 for a in accs)
+
+    # each seed's kept model is saved and scores what the CSV says
+    run = load_run(out / "runs" / "Adam" / "seed1")
+    val = load_split(study_data, "val", "mfcc", run.classes)
+    assert evaluate_model(run.model, val)["accuracy"] == pytest.approx(float(runs[1]["accuracy"]))
+
+    md = (out / "sweep.md").read_text()
+    assert "lr: 0.002 for every optimizer" in md
+    table = [line.split("|")[1].strip() for line in md.splitlines() if line.startswith("| ") and "Optimizer" not in line]
+    f1_mean = {r["optimizer"]: float(r["f1_macro"]) for r in rows if r["seed"] == "mean"}
+    assert table == sorted(f1_mean, key=f1_mean.get, reverse=True)
+    assert_png(out / "sweep.png")
+
+    # resume: a finished optimizer is not retrained; an unfinished one is
+    adam_done = out / "runs" / "Adam" / "results.json"
+    mtime = adam_done.stat().st_mtime_ns
+    (out / "runs" / "SGD" / "results.json").unlink()
+    spy_train_seeds.clear()
+    assert main(args) == 0
+    assert spy_train_seeds == [("SGD", [0, 1])]
+    assert adam_done.stat().st_mtime_ns == mtime
+    assert list(csv.DictReader((out / "sweep.csv").open()))[4:] != []
+
+    # another configuration into the same directory: a one-line error, nothing trained
+    capsys.readouterr()
+    spy_train_seeds.clear()
+    assert main(sweep_args(study_data, out, "--optimizers", "adam,sgd", "--seeds", "3")) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "sweep_config.json" in err and "seeds" in err
+    assert spy_train_seeds == []
+
+
+def test_default_lr_from_signature(monkeypatch):
+    assert sweep_mod.default_lr("Adadelta", 0.5) == 1.0
+    assert sweep_mod.default_lr("Adagrad", 0.5) == 0.01
+    assert sweep_mod.default_lr("Adam", 0.5) == 0.001
+
+    class NoDefault(torch.optim.SGD):
+        def __init__(self, params, lr):
+            super().__init__(params, lr=lr)
+
+    monkeypatch.setattr(torch.optim, "NoDefault", NoDefault, raising=False)
+    assert sweep_mod.default_lr("NoDefault", 0.123) == 0.123
+
+
+def test_lr_per_optimizer(study_data, tmp_path):
+    out = tmp_path / "sweep"
+    assert main(sweep_args(study_data, out, "--optimizers", "adadelta", "--seeds", "1", "--lr-per-optimizer")) == 0
+    saved = json.loads((out / "runs" / "Adadelta" / "results.json").read_text())
+    assert saved["lr"] == 1.0
+    assert load_run(out / "runs" / "Adadelta" / "seed0").config.lr == 1.0
+    assert "own default" in (out / "sweep.md").read_text()
+
+
+def test_test_split_evaluates_kept_models_on_test(study_data, tmp_path, capsys):
+    root = tmp_path / "data"
+    Xt, lt = np.load(study_data / "train/mfccs/X.npy"), np.load(study_data / "train/mfccs/labels.npy")
+    Xv, lv = np.load(study_data / "val/mfccs/X.npy"), np.load(study_data / "val/mfccs/labels.npy")
+    it, iv = np.random.default_rng(0).permutation(len(Xt))[:800], np.random.default_rng(1).permutation(len(Xv))
+    write_split(root, "train", "mfcc", Xt[it], lt[it])
+    write_split(root, "val", "mfcc", Xv[iv[:400]], lv[iv[:400]])
+    out = tmp_path / "sweep"
+    assert main(sweep_args(root, out, "--optimizers", "adam", "--seeds", "1", "--split", "test")) == 2
+    assert "no test split" in capsys.readouterr().err
+
+    write_split(root, "test", "mfcc", Xv[iv[400:]], lv[iv[400:]])
+    out = tmp_path / "sweep-test"
+    assert main(sweep_args(root, out, "--optimizers", "adam", "--seeds", "1", "--split", "test")) == 0
+    saved = json.loads((out / "runs" / "Adam" / "results.json").read_text())
+    run = load_run(out / "runs" / "Adam" / "seed0")
+    test = load_split(root, "test", "mfcc", run.classes)
+    assert saved["runs"][0]["accuracy"] == pytest.approx(evaluate_model(run.model, test)["accuracy"])
+    assert "test split" in (out / "sweep.md").read_text()
