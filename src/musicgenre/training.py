@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from musicgenre.augment import augment_batch
 from musicgenre.config import TrainConfig
 from musicgenre.datasets import Dataset
 from musicgenre.errors import MusicGenreError
@@ -127,7 +128,8 @@ def train(
         total = torch.zeros((), device=device)
         for i in range(0, n, bs):
             idx = perm[i : i + bs]
-            loss = loss_fn(model(X[idx]), y[idx])
+            xb, yb = augment_batch(X[idx], y[idx], cfg, len(classes), gen)
+            loss = loss_fn(model(xb), yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
