@@ -51,10 +51,11 @@ def cpu_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def seconds_per_clip(predict: Callable[[np.ndarray], object], X: np.ndarray, repeats: int = 10) -> float:
-    """CPU inference time per clip: the best of `repeats` timed calls on one batch, after a warm-up."""
+def seconds_per_clip(predict: Callable[[np.ndarray], object], X: np.ndarray, repeats: int = 20) -> float:
+    """CPU inference time per clip: the best of `repeats` timed calls on one batch, after warm-up calls."""
     with cpu_threads(TIMING_THREADS):
-        predict(X)
+        for _ in range(3):
+            predict(X)
         best = min(_timed(predict, X) for _ in range(repeats))
     return best / len(X)
 

@@ -66,8 +66,8 @@ RECIPES: dict[str, TrainConfig] = {
     "mfcc-mlp": TrainConfig(),  # the study's MFCC run
     "mfcc-mlp-std": TrainConfig(standardize=True),  # the same with standardised input
     "mfcc-mlp-plus": TrainConfig(
-        model="mfcc-mlp-plus", optimizer="AdamW", lr=1e-3, weight_decay=1e-4, batch_size=64, epochs=80,
-        scheduler="cosine", label_smoothing=0.1, standardize=True,
+        model="mfcc-mlp-plus", optimizer="AdamW", lr=3e-3, weight_decay=1e-2, batch_size=64, epochs=80,
+        scheduler="cosine", label_smoothing=0.1, standardize=True, mixup=1.0,
     ),
     "mel-cnn": TrainConfig(features="melgram", model="mel-cnn", optimizer="Adagrad"),  # the study's best CNN run
     "mel-cnn-bn": TrainConfig(model="mel-cnn-bn", **_MEL),

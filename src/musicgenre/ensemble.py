@@ -88,7 +88,7 @@ def fit_temperature(logits: torch.Tensor, y: torch.Tensor) -> float:
         return loss
 
     opt.step(closure)
-    return float(log_t.exp())
+    return float(log_t.detach().exp())
 
 
 def _calibration_figures(logits: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:

@@ -47,9 +47,9 @@ class MelCNN(nn.Module):
 
 class MfccMLPPlus(nn.Module):
     """A wider MFCC net for standardised input: 26 -> 256 -> 256 -> classes, each hidden layer
-    Linear, BatchNorm, ReLU, Dropout(0.3)."""
+    Linear, BatchNorm, ReLU, Dropout(0.5)."""
 
-    def __init__(self, n_classes: int, width: int = 256, depth: int = 2, dropout: float = 0.3) -> None:
+    def __init__(self, n_classes: int, width: int = 256, depth: int = 2, dropout: float = 0.5) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         w_in = 26
