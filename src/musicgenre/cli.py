@@ -27,6 +27,10 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--seed", type=int, default=None, help="seed; without it one is drawn and recorded")
     p.add_argument("--data", default=None, help="data root (default: $MUSICGENRE_DATA)")
+    p.add_argument("--recipe", default=None,
+                   help="start from a named recipe (model + settings: mfcc-mlp-plus, mel-resnet, ...); options you set override it")
+    p.add_argument("--mixup", type=float, default=0.0, help="mixup alpha (0 = off)")
+    p.add_argument("--spec-augment", action="store_true", help="time/frequency masking of melgram batches")
 
 
 def train_config_from_args(args: argparse.Namespace):
@@ -34,16 +38,20 @@ def train_config_from_args(args: argparse.Namespace):
     from musicgenre.config import TrainConfig
     from musicgenre.models import model_features
 
-    model = args.model or ("mel-cnn" if args.features == "melgram" else "mfcc-mlp")
+    from musicgenre.config import RECIPES, apply_recipe
+
+    recipe = RECIPES.get(args.recipe) if args.recipe else None
+    model = args.model or (recipe.model if recipe else "mel-cnn" if args.features == "melgram" else "mfcc-mlp")
     features = args.features or model_features(model)
     if model_features(model) != features:
         raise MusicGenreError(f"model {model} reads {model_features(model)} features, not {features}")
-    return TrainConfig(
+    settings = dict(
         features=features, model=model, optimizer=args.optimizer, lr=args.lr, epochs=args.epochs,
         batch_size=args.batch_size, seed=args.seed, device=args.device, weight_decay=args.weight_decay,
         label_smoothing=args.label_smoothing, scheduler=args.scheduler, patience=args.patience,
-        standardize=args.standardize,
+        standardize=args.standardize, mixup=args.mixup, spec_augment=args.spec_augment,
     )
+    return apply_recipe(args.recipe, settings) if args.recipe else TrainConfig(**settings)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -213,6 +221,46 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ensemble(args: argparse.Namespace) -> int:
+    from musicgenre.datasets import load_split, resolve_data_root
+    from musicgenre.ensemble import evaluate_predictor, load_ensemble
+
+    predictor = load_ensemble(args.run_dirs)
+    dataset = load_split(resolve_data_root(args.data), args.split, predictor.features, predictor.classes)
+    m = evaluate_predictor(predictor, dataset)
+    if args.json:
+        print(json.dumps({"runs": [str(r.path) for r in predictor.runs], "split": args.split, **m}))
+    else:
+        print_metrics(m, f"ensemble of {len(predictor.runs)} runs on {args.split}")
+        print(f"NLL {m['nll']:.4f}  ECE {m['ece']:.4f}")
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from musicgenre.datasets import load_split, resolve_data_root
+    from musicgenre.ensemble import calibrate_run
+    from musicgenre.runs import load_run
+
+    run = load_run(args.run_dir)
+    dataset = load_split(resolve_data_root(args.data), "val", run.features, run.classes)
+    c = calibrate_run(args.run_dir, dataset)
+    print(f"temperature {c['temperature']:.4f} fitted on val: NLL {c['nll_before']:.4f} -> {c['nll_after']:.4f}, "
+          f"ECE {c['ece_before']:.4f} -> {c['ece_after']:.4f}; stored in {run.path}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from musicgenre.compare import compare, table_markdown, write_tables
+
+    def show(row) -> None:
+        print(table_markdown([row]).splitlines()[-1], flush=True)
+
+    rows = compare(args.data, list(range(args.seeds)), on_row=show)
+    out = write_tables(rows, args.out)
+    print(f"\n{table_markdown(rows)}\nwritten to {out / 'compare.md'} and {out / 'compare.csv'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="musicgenre", description="Classify music into genres with small neural networks.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -276,6 +324,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--optimizers", default="all", help="'all' or a comma list, for the sweep")
     p.set_defaults(func=cmd_reproduce)
+
+    p = sub.add_parser("ensemble", help="evaluate the average of several runs' probabilities")
+    p.add_argument("run_dirs", nargs="+")
+    p.add_argument("--data", default=None, help="data root (default: $MUSICGENRE_DATA)")
+    p.add_argument("--split", choices=["train", "val", "test"], default="val")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_ensemble)
+
+    p = sub.add_parser("calibrate", help="fit a run's temperature on the val split and store it in the run")
+    p.add_argument("run_dir")
+    p.add_argument("--data", default=None, help="data root (default: $MUSICGENRE_DATA)")
+    p.set_defaults(func=cmd_calibrate)
+
+    p = sub.add_parser("compare", help="train every recipe and baseline over seeds; write compare.md/.csv")
+    p.add_argument("--data", default=None, help="data root (default: $MUSICGENRE_DATA)")
+    p.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 per model (default 5)")
+    p.add_argument("--out", required=True, help="folder for compare.md and compare.csv")
+    p.set_defaults(func=cmd_compare)
     return parser
 
 

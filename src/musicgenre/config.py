@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
 from musicgenre.errors import MusicGenreError
 
@@ -27,6 +27,8 @@ class TrainConfig:
     scheduler: str = "none"
     patience: int | None = None  # stop after this many epochs without a better validation F1
     standardize: bool = False  # fit feature standardisation on train and store it in the model
+    mixup: float = 0.0  # mixup Beta(alpha, alpha) parameter; 0 = off
+    spec_augment: bool = False  # time/frequency masking of melgram batches
 
     def __post_init__(self) -> None:
         self.optimizer = canonical_optimizer(self.optimizer)
@@ -36,6 +38,8 @@ class TrainConfig:
             raise MusicGenreError("epochs, batch size and learning rate must be positive")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise MusicGenreError(f"unknown device {self.device!r}: choose auto, cpu or cuda")
+        if self.mixup < 0:
+            raise MusicGenreError("mixup alpha must be 0 (off) or positive")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -53,3 +57,27 @@ def canonical_optimizer(name: str) -> str:
     if name.lower() not in by_lower:
         raise MusicGenreError(f"unknown optimizer {name!r}: choose one of {', '.join(OPTIMIZERS)}")
     return by_lower[name.lower()]
+
+
+# Named recipes: a model with the training settings chosen for it (on the validation split).
+_MEL = dict(features="melgram", optimizer="AdamW", lr=1e-3, weight_decay=1e-4, batch_size=64, epochs=40,
+            scheduler="cosine", label_smoothing=0.1, standardize=True, spec_augment=True, mixup=0.2)
+RECIPES: dict[str, TrainConfig] = {
+    "mfcc-mlp": TrainConfig(),  # the study's MFCC run
+    "mfcc-mlp-std": TrainConfig(standardize=True),  # the same with standardised input
+    "mfcc-mlp-plus": TrainConfig(
+        model="mfcc-mlp-plus", optimizer="AdamW", lr=3e-3, weight_decay=1e-2, batch_size=64, epochs=80,
+        scheduler="cosine", label_smoothing=0.1, standardize=True, mixup=1.0,
+    ),
+    "mel-cnn": TrainConfig(features="melgram", model="mel-cnn", optimizer="Adagrad"),  # the study's best CNN run
+    "mel-cnn-bn": TrainConfig(model="mel-cnn-bn", **_MEL),
+    "mel-resnet": TrainConfig(model="mel-resnet", **_MEL),
+}
+
+
+def apply_recipe(name: str, overrides: dict) -> TrainConfig:
+    """The named recipe, with every setting in `overrides` that differs from the study default taking precedence."""
+    if name not in RECIPES:
+        raise MusicGenreError(f"unknown recipe {name!r}: choose one of {', '.join(RECIPES)}")
+    default = TrainConfig()
+    return replace(RECIPES[name], **{k: v for k, v in overrides.items() if v != getattr(default, k)})

@@ -1,4 +1,4 @@
-"""Network architectures, by name: the study's two models and their variants."""
+"""Network architectures, by name: the study's two models, their variants, and stronger small nets."""
 
 from __future__ import annotations
 
@@ -45,6 +45,81 @@ class MelCNN(nn.Module):
         return self.head(self.features(x.unsqueeze(1)))
 
 
+class MfccMLPPlus(nn.Module):
+    """A wider MFCC net for standardised input: 26 -> 256 -> 256 -> classes, each hidden layer
+    Linear, BatchNorm, ReLU, Dropout(0.5)."""
+
+    def __init__(self, n_classes: int, width: int = 256, depth: int = 2, dropout: float = 0.5) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        w_in = 26
+        for _ in range(depth):
+            layers += [nn.Linear(w_in, width), nn.BatchNorm1d(width), nn.ReLU(), nn.Dropout(dropout)]
+            w_in = width
+        self.layers = nn.Sequential(*layers, nn.Linear(w_in, n_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+def conv_bn(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
+    """3x3 convolution, batch norm, ReLU."""
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU())
+
+
+class MelCNNBN(nn.Module):
+    """The study's CNN made small and stable: four 3x3 conv/BN/ReLU/max-pool blocks (16-32-64-128),
+    global average pooling instead of the 1024 flatten, dropout 0.3, one linear layer. Channels-last
+    memory format (measured faster on CPU)."""
+
+    def __init__(self, n_classes: int) -> None:
+        super().__init__()
+        blocks: list[nn.Module] = []
+        for c_in, c_out in [(1, 16), (16, 32), (32, 64), (64, 128)]:
+            blocks += [conv_bn(c_in, c_out), nn.MaxPool2d(2, ceil_mode=True)]
+        self.features = nn.Sequential(*blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.head = nn.Sequential(nn.Dropout(0.3), nn.Linear(128, n_classes))
+        self.to(memory_format=torch.channels_last)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x.unsqueeze(1).contiguous(memory_format=torch.channels_last)))
+
+
+class ResBlock(nn.Module):
+    """A basic residual block: two 3x3 conv/BN layers, a 1x1 projection when the shape changes."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = conv_bn(c_in, c_out, stride)
+        self.conv2 = nn.Sequential(nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False), nn.BatchNorm2d(c_out))
+        self.skip = nn.Identity()
+        if stride != 1 or c_in != c_out:
+            self.skip = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.conv2(self.conv1(x)) + self.skip(x))
+
+
+class MelResNet(nn.Module):
+    """A small residual CNN: a 3x3 stride-2 stem (24 channels, 21x128 -> 11x64), three stages of one
+    residual block each (24, 48, 96 channels; the last two halve time and frequency), global average
+    pooling, dropout 0.3, one linear layer. Channels-last memory format (measured faster on CPU)."""
+
+    def __init__(self, n_classes: int, widths: tuple[int, ...] = (24, 48, 96)) -> None:
+        super().__init__()
+        stages: list[nn.Module] = [conv_bn(1, widths[0], stride=2)]
+        c_in = widths[0]
+        for i, c_out in enumerate(widths):
+            stages.append(ResBlock(c_in, c_out, stride=1 if i == 0 else 2))
+            c_in = c_out
+        self.features = nn.Sequential(*stages, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.head = nn.Sequential(nn.Dropout(0.3), nn.Linear(c_in, n_classes))
+        self.to(memory_format=torch.channels_last)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x.unsqueeze(1).contiguous(memory_format=torch.channels_last)))
+
+
 class GenreNet(nn.Module):
     """A body wrapped with the input standardisation and the temperature it was trained and
     calibrated with, so that a saved model carries everything `predict` needs."""
@@ -66,6 +141,9 @@ MODELS: dict[str, tuple[str, Callable[[int], nn.Module]]] = {
     "mfcc-mlp": ("mfcc", MfccMLP),
     "mel-cnn": ("melgram", MelCNN),
     "mel-cnn-relu": ("melgram", lambda n: MelCNN(n, relu_head=True)),
+    "mfcc-mlp-plus": ("mfcc", MfccMLPPlus),
+    "mel-cnn-bn": ("melgram", MelCNNBN),
+    "mel-resnet": ("melgram", MelResNet),
 }
 
 

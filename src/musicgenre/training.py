@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from musicgenre.augment import augment_batch
 from musicgenre.config import TrainConfig
 from musicgenre.datasets import Dataset
 from musicgenre.errors import MusicGenreError
@@ -213,6 +214,7 @@ def _train(cfg, train_set, val_set, on_epoch, device) -> TrainResult:
         perm = torch.randperm(n, generator=gen).to(device)
         losses = []
         for xb, yb in zip(X[perm].split(bs), y[perm].split(bs)):
+            xb, yb = augment_batch(xb, yb, cfg, len(classes), gen)
             loss = loss_fn(model(xb), yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -266,6 +268,7 @@ def train_seeds(
     from musicgenre.multiseed import can_stack, train_stacked
 
     check_features(cfg, train_set)
-    if len(seeds) > 1 and can_stack(build_model(cfg.model, len(train_set.classes))):
+    augmented = cfg.mixup > 0 or cfg.spec_augment  # the stacked trainer draws no augmentation
+    if len(seeds) > 1 and not augmented and can_stack(build_model(cfg.model, len(train_set.classes))):
         return train_stacked(cfg, seeds, train_set, val_set, on_epoch)
     return [train(replace(cfg, seed=s), train_set, val_set, on_epoch) for s in seeds]

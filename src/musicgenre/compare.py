@@ -1,0 +1,162 @@
+"""The model-comparison table: every recipe and the scikit-learn baselines trained over several seeds
+(validation accuracy and macro F1, mean ± std) beside parameters and CPU inference time per clip."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+from threadpoolctl import threadpool_limits
+
+from musicgenre.baselines import BASELINES, evaluate_baseline, fit_baseline
+from musicgenre.config import RECIPES
+from musicgenre.datasets import FEATURE_SHAPES, has_split, load_dataset, resolve_data_root
+from musicgenre.io import atomic_write_text
+from musicgenre.models import build_model, count_parameters, model_features
+from musicgenre.training import predict_logits, train_seeds
+
+TIMING_BATCH = 256
+TIMING_THREADS = 2
+
+
+@dataclass
+class Row:
+    """One model's line of the table; empty score lists mean it was not trained (no data)."""
+
+    name: str
+    features: str
+    accuracy: list[float] = field(default_factory=list)
+    f1_macro: list[float] = field(default_factory=list)
+    parameters: int | None = None
+    us_per_clip: float | None = None
+
+
+@contextmanager
+def cpu_threads(n: int) -> Iterator[None]:
+    """Limit torch and the BLAS/OpenMP pools to `n` threads, restoring torch's count afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        with threadpool_limits(n):
+            yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def seconds_per_clip(predict: Callable[[np.ndarray], object], X: np.ndarray, repeats: int = 20) -> float:
+    """CPU inference time per clip: the best of `repeats` timed calls on one batch, after warm-up calls."""
+    with cpu_threads(TIMING_THREADS):
+        for _ in range(3):
+            predict(X)
+        best = min(_timed(predict, X) for _ in range(repeats))
+    return best / len(X)
+
+
+def _timed(predict: Callable[[np.ndarray], object], X: np.ndarray) -> float:
+    t0 = time.perf_counter()
+    predict(X)
+    return time.perf_counter() - t0
+
+
+def timing_batch(features: str, seed: int = 0) -> np.ndarray:
+    """A fixed random batch of the given representation for timing."""
+    return np.random.default_rng(seed).standard_normal((TIMING_BATCH, *FEATURE_SHAPES[features])).astype(np.float32)
+
+
+def model_cost(model_name: str, n_classes: int) -> tuple[int, float]:
+    """Parameters and CPU seconds per clip (batch of 256, 2 threads, inference mode) of a named model."""
+    model = build_model(model_name, n_classes).eval()
+    X = torch.from_numpy(timing_batch(model_features(model_name)))
+    return count_parameters(model), seconds_per_clip(lambda x: predict_logits(model, x), X)
+
+
+def compare(
+    data: str | os.PathLike | None, seeds: list[int], on_row: Callable[[Row], None] | None = None
+) -> list[Row]:
+    """Train every recipe whose features the data root has (over `seeds`) and every baseline on MFCC;
+    recipes without data are listed with their cost only."""
+    root = resolve_data_root(data)
+    rows: list[Row] = []
+
+    def add(row: Row) -> None:
+        rows.append(row)
+        if on_row is not None:
+            on_row(row)
+
+    splits = {f: load_dataset(root, f, ("train", "val")) for f in ("mfcc", "melgram") if has_split(root, "val", f)}
+    n_classes = len(next(iter(splits.values()))["train"].classes) if splits else 4
+    for name, recipe in RECIPES.items():
+        row = Row(name, recipe.features)
+        row.parameters, row.us_per_clip = model_cost(recipe.model, n_classes)
+        row.us_per_clip *= 1e6
+        if recipe.features in splits:
+            d = splits[recipe.features]
+            for r in train_seeds(recipe, seeds, d["train"], d["val"]):
+                row.accuracy.append(r.metrics["accuracy"])
+                row.f1_macro.append(r.metrics["f1_macro"])
+        add(row)
+    if "mfcc" in splits:
+        d = splits["mfcc"]
+        X = timing_batch("mfcc")
+        for name in BASELINES:
+            row = Row(name, "mfcc")
+            for seed in seeds:
+                pipe = fit_baseline(name, d["train"], seed)
+                m = evaluate_baseline(pipe, d["val"])
+                row.accuracy.append(m["accuracy"])
+                row.f1_macro.append(m["f1_macro"])
+            row.us_per_clip = seconds_per_clip(pipe.predict, X) * 1e6
+            add(row)
+    return rows
+
+
+def _mean_std(values: list[float]) -> str:
+    return f"{np.mean(values):.4f} ± {np.std(values):.4f}" if values else "—"
+
+
+COLUMNS = ("model", "features", "seeds", "val accuracy", "val macro F1", "parameters", "CPU µs/clip")
+
+
+def _cells(row: Row) -> list[str]:
+    return [
+        row.name, row.features, str(len(row.accuracy)) if row.accuracy else "—",
+        _mean_std(row.accuracy), _mean_std(row.f1_macro),
+        f"{row.parameters:,}" if row.parameters is not None else "—",
+        f"{row.us_per_clip:.1f}" if row.us_per_clip is not None else "—",
+    ]
+
+
+def table_markdown(rows: list[Row]) -> str:
+    """The comparison as a Markdown table."""
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(_cells(r)) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def table_csv(rows: list[Row]) -> str:
+    """The comparison as CSV, with raw means and standard deviations."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["model", "features", "seeds", "accuracy_mean", "accuracy_std", "f1_macro_mean", "f1_macro_std",
+                "parameters", "cpu_us_per_clip"])
+    for r in rows:
+        stats = [f"{f(v):.6f}" if v else "" for v in (r.accuracy, r.f1_macro) for f in (np.mean, np.std)]
+        w.writerow([r.name, r.features, len(r.accuracy), *stats, r.parameters or "",
+                    f"{r.us_per_clip:.3f}" if r.us_per_clip is not None else ""])
+    return buf.getvalue()
+
+
+def write_tables(rows: list[Row], out: str | os.PathLike) -> Path:
+    """Write DIR/compare.md and DIR/compare.csv atomically."""
+    out = Path(out)
+    atomic_write_text(out / "compare.md", table_markdown(rows))
+    atomic_write_text(out / "compare.csv", table_csv(rows))
+    return out

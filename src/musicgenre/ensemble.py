@@ -1,0 +1,125 @@
+"""One predictor for a single run or an ensemble of runs (averaged probabilities), and temperature
+scaling, which calibrates a run's probabilities on the validation split."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import save as safetensors_bytes
+from torch.nn import functional as F
+
+from musicgenre.datasets import Dataset
+from musicgenre.errors import MusicGenreError
+from musicgenre.io import atomic_write_bytes, atomic_write_json
+from musicgenre.metrics import classification_metrics, expected_calibration_error
+from musicgenre.models import GenreNet
+from musicgenre.runs import RUN_KIND, WEIGHTS, Run, load_run
+from musicgenre.training import predict_logits
+
+ENSEMBLE_PREFIX = "ensemble:"
+
+
+@dataclass
+class Predictor:
+    """Runs that read the same features and predict the same classes; probabilities are their mean."""
+
+    runs: list[Run]
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.runs[0].classes
+
+    @property
+    def features(self) -> str:
+        return self.runs[0].features
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Class probabilities (N, classes) for a float array of clips' features."""
+        Xt = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
+        return np.mean([predict_logits(r.model, Xt).softmax(1).numpy() for r in self.runs], axis=0)
+
+
+def load_ensemble(paths: list[str | os.PathLike]) -> Predictor:
+    """Load run directories into one predictor; they must agree on classes and features."""
+    if not paths:
+        raise MusicGenreError("an ensemble needs at least one run directory")
+    runs = [load_run(p) for p in paths]
+    first = runs[0]
+    for r in runs[1:]:
+        if r.features != first.features or r.classes != first.classes:
+            raise MusicGenreError(
+                f"{r.path}: reads {r.features} features for classes {', '.join(r.classes)}, but {first.path} "
+                f"reads {first.features} for {', '.join(first.classes)}; ensemble members must agree"
+            )
+    return Predictor(runs)
+
+
+def load_predictor(spec: str | os.PathLike) -> Predictor:
+    """A run directory, or `ensemble:RUN1,RUN2,...` for the average of several."""
+    spec = str(spec)
+    if spec.startswith(ENSEMBLE_PREFIX):
+        return load_ensemble([p for p in spec[len(ENSEMBLE_PREFIX):].split(",") if p])
+    return load_ensemble([spec])
+
+
+def evaluate_predictor(predictor: Predictor, dataset: Dataset) -> dict:
+    """Classification metrics plus negative log-likelihood and ECE of the predictor's probabilities."""
+    probs = predictor.predict_proba(dataset.X)
+    m = classification_metrics(dataset.y, probs.argmax(1), dataset.classes)
+    m["nll"] = float(-np.log(np.maximum(probs[np.arange(len(dataset.y)), dataset.y], 1e-12)).mean())
+    m["ece"] = expected_calibration_error(probs, dataset.y)
+    return m
+
+
+def fit_temperature(logits: torch.Tensor, y: torch.Tensor) -> float:
+    """The temperature T minimising the NLL of softmax(logits / T), by LBFGS over log T."""
+    log_t = torch.zeros((), requires_grad=True)
+    opt = torch.optim.LBFGS([log_t], lr=0.5, max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = F.cross_entropy(logits / log_t.exp(), y)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return float(log_t.detach().exp())
+
+
+def _calibration_figures(logits: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    probs = logits.softmax(1)
+    return float(F.cross_entropy(logits, y)), expected_calibration_error(probs.numpy(), y.numpy())
+
+
+def save_weights(model: GenreNet, path: Path, model_name: str) -> None:
+    """Rewrite a run's model.safetensors in place, atomically."""
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    atomic_write_bytes(path, safetensors_bytes(state, metadata={"kind": RUN_KIND, "model": model_name}))
+
+
+def calibrate_run(run_dir: str | os.PathLike, dataset: Dataset) -> dict:
+    """Fit the run's temperature on `dataset` (the validation split), store it in the run's weights,
+    and record NLL and ECE before/after under "calibration" in its metrics.json."""
+    run = load_run(run_dir)
+    if dataset.classes != run.classes or dataset.features != run.features:
+        raise MusicGenreError(f"{run.path}: the run's classes/features do not match the {dataset.split} split")
+    raw = predict_logits(run.model, torch.from_numpy(dataset.X)) * run.model.temperature  # undo the stored T
+    y = torch.from_numpy(dataset.y)
+    nll_before, ece_before = _calibration_figures(raw / run.model.temperature, y)
+    t = fit_temperature(raw, y)
+    nll_after, ece_after = _calibration_figures(raw / t, y)
+    run.model.temperature.fill_(t)
+    save_weights(run.model, run.path / WEIGHTS, run.config.model)
+    report = {
+        "split": dataset.split, "temperature": t,
+        "nll_before": nll_before, "nll_after": nll_after, "ece_before": ece_before, "ece_after": ece_after,
+    }
+    metrics_path = run.path / "metrics.json"
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+    atomic_write_json(metrics_path, {**metrics, "calibration": report})
+    return report

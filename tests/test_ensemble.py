@@ -1,0 +1,79 @@
+"""Ensembles of real runs, the predictor spec, temperature scaling, and the best recipe's accuracy."""
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.torch import load_file
+
+from musicgenre.cli import main
+from musicgenre.config import RECIPES
+from musicgenre.datasets import Dataset, load_dataset
+from musicgenre.ensemble import evaluate_predictor, load_ensemble, load_predictor
+from musicgenre.errors import MusicGenreError
+from musicgenre.runs import save_run
+from musicgenre.training import train
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "music_genre_data_di"
+BEST = "mfcc-mlp-plus"
+
+
+@pytest.fixture(scope="module")
+def mfcc():
+    return load_dataset(DATA, "mfcc")
+
+
+@pytest.fixture(scope="module")
+def runs(mfcc, tmp_path_factory):
+    """Two quick real runs of the best recipe (different seeds) saved as run directories."""
+    root = tmp_path_factory.mktemp("runs")
+    cfg = replace(RECIPES[BEST], epochs=8)
+    return [save_run(train(replace(cfg, seed=s), mfcc["train"], mfcc["val"]), root / f"seed{s}") for s in (0, 1)]
+
+
+def test_best_recipe_beats_the_study_on_real_data(mfcc):
+    result = train(replace(RECIPES[BEST], seed=0), mfcc["train"], mfcc["val"])
+    assert result.metrics["accuracy"] > 0.72  # the study's MFCC net: 0.621
+
+
+def test_ensemble_averages_member_probabilities(runs, mfcc):
+    pair = load_predictor(f"ensemble:{runs[0]},{runs[1]}")
+    singles = [load_predictor(r) for r in runs]
+    X = mfcc["val"].X
+    probs = pair.predict_proba(X)
+    assert probs.shape == (len(X), 4) and np.allclose(probs.sum(1), 1, atol=1e-5)
+    assert np.allclose(probs, (singles[0].predict_proba(X) + singles[1].predict_proba(X)) / 2, atol=1e-6)
+    assert pair.classes == mfcc["train"].classes and pair.features == "mfcc"
+    assert evaluate_predictor(pair, mfcc["val"])["accuracy"] > 0.65
+
+
+def test_ensemble_of_mismatched_runs_is_a_one_line_error(runs, mfcc, tmp_path):
+    train_set = mfcc["train"]
+    renamed = Dataset(train_set.X, train_set.y, ("a", "b", "c", "d"), "mfcc", "train")
+    other = save_run(train(replace(RECIPES["mfcc-mlp"], epochs=1, seed=0), renamed), tmp_path / "other")
+    with pytest.raises(MusicGenreError, match="ensemble members must agree") as err:
+        load_ensemble([runs[0], other])
+    assert "\n" not in str(err.value)
+
+
+def test_ensemble_cli_json(runs, capsys):
+    assert main(["ensemble", str(runs[0]), str(runs[1]), "--data", str(DATA), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["split"] == "val" and len(out["runs"]) == 2 and 0.65 < out["accuracy"] <= 1
+
+
+def test_calibration_fits_and_stores_the_temperature(mfcc, tmp_path, capsys):
+    run = save_run(train(replace(RECIPES[BEST], epochs=8, seed=2), mfcc["train"], mfcc["val"]), tmp_path / "run")
+    before = evaluate_predictor(load_predictor(run), mfcc["val"])
+    assert main(["calibrate", str(run), "--data", str(DATA)]) == 0
+    after = evaluate_predictor(load_predictor(run), mfcc["val"])
+    report = json.loads((run / "metrics.json").read_text())["calibration"]
+    t = float(load_file(str(run / "model.safetensors"))["temperature"])
+    assert t == pytest.approx(report["temperature"]) and t != 1.0
+    assert after["nll"] <= before["nll"] + 1e-6
+    assert report["nll_after"] <= report["nll_before"] + 1e-6
+    assert report["nll_before"] == pytest.approx(before["nll"], abs=1e-4)
+    assert after["accuracy"] == before["accuracy"]  # a temperature never changes the predicted class
+    assert "ECE" in capsys.readouterr().out
