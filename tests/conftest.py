@@ -29,6 +29,18 @@ def study_data(shared_dir: Path) -> Path:
     return STUDY_DATA
 
 
+@pytest.fixture
+def small_mfcc_root(tmp_path: Path, study_data: Path) -> Path:
+    """A data root holding a seeded random slice of the real MFCC data (800 train, 400 val clips)."""
+    root = tmp_path / "data"
+    for split, n in [("train", 800), ("val", 400)]:
+        d = study_data / split / "mfccs"
+        X, labels = np.load(d / "X.npy"), np.load(d / "labels.npy")
+        keep = np.random.default_rng(0).permutation(len(X))[:n]
+        write_split(root, split, "mfcc", X[keep], labels[keep])
+    return root
+
+
 def write_split(root: Path, split: str, features: str, X: np.ndarray, labels) -> None:
     """Write one split of a data root in the study's layout."""
     d = root / split / {"mfcc": "mfccs", "melgram": "melgrams"}[features]

@@ -11,18 +11,6 @@ from conftest import synthetic_melgrams, write_split
 from musicgenre.cli import main
 
 
-@pytest.fixture
-def small_mfcc_root(tmp_path, study_data):
-    """A data root holding a stratified slice of the real MFCC data."""
-    root = tmp_path / "data"
-    for split, n in [("train", 800), ("val", 400)]:
-        d = study_data / split / "mfccs"
-        X, labels = np.load(d / "X.npy"), np.load(d / "labels.npy")
-        keep = np.random.default_rng(0).permutation(len(X))[:n]
-        write_split(root, split, "mfcc", X[keep], labels[keep])
-    return root
-
-
 def test_train_then_evaluate_json(small_mfcc_root, tmp_path, capsys):
     run = tmp_path / "run"
     rc = main(["train", "--data", str(small_mfcc_root), "--out", str(run), "--epochs", "5", "--seed", "1",

@@ -26,7 +26,7 @@ def real_predictions(audio_dir):
 
 def test_ready_model_ships_in_package():
     assert (READY_MODEL / "model.safetensors").is_file() and (READY_MODEL / "config.json").is_file()
-    assert (READY_MODEL / "model.safetensors").stat().st_size < 200_000
+    assert (READY_MODEL / "model.safetensors").stat().st_size < 400_000  # 74,756 float32 parameters
 
 
 def test_classical_recordings_come_out_classical(real_predictions):

@@ -6,7 +6,6 @@ import json
 import re
 
 import matplotlib.image
-import numpy as np
 import pytest
 
 from conftest import synthetic_melgrams, write_split
@@ -29,17 +28,6 @@ def assert_report(out, images: set[str]) -> str:
     sources = re.findall(r"src='([^']*)'", html)
     assert len(sources) == len(images) and all(s.startswith("data:image/png;base64,") for s in sources)
     return md
-
-
-@pytest.fixture
-def small_mfcc_root(tmp_path, study_data):
-    root = tmp_path / "data"
-    for split, n in [("train", 600), ("val", 300)]:
-        d = study_data / split / "mfccs"
-        X, labels = np.load(d / "X.npy"), np.load(d / "labels.npy")
-        keep = np.random.default_rng(0).permutation(len(X))[:n]
-        write_split(root, split, "mfcc", X[keep], labels[keep])
-    return root
 
 
 @pytest.fixture
