@@ -103,7 +103,7 @@ def plot_per_class(metrics: dict, path: Path) -> None:
 
 
 def plot_mel_examples(data: str | os.PathLike, classes: tuple[str, ...], path: Path) -> None:
-    """The first mel-spectrogram of each genre in the train split, as the study showed them."""
+    """The first mel-spectrogram of each genre in the train split (time across, mel band up), as the study showed."""
     from musicgenre.datasets import load_split
 
     train = load_split(data, "train", "melgram", classes)
@@ -113,7 +113,7 @@ def plot_mel_examples(data: str | os.PathLike, classes: tuple[str, ...], path: P
         idx = np.flatnonzero(train.y == k)
         ax.set_title(c)
         if len(idx):
-            im = ax.imshow(train.X[idx[0]], origin="lower", aspect="auto", cmap="magma")
+            im = ax.imshow(train.X[idx[0]].T, origin="lower", aspect="auto", cmap="magma")
         ax.set(xlabel="frame", ylabel="mel band" if k == 0 else "")
     fig.colorbar(im, ax=axes[0].tolist(), label="dB")
     _save(fig, path)
