@@ -6,19 +6,16 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import save as safetensors_bytes
 from torch.nn import functional as F
 
 from musicgenre.datasets import Dataset
 from musicgenre.errors import MusicGenreError
-from musicgenre.io import atomic_write_bytes, atomic_write_json
+from musicgenre.io import atomic_write_json
 from musicgenre.metrics import classification_metrics, expected_calibration_error
-from musicgenre.models import GenreNet
-from musicgenre.runs import RUN_KIND, WEIGHTS, Run, load_run
+from musicgenre.runs import WEIGHTS, Run, load_run, save_weights
 from musicgenre.training import predict_logits
 
 ENSEMBLE_PREFIX = "ensemble:"
@@ -94,12 +91,6 @@ def fit_temperature(logits: torch.Tensor, y: torch.Tensor) -> float:
 def _calibration_figures(logits: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
     probs = logits.softmax(1)
     return float(F.cross_entropy(logits, y)), expected_calibration_error(probs.numpy(), y.numpy())
-
-
-def save_weights(model: GenreNet, path: Path, model_name: str) -> None:
-    """Rewrite a run's model.safetensors in place, atomically."""
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    atomic_write_bytes(path, safetensors_bytes(state, metadata={"kind": RUN_KIND, "model": model_name}))
 
 
 def calibrate_run(run_dir: str | os.PathLike, dataset: Dataset) -> dict:

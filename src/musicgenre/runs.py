@@ -12,12 +12,13 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
 
 from musicgenre import __version__
 from musicgenre.config import TrainConfig
 from musicgenre.errors import MusicGenreError
-from musicgenre.io import atomic_write_json, atomic_write_text
+from musicgenre.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from musicgenre.models import GenreNet, build_model, count_parameters
 from musicgenre.training import TrainResult
 
@@ -74,11 +75,16 @@ def history_csv(result: TrainResult) -> str:
     return buf.getvalue()
 
 
+def save_weights(model: GenreNet, path: Path, model_name: str) -> None:
+    """Write a model's weights as safetensors, atomically, tagged as ours."""
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    atomic_write_bytes(path, safetensors_bytes(state, metadata={"kind": RUN_KIND, "model": model_name}))
+
+
 def save_run(result: TrainResult, out: str | os.PathLike, overwrite: bool = False, extra: dict | None = None) -> Path:
     """Write a run directory: model.safetensors, config.json, history.json/.csv, metrics.json."""
     tmp, out = prepare_out_dir(out, overwrite)
-    state = {k: v.detach().cpu().contiguous() for k, v in result.model.state_dict().items()}
-    save_file(state, str(tmp / WEIGHTS), metadata={"kind": RUN_KIND, "model": result.config.model})
+    save_weights(result.model, tmp / WEIGHTS, result.config.model)
     atomic_write_json(
         tmp / "config.json",
         {
