@@ -1,18 +1,22 @@
-"""Classification metrics, computed with scikit-learn and returned as plain JSON-ready dicts."""
+"""Classification metrics, computed with scikit-learn and returned as plain JSON-ready dicts.
+scikit-learn is imported inside the functions: `predict` loads this module but never needs it."""
 
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
 
 def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
     """Macro-averaged F1 over all classes (a class never predicted scores 0)."""
+    from sklearn.metrics import f1_score
+
     return float(f1_score(y_true, y_pred, labels=range(n_classes), average="macro", zero_division=0))
 
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: tuple[str, ...]) -> dict:
     """Accuracy, macro F1, per-class precision/recall/F1/support and the confusion matrix (rows = truth)."""
+    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+
     labels = list(range(len(classes)))
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
     return {
