@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from conftest import synthetic_melgrams, write_split
-from musicgenre.cli import main
+from musicgenre.cli import build_parser, main, train_config_from_args
+from musicgenre.errors import MusicGenreError
 
 
 def test_train_then_evaluate_json(small_mfcc_root, tmp_path, capsys):
@@ -94,3 +95,37 @@ def test_melgram_cnn_trains_from_cli(tmp_path, capsys, model):
 def test_feature_model_mismatch_is_one_line(tmp_path, capsys):
     assert main(["train", "--features", "mfcc", "--model", "mel-cnn", "--out", str(tmp_path / "r")]) == 2
     assert "model mel-cnn reads melgram features, not mfcc" in capsys.readouterr().err
+
+
+def _config(*options: str):
+    return train_config_from_args(build_parser().parse_args(["train", "--out", "x", *options]))
+
+
+def test_given_options_override_a_recipe_even_at_study_defaults():
+    cfg = _config("--recipe", "mfcc-mlp-plus", "--epochs", "30", "--mixup", "0", "--optimizer", "SGD", "--seed", "3")
+    assert (cfg.model, cfg.epochs, cfg.mixup, cfg.optimizer, cfg.seed) == ("mfcc-mlp-plus", 30, 0.0, "SGD", 3)
+    assert (cfg.lr, cfg.standardize, cfg.scheduler) == (3e-3, True, "cosine")  # not given: the recipe's
+    assert _config("--recipe", "mfcc-mlp-plus", "--no-standardize").standardize is False
+    assert _config().model == "mfcc-mlp" and _config().optimizer == "SGD" and _config().lr == 0.002
+    assert (_config("--features", "melgram").model, _config("--model", "mel-resnet").features) == ("mel-cnn", "melgram")
+    with pytest.raises(MusicGenreError, match="unknown recipe 'nope'"):
+        _config("--recipe", "nope")
+    with pytest.raises(MusicGenreError, match="model mfcc-mlp reads mfcc features, not melgram"):
+        _config("--model", "mfcc-mlp", "--features", "melgram")
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--weight-decay", "-1"], "weight decay must be 0"),
+    (["--label-smoothing", "2"], r"label smoothing must be in \[0, 1\)"),
+    (["--device", "cuda:x"], "unknown device 'cuda:x'"),
+    (["--optimizer", "adamm"], "unknown optimizer 'adamm'"),
+])
+def test_bad_training_options_are_one_line_errors(options, message):
+    with pytest.raises(MusicGenreError, match=message):
+        _config(*options)
+
+
+def test_non_positive_counts_are_refused_by_the_parser(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--out", "x", "--epochs", "0"])
+    assert "must be at least 1, not 0" in capsys.readouterr().err

@@ -7,9 +7,8 @@ import pytest
 import torch
 
 from musicgenre.cli import main
-from musicgenre.config import RECIPES, TrainConfig, apply_recipe
+from musicgenre.config import RECIPES, TrainConfig
 from musicgenre.datasets import Dataset
-from musicgenre.errors import MusicGenreError
 from musicgenre.models import MODELS, build_model, count_parameters, model_features
 from musicgenre.training import evaluate_model, train
 
@@ -41,13 +40,6 @@ def test_parameter_counts():
 def test_recipes_name_registered_models():
     for name, recipe in RECIPES.items():
         assert model_features(recipe.model) == recipe.features, name
-
-
-def test_apply_recipe_lets_given_options_win():
-    cfg = apply_recipe("mfcc-mlp-plus", {"lr": 0.01, "epochs": 30, "seed": 3})
-    assert (cfg.model, cfg.optimizer, cfg.lr, cfg.epochs, cfg.seed) == ("mfcc-mlp-plus", "AdamW", 0.01, 80, 3)
-    with pytest.raises(MusicGenreError, match="unknown recipe"):
-        apply_recipe("nope", {})
 
 
 def real_melgrams(seconds: int = 20) -> Dataset:

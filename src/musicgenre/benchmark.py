@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import platform
-import random
+import re
 from dataclasses import replace
 
 import torch
@@ -11,14 +11,14 @@ import torch
 from musicgenre.config import TrainConfig
 from musicgenre.datasets import load_dataset
 from musicgenre.errors import MusicGenreError
-from musicgenre.training import train, train_threads
+from musicgenre.training import resolve_seed, train, train_threads
 
 
 def device_available(device: str) -> bool:
     """Whether torch can train on `device` here (cpu always; cuda / cuda:N when that GPU exists)."""
     if device == "cpu":
         return True
-    if device == "cuda" or device.startswith("cuda:"):
+    if re.fullmatch(r"cuda(:\d+)?", device):
         index = int(device.partition(":")[2] or 0)
         return torch.cuda.is_available() and index < torch.cuda.device_count()
     raise MusicGenreError(f"unknown device {device!r}: choose cpu, cuda or cuda:N")
@@ -38,8 +38,7 @@ def compare_devices(cfg: TrainConfig, devices: list[str], data: str | None = Non
     if not devices:
         raise MusicGenreError("--devices: give at least one device, e.g. cpu,cuda")
     available = {d: device_available(d) for d in devices}  # unknown names fail before any loading
-    if cfg.seed is None:
-        cfg = replace(cfg, seed=random.SystemRandom().randrange(2**31))
+    cfg = resolve_seed(cfg)
     splits = load_dataset(data, cfg.features)
     train_set, val_set = splits["train"], splits.get("val")
     rows = []

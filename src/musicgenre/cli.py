@@ -8,50 +8,66 @@ import json
 import sys
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from musicgenre.errors import MusicGenreError
+
+if TYPE_CHECKING:
+    from musicgenre.config import TrainConfig
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+# Every training option defaults to None, meaning "not given": the recipe's (or the study's) value stays.
+TRAIN_OPTIONS = ("features", "model", "optimizer", "lr", "epochs", "batch_size", "weight_decay", "label_smoothing",
+                 "scheduler", "patience", "standardize", "device", "seed", "mixup", "spec_augment")
 
 
 def _add_train_options(p: argparse.ArgumentParser) -> None:
-    """Options shared by every command that trains (defaults: the study's settings)."""
-    p.add_argument("--features", choices=["mfcc", "melgram"], default=None, help="representation (default: the model's)")
-    p.add_argument("--model", default=None, help="mfcc-mlp (default for mfcc), mel-cnn (default for melgram), mel-cnn-relu, ...")
-    p.add_argument("--optimizer", default="SGD", help="any torch.optim optimizer name, case-insensitive (default SGD)")
-    p.add_argument("--lr", type=float, default=0.002)
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--weight-decay", type=float, default=0.0)
-    p.add_argument("--label-smoothing", type=float, default=0.0)
-    p.add_argument("--scheduler", choices=["none", "cosine", "onecycle"], default="none")
-    p.add_argument("--patience", type=int, default=None, help="early stopping: epochs without a better val F1")
-    p.add_argument("--standardize", action="store_true", help="fit feature standardisation on train, store it in the model")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--seed", type=int, default=None, help="seed; without it one is drawn and recorded")
-    p.add_argument("--data", default=None, help="data root (default: $MUSICGENRE_DATA)")
+    """Options shared by every command that trains; unset ones keep the recipe's or the study's settings."""
     p.add_argument("--recipe", default=None,
-                   help="start from a named recipe (model + settings: mfcc-mlp-plus, mel-resnet, ...); options you set override it")
-    p.add_argument("--mixup", type=float, default=0.0, help="mixup alpha (0 = off)")
-    p.add_argument("--spec-augment", action="store_true", help="time/frequency masking of melgram batches")
+                   help="start from a named recipe (model + settings: mfcc-mlp-plus, mel-resnet, ...); options you give override it")
+    p.add_argument("--features", choices=["mfcc", "melgram"], help="representation (default: the model's)")
+    p.add_argument("--model", help="mfcc-mlp (default for mfcc), mel-cnn (default for melgram), mel-cnn-relu, ...")
+    p.add_argument("--optimizer", help="any torch.optim optimizer name, case-insensitive (default SGD)")
+    p.add_argument("--lr", type=float, help="learning rate (default 0.002)")
+    p.add_argument("--epochs", type=positive_int, help="default 30")
+    p.add_argument("--batch-size", type=positive_int, help="default 16")
+    p.add_argument("--weight-decay", type=float, help="default 0")
+    p.add_argument("--label-smoothing", type=float, help="default 0")
+    p.add_argument("--scheduler", choices=["none", "cosine", "onecycle"], help="default none")
+    p.add_argument("--patience", type=positive_int, help="early stopping: epochs without a better val F1")
+    p.add_argument("--standardize", action=argparse.BooleanOptionalAction, help="fit feature standardisation on train, store it in the model")
+    p.add_argument("--device", help="auto (default), cpu or cuda")
+    p.add_argument("--seed", type=int, help="seed; without it one is drawn and recorded")
+    p.add_argument("--mixup", type=float, help="mixup alpha (0 = off)")
+    p.add_argument("--spec-augment", action=argparse.BooleanOptionalAction, help="time/frequency masking of melgram batches")
+    p.add_argument("--data", default=None, help="data root (default: $MUSICGENRE_DATA)")
 
 
-def train_config_from_args(args: argparse.Namespace):
-    """A TrainConfig from parsed options, filling features/model from each other."""
-    from musicgenre.config import TrainConfig
+def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The recipe (or the study's settings) with every option given on the command line on top;
+    a model given alone brings its own features, features given alone bring their default model."""
+    from dataclasses import replace
+
+    from musicgenre.config import TrainConfig, recipe
     from musicgenre.models import model_features
 
-    from musicgenre.config import RECIPES, apply_recipe
-
-    recipe = RECIPES.get(args.recipe) if args.recipe else None
-    model = args.model or (recipe.model if recipe else "mel-cnn" if args.features == "melgram" else "mfcc-mlp")
-    features = args.features or model_features(model)
+    base = recipe(args.recipe) if args.recipe else TrainConfig()
+    given = {k: getattr(args, k) for k in TRAIN_OPTIONS if getattr(args, k) is not None}
+    if "model" not in given and "features" in given and given["features"] != base.features:
+        given["model"] = "mel-cnn" if given["features"] == "melgram" else "mfcc-mlp"
+    model = given.get("model", base.model)
+    features = given.setdefault("features", model_features(model))
     if model_features(model) != features:
         raise MusicGenreError(f"model {model} reads {model_features(model)} features, not {features}")
-    settings = dict(
-        features=features, model=model, optimizer=args.optimizer, lr=args.lr, epochs=args.epochs,
-        batch_size=args.batch_size, seed=args.seed, device=args.device, weight_decay=args.weight_decay,
-        label_smoothing=args.label_smoothing, scheduler=args.scheduler, patience=args.patience,
-        standardize=args.standardize, mixup=args.mixup, spec_augment=args.spec_augment,
-    )
-    return apply_recipe(args.recipe, settings) if args.recipe else TrainConfig(**settings)
+    return replace(base, **given)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -61,8 +77,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     from musicgenre.training import train
 
     cfg = train_config_from_args(args)
-    if args.seeds < 1:
-        raise MusicGenreError(f"--seeds must be at least 1, not {args.seeds}")
     prepare_out_dir(args.out, args.overwrite)[0].rmdir()  # fail before training, not after
     data = load_dataset(args.data, cfg.features)
     n_params = count_parameters(build_model(cfg.model, len(data["train"].classes)))
@@ -85,29 +99,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def train_many_seeds(cfg, args: argparse.Namespace, train_set, val_set, show) -> int:
-    """Seeds seed..seed+N-1 trained together; OUT/seed-K per seed and OUT/summary.json (mean and std)."""
-    import statistics
-    from dataclasses import replace
-
-    from musicgenre.io import atomic_write_json
-    from musicgenre.runs import commit_dir, prepare_out_dir, save_run
+def train_many_seeds(cfg: TrainConfig, args: argparse.Namespace, train_set, val_set, show) -> int:
+    """Seeds seed..seed+N-1 trained together; OUT/seed-K per seed and OUT/summary.json."""
+    from musicgenre.runs import save_seed_runs
     from musicgenre.training import resolve_seed, train_seeds
 
     cfg = resolve_seed(cfg)
     seeds = list(range(cfg.seed, cfg.seed + args.seeds))
-    results = train_seeds(cfg, seeds, train_set, val_set, on_epoch=show)
-    tmp, out = prepare_out_dir(args.out, args.overwrite)
-    for r in results:
-        save_run(r, tmp / f"seed-{r.config.seed}")
-    summary: dict = {"config": replace(cfg, seed=None).to_dict(), "seeds": seeds}
-    if val_set is not None:
-        for key in ("accuracy", "f1_macro"):
-            values = [r.metrics[key] for r in results]
-            summary[f"val_{key}"] = {"mean": statistics.mean(values), "std": statistics.stdev(values), "values": values}
-            print(f"val {key}: {statistics.mean(values):.4f} ± {statistics.stdev(values):.4f} over {len(seeds)} seeds")
-    atomic_write_json(tmp / "summary.json", summary)
-    print(f"runs saved to {commit_dir(tmp, out)}/seed-{{{seeds[0]}..{seeds[-1]}}}")
+    out, summary = save_seed_runs(train_seeds(cfg, seeds, train_set, val_set, on_epoch=show), args.out, args.overwrite)
+    for key in ("accuracy", "f1_macro"):
+        if f"val_{key}" in summary:
+            figures = summary[f"val_{key}"]
+            print(f"val {key}: {figures['mean']:.4f} ± {figures['std']:.4f} over {len(seeds)} seeds")
+    print(f"runs saved to {out}/seed-{{{seeds[0]}..{seeds[-1]}}}")
     return 0
 
 
@@ -269,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_options(p)
     p.add_argument("--out", required=True, help="run directory to create")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
-    p.add_argument("--seeds", type=int, default=1,
+    p.add_argument("--seeds", type=positive_int, default=1,
                    help="train N seeds (seed..seed+N-1) together; OUT/seed-K each, OUT/summary.json")
     p.set_defaults(func=cmd_train)
 
@@ -285,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="data root to create")
     p.add_argument("--split-ratio", default="0.8/0.2", help="train/val fractions of each genre's files")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=None, help="decoding processes (default: all cores)")
+    p.add_argument("--workers", type=positive_int, default=None, help="decoding processes (default: all cores)")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_extract)
 
@@ -294,13 +298,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="run directory or ensemble:RUN1,RUN2 (default: the shipped model)")
     p.add_argument("--json", action="store_true", help="one JSON object per file (JSON Lines)")
     p.add_argument("--segments", action="store_true", help="also the per-second timeline")
-    p.add_argument("--workers", type=int, default=None, help="decoding processes for several files (default: all cores)")
+    p.add_argument("--workers", type=positive_int, default=None, help="decoding processes for several files (default: all cores)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("sweep", help="train every optimizer x seed on one model; table, CSV and chart (resumable)")
     _add_train_options(p)
     p.add_argument("--optimizers", default="all", help="'all' (the 11 of torch.optim) or a comma list")
-    p.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 per optimizer (--seed is not used)")
+    p.add_argument("--seeds", type=positive_int, default=5, help="seeds 0..N-1 per optimizer (--seed is not used)")
     p.add_argument("--lr-per-optimizer", action="store_true", help="each optimizer's own default lr instead of --lr")
     p.add_argument("--split", choices=["val", "test"], default="val", help="split the table reports")
     p.add_argument("--out", required=True, help="sweep directory (rerun the same command to resume)")
@@ -320,8 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reproduce", help="the whole study in one command: runs, optimizer sweep, devices, report")
     p.add_argument("--data", default=None, help="data root (default: $MUSICGENRE_DATA)")
     p.add_argument("--out", required=True, help="folder for everything (rerun to resume)")
-    p.add_argument("--seeds", type=int, default=5)
-    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--seeds", type=positive_int, default=5)
+    p.add_argument("--epochs", type=positive_int, default=30)
     p.add_argument("--optimizers", default="all", help="'all' or a comma list, for the sweep")
     p.set_defaults(func=cmd_reproduce)
 
@@ -339,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("compare", help="train every recipe and baseline over seeds; write compare.md/.csv")
     p.add_argument("--data", default=None, help="data root (default: $MUSICGENRE_DATA)")
-    p.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 per model (default 5)")
+    p.add_argument("--seeds", type=positive_int, default=5, help="seeds 0..N-1 per model (default 5)")
     p.add_argument("--out", required=True, help="folder for compare.md and compare.csv")
     p.set_defaults(func=cmd_compare)
     return parser

@@ -20,6 +20,7 @@ from musicgenre.baselines import BASELINES, evaluate_baseline, fit_baseline
 from musicgenre.config import RECIPES
 from musicgenre.datasets import FEATURE_SHAPES, has_split, load_dataset, resolve_data_root
 from musicgenre.io import atomic_write_text
+from musicgenre.metrics import mean_std
 from musicgenre.models import build_model, count_parameters, model_features
 from musicgenre.training import predict_logits, train_seeds
 
@@ -119,7 +120,7 @@ def compare(
 
 
 def _mean_std(values: list[float]) -> str:
-    return f"{np.mean(values):.4f} ± {np.std(values):.4f}" if values else "—"
+    return "{:.4f} ± {:.4f}".format(*mean_std(values)) if values else "—"
 
 
 COLUMNS = ("model", "features", "seeds", "val accuracy", "val macro F1", "parameters", "CPU µs/clip")
@@ -148,7 +149,7 @@ def table_csv(rows: list[Row]) -> str:
     w.writerow(["model", "features", "seeds", "accuracy_mean", "accuracy_std", "f1_macro_mean", "f1_macro_std",
                 "parameters", "cpu_us_per_clip"])
     for r in rows:
-        stats = [f"{f(v):.6f}" if v else "" for v in (r.accuracy, r.f1_macro) for f in (np.mean, np.std)]
+        stats = [f"{x:.6f}" if v else "" for v in (r.accuracy, r.f1_macro) for x in (mean_std(v) if v else ("", ""))]
         w.writerow([r.name, r.features, len(r.accuracy), *stats, r.parameters or "",
                     f"{r.us_per_clip:.3f}" if r.us_per_clip is not None else ""])
     return buf.getvalue()

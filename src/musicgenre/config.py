@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+import re
+from dataclasses import asdict, dataclass, fields
 
 from musicgenre.errors import MusicGenreError
 
@@ -36,10 +37,14 @@ class TrainConfig:
             raise MusicGenreError(f"unknown scheduler {self.scheduler!r}: choose one of {', '.join(SCHEDULERS)}")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise MusicGenreError("epochs, batch size and learning rate must be positive")
-        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
-            raise MusicGenreError(f"unknown device {self.device!r}: choose auto, cpu or cuda")
-        if self.mixup < 0:
-            raise MusicGenreError("mixup alpha must be 0 (off) or positive")
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
+            raise MusicGenreError(f"unknown device {self.device!r}: choose auto, cpu, cuda or cuda:N")
+        if self.mixup < 0 or self.weight_decay < 0:
+            raise MusicGenreError("mixup alpha and weight decay must be 0 (off) or positive")
+        if not 0 <= self.label_smoothing < 1:
+            raise MusicGenreError(f"label smoothing must be in [0, 1), not {self.label_smoothing}")
+        if self.patience is not None and self.patience < 1:
+            raise MusicGenreError(f"patience must be at least 1 epoch, not {self.patience}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -75,9 +80,8 @@ RECIPES: dict[str, TrainConfig] = {
 }
 
 
-def apply_recipe(name: str, overrides: dict) -> TrainConfig:
-    """The named recipe, with every setting in `overrides` that differs from the study default taking precedence."""
+def recipe(name: str) -> TrainConfig:
+    """The named recipe's configuration."""
     if name not in RECIPES:
         raise MusicGenreError(f"unknown recipe {name!r}: choose one of {', '.join(RECIPES)}")
-    default = TrainConfig()
-    return replace(RECIPES[name], **{k: v for k, v in overrides.items() if v != getattr(default, k)})
+    return RECIPES[name]

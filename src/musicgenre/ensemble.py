@@ -3,7 +3,6 @@ scaling, which calibrates a run's probabilities on the validation split."""
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 
@@ -13,7 +12,7 @@ from torch.nn import functional as F
 
 from musicgenre.datasets import Dataset
 from musicgenre.errors import MusicGenreError
-from musicgenre.io import atomic_write_json
+from musicgenre.io import atomic_write_json, read_json
 from musicgenre.metrics import classification_metrics, expected_calibration_error
 from musicgenre.runs import WEIGHTS, Run, load_run, save_weights
 from musicgenre.training import predict_logits
@@ -111,6 +110,6 @@ def calibrate_run(run_dir: str | os.PathLike, dataset: Dataset) -> dict:
         "nll_before": nll_before, "nll_after": nll_after, "ece_before": ece_before, "ece_after": ece_after,
     }
     metrics_path = run.path / "metrics.json"
-    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+    metrics = read_json(metrics_path) if metrics_path.is_file() else {}
     atomic_write_json(metrics_path, {**metrics, "calibration": report})
     return report

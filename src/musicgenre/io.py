@@ -51,3 +51,15 @@ def atomic_save_npy(path: str | Path, array: np.ndarray) -> None:
 def atomic_write_json(path: str | Path, obj: Any) -> None:
     """Write obj as indented JSON (keys in insertion order) to path atomically."""
     atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    """Parse a JSON file; a missing, unreadable or malformed one is a one-line error naming it."""
+    from musicgenre.errors import MusicGenreError
+
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise MusicGenreError(f"{path}: missing") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MusicGenreError(f"{path}: not a readable JSON file ({exc})") from None

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from musicgenre.errors import MusicGenreError
-from musicgenre.io import atomic_write_bytes, atomic_write_text
+from musicgenre.io import atomic_write_bytes, atomic_write_text, read_json
 
 
 @dataclass
@@ -121,9 +120,7 @@ def plot_mel_examples(data: str | os.PathLike, classes: tuple[str, ...], path: P
 
 def run_blocks(run_dir: Path, out: Path, prefix: str, data: str | None) -> list[Block]:
     """Figures and tables of one run directory; PNGs are named `prefix`*.png in `out`."""
-    meta = json.loads((run_dir / "config.json").read_text())
-    metrics_all = json.loads((run_dir / "metrics.json").read_text())
-    history = json.loads((run_dir / "history.json").read_text())
+    meta, metrics_all, history = (read_json(run_dir / name) for name in ("config.json", "metrics.json", "history.json"))
     cfg = meta["config"]
     metrics = meta.get("sweep_metrics") or metrics_all.get("val")
     split = meta.get("sweep_split", "val")

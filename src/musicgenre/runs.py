@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -18,7 +17,8 @@ from safetensors.torch import save as safetensors_bytes
 from musicgenre import __version__
 from musicgenre.config import TrainConfig
 from musicgenre.errors import MusicGenreError
-from musicgenre.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from musicgenre.io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
+from musicgenre.metrics import mean_std
 from musicgenre.models import GenreNet, build_model, count_parameters
 from musicgenre.training import TrainResult
 
@@ -119,16 +119,15 @@ def load_run(path: str | os.PathLike, device: str | torch.device = "cpu") -> Run
     cfg_path = path / "config.json"
     if not path.is_dir():
         raise MusicGenreError(f"{path}: no such run directory")
-    try:
-        meta = json.loads(cfg_path.read_text())
-    except FileNotFoundError:
-        raise MusicGenreError(f"{cfg_path}: missing: {path} is not a musicgenre run directory") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise MusicGenreError(f"{cfg_path}: not valid JSON ({exc})") from None
+    if not cfg_path.is_file():
+        raise MusicGenreError(f"{cfg_path}: missing: {path} is not a musicgenre run directory")
+    meta = read_json(cfg_path)
     if not isinstance(meta, dict) or meta.get("kind") != RUN_KIND:
         raise MusicGenreError(f"{cfg_path}: not a musicgenre run configuration (kind is not {RUN_KIND!r})")
-    config = TrainConfig.from_dict(meta["config"])
-    classes = tuple(meta["classes"])
+    try:
+        config, classes = TrainConfig.from_dict(meta["config"]), tuple(meta["classes"])
+    except (KeyError, TypeError) as exc:
+        raise MusicGenreError(f"{cfg_path}: incomplete run configuration (no {exc})") from None
     model = build_model(config.model, len(classes))
     weights = path / WEIGHTS
     try:
@@ -142,6 +141,21 @@ def load_run(path: str | os.PathLike, device: str | torch.device = "cpu") -> Run
     except RuntimeError:
         raise MusicGenreError(f"{weights}: weights do not fit model {config.model} (a model file of another kind)") from None
     metrics_path = path / "metrics.json"
-    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+    metrics = read_json(metrics_path) if metrics_path.is_file() else {}
     model.to(device).eval()
     return Run(path=path, model=model, config=config, classes=classes, metrics=metrics)
+
+
+def save_seed_runs(results: list[TrainResult], out: str | os.PathLike, overwrite: bool = False) -> tuple[Path, dict]:
+    """One run directory per seed (OUT/seed-K) and OUT/summary.json with validation mean ± sample std."""
+    tmp, out = prepare_out_dir(out, overwrite)
+    for r in results:
+        save_run(r, tmp / f"seed-{r.config.seed}")
+    summary: dict = {"config": replace(results[0].config, seed=None).to_dict(), "seeds": [r.config.seed for r in results]}
+    if results[0].metrics is not None:
+        for key in ("accuracy", "f1_macro"):
+            values = [r.metrics[key] for r in results]
+            mean, std = mean_std(values)
+            summary[f"val_{key}"] = {"mean": mean, "std": std, "values": values}
+    atomic_write_json(tmp / "summary.json", summary)
+    return commit_dir(tmp, out), summary

@@ -17,7 +17,8 @@ import torch
 from musicgenre.config import OPTIMIZERS, TrainConfig, canonical_optimizer
 from musicgenre.datasets import load_dataset, resolve_data_root
 from musicgenre.errors import MusicGenreError
-from musicgenre.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from musicgenre.io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
+from musicgenre.metrics import mean_std
 from musicgenre.runs import save_run
 from musicgenre.training import TrainResult, evaluate_model, train_seeds
 
@@ -60,8 +61,7 @@ class OptimizerResult:
 
     def mean_std(self, key: str) -> tuple[float, float]:
         """Mean and sample standard deviation over seeds (0 for a single seed)."""
-        v = np.array([r[key] for r in self.runs], dtype=float)
-        return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
+        return mean_std([r[key] for r in self.runs])
 
 
 def default_lr(optimizer: str, fallback: float) -> float:
@@ -83,7 +83,7 @@ def check_config(cfg: SweepConfig, out: Path) -> None:
     """Record the configuration in a new sweep dir; refuse to continue a sweep of another configuration."""
     path = out / "sweep_config.json"
     if path.is_file():
-        old = json.loads(path.read_text())
+        old = read_json(path)
         new = json.loads(json.dumps(cfg.to_dict()))
         if old != new:
             diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
@@ -130,13 +130,13 @@ def run_sweep(cfg: SweepConfig, out: str | os.PathLike, progress: bool = True) -
         for i, opt in enumerate(cfg.optimizers):
             done_path = out / "runs" / opt / "results.json"
             if done_path.is_file():
-                saved = json.loads(done_path.read_text())
+                saved = read_json(done_path)
                 results.append(OptimizerResult(opt, saved["lr"], saved["runs"]))
                 bar.update(task, completed=(i + 1) * len(seeds) * epochs)
                 continue
             lr = cfg.lr_for(opt)
             bar.update(task, description=f"{opt} (lr {lr:g}), {len(seeds)} seeds")
-            trained = train_seeds(replace(cfg.base, optimizer=opt, lr=lr), seeds, data["train"], data["val"],
+            trained = train_seeds(replace(cfg.base, optimizer=opt, lr=lr), seeds, data["train"], data.get("val"),
                                   on_epoch=lambda _r: bar.advance(task))
             res = OptimizerResult(opt, lr)
             for r in trained:
@@ -242,7 +242,7 @@ def load_sweep(path: str | os.PathLike) -> tuple[SweepConfig, list[OptimizerResu
     path = Path(path)
     cfg_path = path / "sweep_config.json"
     try:
-        d = json.loads(cfg_path.read_text())
+        d = read_json(cfg_path)
     except FileNotFoundError:
         raise MusicGenreError(f"{cfg_path}: missing: {path} is not a sweep directory") from None
     except json.JSONDecodeError as exc:
@@ -255,7 +255,7 @@ def load_sweep(path: str | os.PathLike) -> tuple[SweepConfig, list[OptimizerResu
     for opt in cfg.optimizers:
         done = path / "runs" / opt / "results.json"
         if done.is_file():
-            saved = json.loads(done.read_text())
+            saved = read_json(done)
             results.append(OptimizerResult(opt, saved["lr"], saved["runs"]))
     return cfg, results
 

@@ -103,7 +103,10 @@ def predict_logits(model: nn.Module, X: torch.Tensor, batch_size: int = 4096) ->
 def train_threads() -> int:
     """CPU threads for training: 1 (measured fastest on small models and on shared 2-core machines,
     where extra threads only wait on each other); MUSICGENRE_THREADS overrides it."""
-    return int(os.environ.get("MUSICGENRE_THREADS", "1"))
+    value = os.environ.get("MUSICGENRE_THREADS", "1")
+    if not value.isdigit() or int(value) < 1:
+        raise MusicGenreError(f"MUSICGENRE_THREADS={value!r}: give a number of threads, at least 1")
+    return int(value)
 
 
 @contextmanager
