@@ -4,7 +4,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+import musicgenre.extraction
+import musicgenre.features
 from musicgenre.audio import SAMPLE_RATE
+from musicgenre.cli import main
 from musicgenre.errors import MusicGenreError
 from musicgenre.extraction import _split_counts, build_dataset
 
@@ -95,6 +98,71 @@ def test_refuses_to_overwrite(built, genre_dir):
     out, _ = built
     with pytest.raises(MusicGenreError, match="not empty"):
         build_dataset(genre_dir, out, progress=False)
+
+
+def test_ratio_with_an_empty_val_writes_train_only_and_trains(genre_dir, tmp_path, capsys):
+    out = tmp_path / "data"
+    manifest = build_dataset(genre_dir, out, split_ratio="1/0", workers=1, progress=False)
+    assert {f["split"] for f in manifest["files"]} == {"train", None} and manifest["split_ratio"] == [1.0, 0.0]
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "train"]
+    assert main(["train", "--data", str(out), "--out", str(tmp_path / "run"), "--epochs", "1", "--seed", "0"]) == 0
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize("ratio", ["abc", "0.8/x", "0.8", "0/1", "-1/2", (0.8, 0.1, 0.1), "nan/1"])
+def test_bad_split_ratios_are_one_line_errors(genre_dir, tmp_path, ratio):
+    with pytest.raises(MusicGenreError, match=r"^split ratio .*: give 2 non-negative shares \(train/val\)[^\n]*$"):
+        build_dataset(genre_dir, tmp_path / "out", split_ratio=ratio, progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_nothing_readable_for_train_is_an_error_and_leaves_nothing(tmp_path):
+    (tmp_path / "genres" / "jazz").mkdir(parents=True)
+    (tmp_path / "genres" / "jazz" / "bad.wav").write_text("not audio")
+    with pytest.raises(MusicGenreError, match="genres: no readable, non-silent audio for the train split"):
+        build_dataset(tmp_path / "genres", tmp_path / "out", workers=1, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["genres"]
+
+
+def test_overwrite_replaces_the_whole_dataset(built, genre_dir, tmp_path):
+    out = tmp_path / "data"
+    (out / "test" / "mfccs").mkdir(parents=True)
+    (out / "test" / "mfccs" / "X.npy").write_bytes(b"old")
+    (out / "notes.txt").write_text("old")
+    build_dataset(genre_dir, out, split_ratio="0.8/0.2", workers=1, progress=False, overwrite=True)
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "train", "val"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]  # no temporary folder left beside it
+    np.testing.assert_array_equal(load_split(out, "val", "mfccs")[0], load_split(built[0], "val", "mfccs")[0])
+
+
+def test_a_crash_while_writing_leaves_the_old_dataset(built, genre_dir, tmp_path, monkeypatch):
+    out = tmp_path / "data"
+    out.mkdir()
+    (out / "manifest.json").write_text("old")
+
+    def crash(split_dir, rows):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(musicgenre.extraction, "_write_split", crash)
+    with pytest.raises(OSError, match="disk full"):
+        build_dataset(genre_dir, out, workers=1, progress=False, overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json"] and (out / "manifest.json").read_text() == "old"
+
+
+def test_unexpected_decoder_failure_skips_only_that_file(genre_dir, tmp_path, monkeypatch):
+    real_load = musicgenre.features.load_audio
+
+    def load_audio(path):
+        if path.name == "gap.wav":
+            raise ValueError("soxr: bad ratio")
+        return real_load(path)
+
+    monkeypatch.setattr(musicgenre.features, "load_audio", load_audio)
+    manifest = build_dataset(genre_dir, tmp_path / "data", workers=1, progress=False)
+    gap = next(f for f in manifest["files"] if f["path"].endswith("gap.wav"))
+    assert gap["error"] == f"{genre_dir / 'rock_metal_hardrock' / 'gap.wav'}: could not be processed (ValueError: soxr: bad ratio)"
+    assert gap["split"] is None and sum(f["error"] is None for f in manifest["files"]) == 8
 
 
 def test_bad_audio_dirs(tmp_path):

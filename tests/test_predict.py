@@ -77,12 +77,43 @@ def test_folder_goes_on_past_bad_files(audio_dir, tmp_path, capsys):
     assert out.err.strip().splitlines() == [f"error: {tmp_path / 'notes.mp3'}: not a readable audio file (unknown format or corrupt data)"]
 
 
-def test_missing_file_and_wrong_model_dir(tmp_path, capsys, audio_dir):
-    assert main(["predict", str(tmp_path / "nope.mp3")]) == 2
-    assert capsys.readouterr().err == f"error: {tmp_path / 'nope.mp3'}: no such file or folder\n"
+def test_missing_paths_are_errors_and_the_rest_is_classified(tmp_path, capsys, audio_dir):
+    clip = audio_dir / "blues_sorohanro_solo_trumpet.ogg"
+    (tmp_path / "empty").mkdir()
+    assert main(["predict", str(tmp_path / "nope.mp3"), str(clip), str(tmp_path / "empty"), "--json"]) == 1
+    out = capsys.readouterr()
+    records = [json.loads(line) for line in out.out.splitlines()]
+    assert [r["file"] for r in records] == [str(tmp_path / "nope.mp3"), str(clip), str(tmp_path / "empty")]
+    assert records[1]["genre"] in records[1]["probabilities"]
+    assert out.err.splitlines() == [
+        f"error: {tmp_path / 'nope.mp3'}: no such file or folder",
+        f"error: {tmp_path / 'empty'}: no audio files (wav, flac, ogg, mp3) in this folder",
+    ]
+
+
+def test_wrong_model_dir(tmp_path, capsys, audio_dir):
     (tmp_path / "config.json").write_text('{"kind": "keras-model"}')
     assert main(["predict", str(audio_dir / "blues_sorohanro_solo_trumpet.ogg"), "--model", str(tmp_path)]) == 2
     assert "not a musicgenre run configuration" in capsys.readouterr().err
+
+
+def test_unexpected_decoder_failure_is_one_files_error(audio_dir, monkeypatch):
+    """An exception other than MusicGenreError (soxr, librosa, memory) fails only its file, in one line."""
+    import musicgenre.features
+
+    real_load = musicgenre.features.load_audio
+    broken = audio_dir / "blues_sorohanro_solo_trumpet.ogg"
+
+    def load_audio(path):
+        if path == broken:
+            raise MemoryError("cannot allocate\n 42 bytes")
+        return real_load(path)
+
+    monkeypatch.setattr(musicgenre.features, "load_audio", load_audio)
+    good = audio_dir / "classical_brahms_hungarian_dance_5.ogg"
+    bad_pred, good_pred = predict_paths([broken, good], workers=1)
+    assert bad_pred.error == f"{broken}: could not be processed (MemoryError: cannot allocate 42 bytes)"
+    assert good_pred.error is None and good_pred.genre == "classical"
 
 
 def test_predict_with_a_melgram_run(tmp_path, audio_dir, capsys):

@@ -2,28 +2,28 @@
 
 from __future__ import annotations
 
-import os
+import shutil
 import zlib
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
-from musicgenre.audio import SEGMENT_SAMPLES, find_audio_files, load_audio, segment
-from musicgenre.errors import MusicGenreError
+from musicgenre.audio import find_audio_files
 from musicgenre.datasets import FEATURE_DIRS, FEATURE_SHAPES
-from musicgenre.features import extract, silent_segments
+from musicgenre.errors import MusicGenreError
+from musicgenre.features import FileFeatures, iter_file_features
 from musicgenre.io import atomic_save_npy, atomic_write_json
 
-SPLITS = ("train", "val")
+# The splits extract writes, in split-ratio order; the study's test split is withheld, so none is made.
+EXTRACT_SPLITS = ("train", "val")
 
 
 def build_dataset(
     audio_dir: str | Path,
     out_root: str | Path,
-    split_ratio: Sequence[float] = (0.8, 0.2),
+    split_ratio: Sequence[float] | str = (0.8, 0.2),
     seed: int = 0,
     workers: int | None = None,
     progress: bool = True,
@@ -31,16 +31,39 @@ def build_dataset(
 ) -> dict[str, Any]:
     """Extract both feature sets from audio_dir/<genre>/ files into out_root; return the manifest written.
 
+    split_ratio is one share per split (train, val), as numbers or a string like "0.8/0.2".
     Each genre's readable files are split by a seeded shuffle, so no song spans two splits. Unreadable
     files are skipped, not fatal: their manifest entries carry an "error" (and no split) to report.
+    A split without clips is not written. The dataset is built in a temporary sibling folder and
+    moved into place at the end, so out_root never mixes an old dataset with a new or partial one.
     """
-    audio_dir, out_root = Path(audio_dir), Path(out_root)
-    ratios = _check_ratios(split_ratio)
-    _check_out_root(out_root, overwrite)
-    genre_files = _genre_files(audio_dir)
-    results = _extract_all([path for files in genre_files.values() for path in files], workers, progress)
+    from musicgenre.runs import commit_dir, prepare_out_dir  # lazily: runs imports torch
 
-    records, kept = [], {split: [] for split in SPLITS}
+    audio_dir = Path(audio_dir)
+    ratios = _check_ratios(split_ratio)
+    genre_files = _genre_files(audio_dir)
+    tmp, out_root = prepare_out_dir(out_root, overwrite)
+    try:
+        manifest = _build(audio_dir, tmp, genre_files, ratios, seed, workers, progress)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    commit_dir(tmp, out_root)
+    return manifest
+
+
+def _build(
+    audio_dir: Path,
+    out_root: Path,
+    genre_files: dict[str, list[Path]],
+    ratios: np.ndarray,
+    seed: int,
+    workers: int | None,
+    progress: bool,
+) -> dict[str, Any]:
+    """Extract, split and write every split with clips and the manifest into out_root."""
+    results = _extract_all([path for files in genre_files.values() for path in files], workers, progress)
+    records, kept = [], {split: [] for split in EXTRACT_SPLITS}
     for label, files in genre_files.items():
         readable = [path for path in files if results[path].error is None]
         split_of = dict(zip(readable, _split_files(len(readable), ratios, seed, label)))
@@ -51,18 +74,23 @@ def build_dataset(
                     "path": path.relative_to(audio_dir).as_posix(),
                     "label": label,
                     "split": split,
-                    "n_segments": result.n_segments,
-                    "n_silent": result.n_silent,
+                    "n_segments": len(result.silent),
+                    "n_silent": int(result.silent.sum()),
                     "error": result.error,
                 }
             )
             if split is not None:
-                kept[split].append((result.features, label))
+                sounding = ~result.silent
+                kept[split].append(({kind: x[sounding] for kind, x in result.features.items()}, label))
+    n_clips = {split: sum(len(features["mfcc"]) for features, _ in rows) for split, rows in kept.items()}
+    if n_clips["train"] == 0:
+        raise MusicGenreError(f"{audio_dir}: no readable, non-silent audio for the train split; nothing to train on")
     for split, rows in kept.items():
-        _write_split(out_root / split, rows)
+        if n_clips[split]:
+            _write_split(out_root / split, rows)
     manifest = {
         "audio_dir": str(audio_dir.resolve()),
-        "split_ratio": [float(r) for r in split_ratio],
+        "split_ratio": ratios.tolist(),
         "seed": seed,
         "files": records,
     }
@@ -74,24 +102,25 @@ def _write_split(split_dir: Path, rows: list[tuple[dict[str, np.ndarray], str]])
     """Write X.npy (float32) and labels.npy per feature kind, one row per segment, in the study's layout."""
     labels = np.repeat(np.array([label for _, label in rows], dtype=np.str_), [len(f["mfcc"]) for f, _ in rows])
     for kind, folder in FEATURE_DIRS.items():
-        X = np.concatenate([features[kind] for features, _ in rows] or [np.zeros((0, *FEATURE_SHAPES[kind]))])
+        X = np.concatenate([features[kind] for features, _ in rows])
         atomic_save_npy(split_dir / folder / "X.npy", X.astype(np.float32))
         atomic_save_npy(split_dir / folder / "labels.npy", labels)
 
 
-def _check_ratios(split_ratio: Sequence[float]) -> np.ndarray:
-    """Validate one non-negative share per split, summing to more than 0; return them normalised."""
-    ratios = np.asarray(split_ratio, dtype=float)
-    if ratios.shape != (len(SPLITS),) or (ratios < 0).any() or ratios.sum() <= 0:
-        raise MusicGenreError(f"split ratio {tuple(split_ratio)}: give {len(SPLITS)} non-negative shares ({', '.join(SPLITS)})")
+def _check_ratios(split_ratio: Sequence[float] | str) -> np.ndarray:
+    """Parse and validate one non-negative share per split, train's above 0 ("0.8/0.2" or (0.8, 0.2)); return them normalised."""
+    parts = split_ratio.split("/") if isinstance(split_ratio, str) else split_ratio
+    text = split_ratio if isinstance(split_ratio, str) else "/".join(map(str, split_ratio))
+    try:
+        ratios = np.array([float(part) for part in parts])
+    except (TypeError, ValueError):
+        ratios = np.array([np.nan])
+    if ratios.shape != (len(EXTRACT_SPLITS),) or not np.isfinite(ratios).all() or (ratios < 0).any() or ratios[0] <= 0:
+        raise MusicGenreError(
+            f"split ratio {text!r}: give {len(EXTRACT_SPLITS)} non-negative shares ({'/'.join(EXTRACT_SPLITS)}), "
+            "train's above 0, e.g. 0.8/0.2"
+        )
     return ratios / ratios.sum()
-
-
-def _check_out_root(out_root: Path, overwrite: bool) -> None:
-    if out_root.exists() and not out_root.is_dir():
-        raise MusicGenreError(f"{out_root}: is a file, not an output folder")
-    if out_root.is_dir() and any(out_root.iterdir()) and not overwrite:
-        raise MusicGenreError(f"{out_root}: output folder is not empty; choose another or allow overwriting")
 
 
 def _genre_files(audio_dir: Path) -> dict[str, list[Path]]:
@@ -119,38 +148,15 @@ def _split_counts(n: int, ratios: np.ndarray) -> np.ndarray:
 
 def _split_files(n: int, ratios: np.ndarray, seed: int, label: str) -> list[str]:
     """Split name for each of a genre's n files, from a shuffle seeded by seed and the genre's name."""
-    splits = np.repeat(SPLITS, _split_counts(n, ratios))
+    splits = np.repeat(EXTRACT_SPLITS, _split_counts(n, ratios))
     rng = np.random.default_rng([seed, zlib.crc32(label.encode())])
     return splits[rng.permutation(n)].tolist()
 
 
-class FileFeatures(NamedTuple):
-    """What extraction yields for one file: features of its sounding segments, counts, and any decoding error."""
-
-    features: dict[str, np.ndarray]
-    n_segments: int
-    n_silent: int
-    error: str | None
-
-
-def _file_features(path: Path) -> FileFeatures:
-    """Decode and segment one file and compute every feature kind, dropping silent segments."""
-    try:
-        segments, error = segment(load_audio(path)), None
-    except MusicGenreError as e:
-        segments, error = np.zeros((0, SEGMENT_SAMPLES), dtype=np.float32), str(e)
-    silent = silent_segments(segments)
-    sounding = segments[~silent]
-    features = {kind: extract(sounding, kind) for kind in FEATURE_SHAPES}
-    return FileFeatures(features, len(segments), int(silent.sum()), error)
-
-
 def _extract_all(paths: list[Path], workers: int | None, progress: bool) -> dict[Path, FileFeatures]:
-    """Run _file_features on every path in worker processes, with a progress bar."""
+    """Every feature kind of every path, decoded in worker processes, with a progress bar."""
     from rich.progress import track
 
-    workers = max(1, min(workers or os.cpu_count() or 1, len(paths)))
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = {pool.submit(_file_features, path): path for path in paths}
-        done = track(as_completed(futures), total=len(futures), description="Extracting features", disable=not progress)
-        return {futures[future]: future.result() for future in done}
+    results = iter_file_features(paths, tuple(FEATURE_SHAPES), workers)
+    done = track(results, total=len(paths), description="Extracting features", disable=not progress)
+    return {result.path: result for result in done}

@@ -1,4 +1,5 @@
-"""The study's two feature sets, computed for all 1-second segments of a file at once.
+"""The study's two feature sets, computed for all 1-second segments of a file at once, and per file
+in worker processes (what `extract` and `predict` both run).
 
 mfcc reproduces pyAudioAnalysis 0.3.14 (the study's extractor) and melgram reproduces
 librosa's melspectrogram + power_to_db(ref=np.max), so models trained on the study's arrays apply.
@@ -6,12 +7,18 @@ librosa's melspectrogram + power_to_db(ref=np.max), so models trained on the stu
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import sys
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from scipy.fft import dct
 
-from musicgenre.audio import SAMPLE_RATE, SEGMENT_SAMPLES
+from musicgenre.audio import SAMPLE_RATE, SEGMENT_SAMPLES, load_audio, segment
 from musicgenre.datasets import FEATURE_SHAPES
 from musicgenre.errors import MusicGenreError
 
@@ -103,3 +110,39 @@ def extract(segments: np.ndarray, kind: str) -> np.ndarray:
     if kind not in _EXTRACTORS:
         raise MusicGenreError(f"{kind!r}: unknown feature kind; choose one of {', '.join(FEATURE_SHAPES)}")
     return _EXTRACTORS[kind](segments)
+
+
+@dataclass
+class FileFeatures:
+    """One decoded file: each feature kind for every second, which seconds are silent, its length; or its error."""
+
+    path: Path
+    features: dict[str, np.ndarray] = field(default_factory=dict)
+    silent: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    duration: float = 0.0
+    error: str | None = None
+
+
+def file_features(path: Path, kinds: tuple[str, ...]) -> FileFeatures:
+    """Decode one file and compute the given feature kinds; a file that fails gives its one-line error, never raises."""
+    try:
+        y = load_audio(path)
+        segments = segment(y)
+        features = {kind: extract(segments, kind) for kind in kinds}
+        return FileFeatures(path, features, silent_segments(segments), len(y) / SAMPLE_RATE)
+    except MusicGenreError as exc:
+        return FileFeatures(path, error=str(exc))
+    except Exception as exc:  # decoder, resampler or memory failures: one file's problem, not the batch's
+        detail = " ".join(f"{type(exc).__name__}: {exc}".split())
+        return FileFeatures(path, error=f"{path}: could not be processed ({detail})")
+
+
+def iter_file_features(paths: Sequence[Path], kinds: tuple[str, ...], workers: int | None = None) -> Iterator[FileFeatures]:
+    """file_features of each path, in order; several files are decoded at once in worker processes."""
+    workers = min(workers or os.cpu_count() or 1, len(paths))
+    if workers <= 1:
+        yield from (file_features(path, kinds) for path in paths)
+        return
+    ctx = multiprocessing.get_context("spawn")  # forking after torch has started its threads is unsafe
+    with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+        yield from pool.map(file_features, paths, [kinds] * len(paths))

@@ -2,32 +2,17 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
 from typing import Iterator
 
-import numpy as np
-
-from musicgenre.audio import SAMPLE_RATE, find_audio_files, load_audio, segment
+from musicgenre.audio import find_audio_files
 from musicgenre.errors import MusicGenreError
-from musicgenre.features import extract, silent_segments
+from musicgenre.features import FileFeatures, iter_file_features
 
 READY_MODEL = Path(str(files("musicgenre") / "ready_model"))
-
-
-@dataclass
-class FileFeatures:
-    """What decoding one file gives the model: one feature row per second, which seconds are silent."""
-
-    path: Path
-    X: np.ndarray | None = None
-    silent: np.ndarray | None = None
-    duration: float = 0.0
-    error: str | None = None
 
 
 @dataclass
@@ -59,33 +44,12 @@ class FilePrediction:
         return d
 
 
-def file_features(path: Path, features: str) -> FileFeatures:
-    """Decode and featurise one file; a bad file gives its one-line error instead of raising."""
-    try:
-        y = load_audio(path)
-        segs = segment(y)
-        return FileFeatures(path, extract(segs, features), silent_segments(segs), len(y) / SAMPLE_RATE)
-    except MusicGenreError as exc:
-        return FileFeatures(path, error=str(exc))
-
-
-def iter_features(paths: list[Path], features: str, workers: int | None = None) -> Iterator[FileFeatures]:
-    """Features of each file in order; several files are decoded in parallel worker processes."""
-    workers = min(workers or os.cpu_count() or 1, len(paths))
-    if workers <= 1:
-        yield from (file_features(p, features) for p in paths)
-        return
-    ctx = multiprocessing.get_context("spawn")  # fork after torch has started threads is unsafe
-    with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-        yield from pool.map(file_features, paths, [features] * len(paths))
-
-
 def classify(ff: FileFeatures, predictor) -> FilePrediction:
     """Per-second probabilities from the model, averaged over the non-silent seconds."""
     if ff.error is not None:
         return FilePrediction(ff.path, error=ff.error)
     classes = predictor.classes
-    probs = predictor.predict_proba(ff.X)
+    probs = predictor.predict_proba(ff.features[predictor.features])
     top = probs.argmax(axis=1)
     segments = [
         SegmentPrediction(i, None if ff.silent[i] else classes[top[i]], round(float(probs[i, top[i]]), 4))
@@ -107,6 +71,23 @@ def predict_paths(paths: list[str | os.PathLike], model: str | None = None, work
     from musicgenre.ensemble import load_predictor
 
     predictor = load_predictor(model or str(READY_MODEL))
-    files_ = find_audio_files(paths)
-    for ff in iter_features(files_, predictor.features, workers):
-        yield classify(ff, predictor)
+    items = _resolve_paths(paths)
+    features = iter_file_features([path for path, error in items if error is None], (predictor.features,), workers)
+    for path, error in items:
+        yield FilePrediction(path, error=error) if error is not None else classify(next(features), predictor)
+
+
+def _resolve_paths(paths: list[str | os.PathLike]) -> list[tuple[Path, str | None]]:
+    """Each argument's audio files, without repeats; an argument that names none (missing path,
+    folder without audio) becomes one entry carrying its error, so the others are still classified."""
+    items: list[tuple[Path, str | None]] = []
+    seen: set[Path] = set()
+    for arg in paths:
+        try:
+            found = find_audio_files([arg])
+        except MusicGenreError as exc:
+            items.append((Path(arg), str(exc)))
+            continue
+        items += [(path, None) for path in found if path not in seen]
+        seen.update(found)
+    return items
