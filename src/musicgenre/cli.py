@@ -150,8 +150,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_extract(args: argparse.Namespace) -> int:
     from musicgenre.extraction import build_dataset
 
-    ratio = tuple(float(r) for r in args.split_ratio.split("/"))
-    manifest = build_dataset(args.audio_dir, args.out, split_ratio=ratio, seed=args.seed, workers=args.workers,
+    manifest = build_dataset(args.audio_dir, args.out, split_ratio=args.split_ratio, seed=args.seed, workers=args.workers,
                              overwrite=args.overwrite)
     files_ = manifest["files"]
     failed = [f for f in files_ if f.get("error")]
