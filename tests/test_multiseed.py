@@ -120,6 +120,7 @@ def test_cli_trains_seeds_together(mfcc, tmp_path, monkeypatch, capsys):
     import json
 
     from conftest import write_split
+
     from musicgenre.cli import main
 
     root = tmp_path / "data"

@@ -6,8 +6,8 @@ elementwise torch.optim optimizer stepping the stacked tensors, which is S indep
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Callable
 
 import torch
 import torch.fx
@@ -17,8 +17,17 @@ from musicgenre.config import TrainConfig
 from musicgenre.datasets import Dataset
 from musicgenre.models import GenreNet
 from musicgenre.training import (
-    BestKeeper, EpochRecord, TrainResult, as_tensors, cpu_threads, evaluate_model, make_optimizer,
-    make_scheduler, new_model, resolve_device, val_scores,
+    BestKeeper,
+    EpochRecord,
+    TrainResult,
+    as_tensors,
+    cpu_threads,
+    evaluate_model,
+    make_optimizer,
+    make_scheduler,
+    new_model,
+    resolve_device,
+    val_scores,
 )
 
 # Layers that act on each number alone, hold no tensors and draw no random numbers: applied as they are
@@ -31,7 +40,7 @@ def layer_chain(model: GenreNet) -> list[nn.Module] | None:
     layers (each the input of the next, as in an nn.Sequential, read from a torch.fx trace), else None."""
     try:
         graph = torch.fx.symbolic_trace(model.body).graph
-    except Exception:  # a forward that fx cannot trace (data-dependent control flow, ...) is no plain chain
+    except (torch.fx.proxy.TraceError, RuntimeError):  # data-dependent control flow, len(): no plain chain
         return None
     modules = dict(model.body.named_modules())
     chain: list[nn.Module] = []
