@@ -1,4 +1,4 @@
-"""Seeds trained together (stacked, vmapped) give what training each seed alone gives."""
+"""Seeds trained together (stacked into batched matmuls) give what training each seed alone gives."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ import math
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from musicgenre.config import OPTIMIZERS, TrainConfig
 from musicgenre.datasets import Dataset, load_dataset
-from musicgenre.models import build_model
-from musicgenre.multiseed import can_stack, train_stacked
+from musicgenre.models import GenreNet, build_model
+from musicgenre.multiseed import StackedChain, can_stack, train_stacked
 from musicgenre.training import train, train_seeds
 
 
@@ -23,9 +24,50 @@ def mfcc(study_data) -> dict[str, Dataset]:
     return {"train": Dataset(tr.X[keep], tr.y[keep], tr.classes, tr.features, tr.split), "val": d["val"]}
 
 
+class Residual(nn.Module):
+    """Only Linear and ReLU leaves, but not a chain: its forward adds the input back."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(nn.Linear(26, 26), nn.ReLU())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.layers(x)
+
+
 def test_stackable_models():
     assert can_stack(build_model("mfcc-mlp", 4))
+    assert can_stack(GenreNet(nn.Sequential(nn.Linear(26, 8), nn.Tanh(), nn.Linear(8, 4, bias=False)), (26,)))
     assert not can_stack(build_model("mel-cnn", 4))
+    assert not can_stack(GenreNet(Residual(), (26,)))
+    assert not can_stack(GenreNet(nn.Sequential(nn.Linear(26, 8), nn.Dropout(), nn.Linear(8, 4)), (26,)))
+
+
+@pytest.mark.parametrize("body", [
+    lambda: build_model("mfcc-mlp", 4).body,
+    lambda: nn.Sequential(nn.Linear(26, 8), nn.GELU(), nn.Linear(8, 4, bias=False)),
+], ids=["mfcc-mlp", "bias-free"])
+def test_stacked_chain_computes_each_model(body):
+    """Each seed's slice of the stacked forward is its own GenreNet's output (standardisation and
+    temperature included), and its weights go back into the model unchanged."""
+    models = []
+    for s in range(3):
+        torch.manual_seed(s)
+        m = GenreNet(body(), (26,))
+        m.mean.normal_()
+        m.std.uniform_(0.5, 2.0)
+        m.temperature.fill_(1.5 + s)
+        models.append(m)
+    net = StackedChain(models)
+    X = torch.randn(5, 26)
+    with torch.no_grad():
+        got = net(net.standardize(X))
+        for s, m in enumerate(models):
+            assert torch.allclose(got[s], m(X), atol=1e-6)
+    fresh = GenreNet(body(), (26,))
+    net.load_into(fresh, 2, net.params)
+    for p, want in zip(fresh.parameters(), models[2].parameters()):
+        assert torch.equal(p, want)
 
 
 @pytest.mark.parametrize("cfg", [
@@ -78,6 +120,7 @@ def test_cli_trains_seeds_together(mfcc, tmp_path, monkeypatch, capsys):
     import json
 
     from conftest import write_split
+
     from musicgenre.cli import main
 
     root = tmp_path / "data"

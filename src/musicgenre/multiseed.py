@@ -1,37 +1,111 @@
-"""Several seeds of one configuration trained together as one batched model: parameters stacked
-to (S, ...) with torch.func.stack_module_state, the forward pass vmapped over seeds, the per-seed
-losses summed (seeds do not interact, so each gets exactly its own gradient) and one elementwise
-torch.optim optimizer stepping the stacked tensors, which is S independent optimizers."""
+"""Several seeds of one MLP configuration trained together: each Linear's weights stacked to
+(S, in, out) and biases to (S, out), every layer one batched matmul (baddbmm) over the seeds, the
+per-seed losses summed (seeds do not interact, so each gets exactly its own gradient) and one
+elementwise torch.optim optimizer stepping the stacked tensors, which is S independent optimizers."""
 
 from __future__ import annotations
 
-import copy
 import time
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Callable
 
 import torch
+import torch.fx
 from torch import nn
-from torch.func import functional_call, stack_module_state, vmap
 
 from musicgenre.config import TrainConfig
 from musicgenre.datasets import Dataset
+from musicgenre.models import GenreNet
 from musicgenre.training import (
-    BestKeeper, EpochRecord, TrainResult, as_tensors, cpu_threads, evaluate_model, make_optimizer,
-    make_scheduler, new_model, resolve_device, val_scores,
+    BestKeeper,
+    EpochRecord,
+    TrainResult,
+    as_tensors,
+    cpu_threads,
+    evaluate_model,
+    make_optimizer,
+    make_scheduler,
+    new_model,
+    resolve_device,
+    val_scores,
 )
 
-# Layers that behave the same in train and eval mode and draw no random numbers: a model built only
-# of these gives, stacked, what each seed's own `train` gives.
-STACKABLE_LAYERS = (
-    nn.Linear, nn.ReLU, nn.LeakyReLU, nn.GELU, nn.ELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.Identity, nn.Flatten,
-)
+# Layers that act on each number alone, hold no tensors and draw no random numbers: applied as they are
+# to (S, B, features) activations, they give each seed what its own model gives.
+ELEMENTWISE_LAYERS = (nn.ReLU, nn.LeakyReLU, nn.GELU, nn.ELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.Identity)
 
 
-def can_stack(model: nn.Module) -> bool:
-    """Whether every layer of the model is stackable (BatchNorm, dropout, convolutions fall back to a loop)."""
-    leaves = [m for m in model.modules() if not list(m.children())]
-    return all(isinstance(m, STACKABLE_LAYERS) for m in leaves)
+def layer_chain(model: GenreNet) -> list[nn.Module] | None:
+    """The body's layers in call order when its forward is a plain chain of Linear and elementwise
+    layers (each the input of the next, as in an nn.Sequential, read from a torch.fx trace), else None."""
+    try:
+        graph = torch.fx.symbolic_trace(model.body).graph
+    except (torch.fx.proxy.TraceError, RuntimeError):  # data-dependent control flow, len(): no plain chain
+        return None
+    modules = dict(model.body.named_modules())
+    chain: list[nn.Module] = []
+    prev = None
+    for node in graph.nodes:
+        if node.op == "placeholder" and prev is None:
+            prev = node
+        elif node.op == "output":
+            return chain if node.args == (prev,) and chain else None
+        elif (node.op == "call_module" and node.args == (prev,) and not node.kwargs
+              and isinstance(modules[node.target], (nn.Linear, *ELEMENTWISE_LAYERS))):
+            chain.append(modules[node.target])
+            prev = node
+        else:
+            return None
+    return None
+
+
+def can_stack(model: GenreNet) -> bool:
+    """Whether seeds of this model can train stacked (convolutions, BatchNorm, dropout fall back to a loop)."""
+    return layer_chain(model) is not None
+
+
+class StackedChain:
+    """S models of one Linear/elementwise chain as batched tensors: per Linear a weight (S, in, out)
+    (stored transposed: baddbmm runs faster on it) and a bias (S, out); GenreNet's mean/std (S, F) and
+    temperature (S,) applied as GenreNet applies them."""
+
+    def __init__(self, models: list[GenreNet]) -> None:
+        chains = [layer_chain(m) for m in models]
+        self.steps: list[tuple[nn.Module, torch.Tensor | None, torch.Tensor | None]] = []
+        for layers in zip(*chains):
+            if isinstance(layers[0], nn.Linear):
+                w = torch.stack([m.weight.detach().T for m in layers]).requires_grad_()
+                b = None if layers[0].bias is None else torch.stack([m.bias.detach() for m in layers]).requires_grad_()
+                self.steps.append((layers[0], w, b))
+            else:
+                self.steps.append((layers[0], None, None))
+        self.params = [t for _, w, b in self.steps for t in (w, b) if t is not None]
+        self.mean = torch.stack([m.mean for m in models])
+        self.std = torch.stack([m.std for m in models])
+        self.temperature = torch.stack([m.temperature for m in models])
+
+    def standardize(self, X: torch.Tensor) -> torch.Tensor:
+        """(N, F) inputs -> (S, N, F), standardised with each seed's statistics."""
+        return (X - self.mean[:, None]) / self.std[:, None]
+
+    def __call__(self, z: torch.Tensor) -> torch.Tensor:
+        """(S, B, F) standardised inputs -> (S, B, classes) logits."""
+        for layer, w, b in self.steps:
+            if w is None:
+                z = layer(z)
+            else:
+                z = torch.bmm(z, w) if b is None else torch.baddbmm(b.unsqueeze(1), z, w)
+        return z / self.temperature[:, None, None]
+
+    def load_into(self, model: GenreNet, s: int, params: list[torch.Tensor]) -> None:
+        """Copy seed s of `params` (tensors shaped like `self.params`) into its model's Linear layers."""
+        values = iter(params)
+        with torch.no_grad():
+            for linear, (_, w, b) in zip(layer_chain(model), self.steps):
+                if w is not None:
+                    linear.weight.copy_(next(values)[s].T)
+                    if b is not None:
+                        linear.bias.copy_(next(values)[s])
 
 
 def train_stacked(
@@ -51,36 +125,36 @@ def train_stacked(
 def _train_stacked(cfg, seeds, train_set, val_set, on_epoch, device) -> list[TrainResult]:
     S, classes = len(seeds), train_set.classes
     models = [new_model(cfg, s, train_set, device) for s in seeds]
-    params, buffers = stack_module_state(models)
-    template = copy.deepcopy(models[0]).to("meta")
-    forward = vmap(lambda p, b, x: functional_call(template, (p, b), (x,)), in_dims=(0, 0, 0))
-    predict = vmap(lambda p, b, x: functional_call(template, (p, b), (x,)), in_dims=(0, 0, None))
+    net = StackedChain(models)
 
     X, y = as_tensors(train_set, device)
-    Xv, yv = as_tensors(val_set, device) if val_set is not None else (None, None)
+    Z = net.standardize(X)  # (S, n, F): standardised once, batches gathered from it
+    Zv, yv = None, None
+    if val_set is not None:
+        Xv, yv = as_tensors(val_set, device)
+        Zv = net.standardize(Xv)
     n, bs = len(y), cfg.batch_size
     batch_sizes = torch.tensor([len(b) for b in torch.arange(n).split(bs)], dtype=torch.float32, device=device)
-    opt = make_optimizer(cfg, list(params.values()))
+    opt = make_optimizer(cfg, net.params)
     sched = make_scheduler(cfg, opt, len(batch_sizes))
     gens = [torch.Generator().manual_seed(s) for s in seeds]
-
-    def seed_losses(logits: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-        """(S,) mean cross-entropy of each seed's batch."""
-        flat = nn.functional.cross_entropy(
-            logits.flatten(0, 1), yb.flatten(), reduction="none", label_smoothing=cfg.label_smoothing
-        )
-        return flat.view(S, -1).mean(1)
+    rows = torch.arange(S, device=device)[:, None]
 
     results = [TrainResult(model=m, config=replace(cfg, seed=s), classes=classes) for m, s in zip(models, seeds)]
     keepers = [BestKeeper(cfg.patience) for _ in seeds]
     active = list(range(S))  # seeds not yet stopped early
-    best = {k: v.detach().clone() for k, v in params.items()}
+    best = [p.detach().clone() for p in net.params]
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
         perms = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(device)
+        inputs = Z[rows, perms].split(bs, dim=1)  # each (S, b, F): seed s's batch in its own order
+        targets = [t.flatten() for t in y[perms].split(bs, dim=1)]
         losses = []
-        for xb, yb in zip(X[perms].split(bs, dim=1), y[perms].split(bs, dim=1)):
-            loss = seed_losses(forward(params, buffers, xb), yb)
+        for zb, yb in zip(inputs, targets):
+            flat = nn.functional.cross_entropy(
+                net(zb).flatten(0, 1), yb, reduction="none", label_smoothing=cfg.label_smoothing
+            )
+            loss = flat.view(S, -1).mean(1)  # (S,) each seed's mean over its batch
             opt.zero_grad(set_to_none=True)
             loss.sum().backward()
             opt.step()
@@ -89,13 +163,13 @@ def _train_stacked(cfg, seeds, train_set, val_set, on_epoch, device) -> list[Tra
                 sched.step()
         if cfg.scheduler == "cosine":
             sched.step()
-        epoch_loss = ((batch_sizes @ torch.stack(losses)) / n).tolist()
+        epoch_loss = ((batch_sizes @ torch.stack(losses)) / n).tolist()  # the one host sync of the epoch
         seconds = (time.perf_counter() - t0) / S
 
         acc = f1 = [None] * S
-        if Xv is not None:
-            with torch.inference_mode():
-                acc, f1 = (t.tolist() for t in val_scores(predict(params, buffers, Xv).argmax(-1), yv, len(classes)))
+        if Zv is not None:
+            with torch.no_grad():
+                acc, f1 = (t.tolist() for t in val_scores(net(Zv).argmax(-1), yv, len(classes)))
         for s in list(active):
             record = EpochRecord(epoch, epoch_loss[s], acc[s], f1[s], seconds)
             results[s].history.append(record)
@@ -103,8 +177,8 @@ def _train_stacked(cfg, seeds, train_set, val_set, on_epoch, device) -> list[Tra
             if on_epoch is not None:
                 on_epoch(record)
             if keepers[s].improved(epoch, f1[s]):
-                for k, v in params.items():
-                    best[k][s].copy_(v.detach()[s])
+                for kept, p in zip(best, net.params):
+                    kept[s].copy_(p.detach()[s])
             elif keepers[s].stop:
                 active.remove(s)
         if not active:
@@ -112,7 +186,7 @@ def _train_stacked(cfg, seeds, train_set, val_set, on_epoch, device) -> list[Tra
 
     for s, result in enumerate(results):
         result.best_epoch = keepers[s].best_epoch
-        result.model.load_state_dict({k: v[s] for k, v in best.items()}, strict=False)
+        net.load_into(result.model, s, best)
         result.model.eval()
         if val_set is not None:
             result.metrics = evaluate_model(result.model, val_set)
