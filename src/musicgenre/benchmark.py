@@ -24,10 +24,10 @@ def device_available(device: str) -> bool:
     raise MusicGenreError(f"unknown device {device!r}: choose cpu, cuda or cuda:N")
 
 
-def device_name(device: str) -> str:
+def device_name(device: str, model: str) -> str:
     if device.startswith("cuda"):
         return torch.cuda.get_device_name(torch.device(device))
-    n = train_threads()
+    n = train_threads(model)
     return f"{platform.processor() or platform.machine()}, {n} thread{'s' if n != 1 else ''}"
 
 
@@ -50,7 +50,7 @@ def compare_devices(cfg: TrainConfig, devices: list[str], data: str | None = Non
         epochs = len(result.history)
         metrics = result.metrics or {}
         rows.append({
-            "device": device, "available": True, "name": device_name(device), "seed": cfg.seed, "epochs": epochs,
+            "device": device, "available": True, "name": device_name(device, cfg.model), "seed": cfg.seed, "epochs": epochs,
             "train_seconds": result.train_seconds, "seconds_per_epoch": result.train_seconds / epochs,
             "samples_per_second": len(train_set) * epochs / result.train_seconds,
             "val_accuracy": metrics.get("accuracy"), "val_f1": metrics.get("f1_macro"),

@@ -7,14 +7,12 @@ import csv
 import io
 import os
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 import torch
-from threadpoolctl import threadpool_limits
 
 from musicgenre.baselines import BASELINES, evaluate_baseline, fit_baseline
 from musicgenre.config import RECIPES
@@ -22,7 +20,7 @@ from musicgenre.datasets import FEATURE_SHAPES, has_split, load_dataset, resolve
 from musicgenre.io import atomic_write_text
 from musicgenre.metrics import mean_std
 from musicgenre.models import build_model, count_parameters, model_features
-from musicgenre.training import predict_logits, train_seeds
+from musicgenre.training import cpu_threads, predict_logits, train_seeds
 
 TIMING_BATCH = 256
 TIMING_THREADS = 2
@@ -38,18 +36,6 @@ class Row:
     f1_macro: list[float] = field(default_factory=list)
     parameters: int | None = None
     us_per_clip: float | None = None
-
-
-@contextmanager
-def cpu_threads(n: int) -> Iterator[None]:
-    """Limit torch and the BLAS/OpenMP pools to `n` threads, restoring torch's count afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        with threadpool_limits(n):
-            yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def seconds_per_clip(predict: Callable[[np.ndarray], object], X: np.ndarray, repeats: int = 20) -> float:

@@ -22,6 +22,7 @@ from musicgenre.training import (
     TrainResult,
     as_tensors,
     cpu_threads,
+    train_threads,
     evaluate_model,
     make_optimizer,
     make_scheduler,
@@ -118,7 +119,7 @@ def train_stacked(
     """Train one model per seed at once; per seed the same initial weights, batch order, best-epoch
     copy and early stop as `train(replace(cfg, seed=s))`. Epoch seconds are the batch's time / S."""
     device = resolve_device(cfg.device)
-    with cpu_threads(device):
+    with cpu_threads(train_threads(cfg.model)):
         return _train_stacked(cfg, list(seeds), train_set, val_set, on_epoch, device)
 
 

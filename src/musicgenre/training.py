@@ -94,29 +94,35 @@ def fit_standardization(model: GenreNet, X: np.ndarray) -> None:
 
 
 @torch.inference_mode()
-def predict_logits(model: nn.Module, X: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
-    """Logits for all rows, in eval mode, in a few large batches."""
+def predict_logits(model: nn.Module, X: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+    """Logits for all rows, in eval mode, in batches of 64 (larger batches of melgrams run slower on CPU)."""
     model.eval()
     return torch.cat([model(X[i : i + batch_size]) for i in range(0, len(X), batch_size)])
 
 
-def train_threads() -> int:
-    """CPU threads for training: 1 (measured fastest on small models and on shared 2-core machines,
-    where extra threads only wait on each other); MUSICGENRE_THREADS overrides it."""
-    value = os.environ.get("MUSICGENRE_THREADS", "1")
+def train_threads(model: str) -> int:
+    """CPU threads for training `model`: MUSICGENRE_THREADS when set; else 1 for the fully connected
+    MFCC models (their ops are too small to share out: extra threads only wait on each other, and
+    on a busy 2-core machine that made training 25x slower) and every core for the convolutional
+    melgram models, whose convolutions do split well."""
+    value = os.environ.get("MUSICGENRE_THREADS")
+    if value is None:
+        return 1 if model_features(model) == "mfcc" else os.cpu_count() or 1
     if not value.isdigit() or int(value) < 1:
         raise MusicGenreError(f"MUSICGENRE_THREADS={value!r}: give a number of threads, at least 1")
     return int(value)
 
 
 @contextmanager
-def cpu_threads(device: torch.device) -> Iterator[None]:
-    """Run the block with `train_threads()` intra-op threads on CPU, restoring the setting after."""
+def cpu_threads(n: int) -> Iterator[None]:
+    """Run the block with `n` intra-op CPU threads (torch's and the BLAS/OpenMP pools'), restoring them after."""
+    from threadpoolctl import threadpool_limits
+
     before = torch.get_num_threads()
-    if device.type == "cpu":
-        torch.set_num_threads(train_threads())
+    torch.set_num_threads(n)
     try:
-        yield
+        with threadpool_limits(n):
+            yield
     finally:
         torch.set_num_threads(before)
 
@@ -193,7 +199,7 @@ def train(
     check_features(cfg, train_set)
     cfg = resolve_seed(cfg)
     device = resolve_device(cfg.device)
-    with cpu_threads(device):
+    with cpu_threads(train_threads(cfg.model)):
         return _train(cfg, train_set, val_set, on_epoch, device)
 
 
@@ -231,23 +237,25 @@ def _train(cfg, train_set, val_set, on_epoch, device) -> TrainResult:
         seconds = time.perf_counter() - t0
         result.train_seconds += seconds
 
-        acc = f1 = None
+        acc = f1 = pred = None
         if Xv is not None:
-            acc, f1 = map(float, val_scores(predict_logits(model, Xv).argmax(1), yv, len(classes)))
+            pred = predict_logits(model, Xv).argmax(1)
+            acc, f1 = map(float, val_scores(pred, yv, len(classes)))
         record = EpochRecord(epoch, epoch_loss, acc, f1, seconds)
         result.history.append(record)
         if on_epoch is not None:
             on_epoch(record)
         if keeper.improved(epoch, f1):
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            best_pred = pred
         elif keeper.stop:
             break
 
     result.best_epoch = keeper.best_epoch
     model.load_state_dict(best_state)
     model.eval()
-    if val_set is not None:
-        result.metrics = evaluate_model(model, val_set)
+    if val_set is not None:  # the kept epoch's own predictions: no second pass over the split
+        result.metrics = classification_metrics(val_set.y, best_pred.cpu().numpy(), classes)
     return result
 
 
