@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from musicgenre.config import RECIPES
+from musicgenre.metrics import mean_std
 from musicgenre.datasets import Dataset, load_dataset
 from musicgenre.io import atomic_write_json
 from musicgenre.runs import WEIGHTS, commit_dir, prepare_out_dir, save_run
@@ -32,8 +33,10 @@ SEED = 0
 OUT = Path(__file__).resolve().parents[1] / "src" / "musicgenre" / "ready_model"
 
 
-def mean_std(values: list[float]) -> dict:
-    return {"mean": float(np.mean(values)), "std": float(np.std(values)), "values": [float(v) for v in values]}
+def figures(values: list[float]) -> dict:
+    """Mean, sample standard deviation and the values over seeds."""
+    mean, std = mean_std(values)
+    return {"mean": mean, "std": std, "values": [float(v) for v in values]}
 
 
 def validation_figures(train_set: Dataset, val_set: Dataset, n_seeds: int) -> dict:
@@ -42,11 +45,11 @@ def validation_figures(train_set: Dataset, val_set: Dataset, n_seeds: int) -> di
     return {
         "recipe": RECIPE,
         "seeds": n_seeds,
-        "accuracy": mean_std([r.metrics["accuracy"] for r in results]),
-        "f1_macro": mean_std([r.metrics["f1_macro"] for r in results]),
+        "accuracy": figures([r.metrics["accuracy"] for r in results]),
+        "f1_macro": figures([r.metrics["f1_macro"] for r in results]),
         "best_epoch": [r.best_epoch for r in results],
-        "last_epoch_accuracy": mean_std([r.history[-1].val_accuracy for r in results]),
-        "last_epoch_f1_macro": mean_std([r.history[-1].val_f1 for r in results]),
+        "last_epoch_accuracy": figures([r.history[-1].val_accuracy for r in results]),
+        "last_epoch_f1_macro": figures([r.history[-1].val_f1 for r in results]),
     }
 
 
@@ -59,9 +62,9 @@ def main() -> None:
 
     data = load_dataset(args.data, "mfcc", ("train", "val"))
     tr, va = data["train"], data["val"]
-    figures = validation_figures(tr, va, args.seeds)
-    print(f"{RECIPE} on val over {args.seeds} seeds: accuracy {figures['accuracy']['mean']:.4f} ± "
-          f"{figures['accuracy']['std']:.4f}, macro F1 {figures['f1_macro']['mean']:.4f} ± {figures['f1_macro']['std']:.4f}")
+    val_figures = validation_figures(tr, va, args.seeds)
+    print(f"{RECIPE} on val over {args.seeds} seeds: accuracy {val_figures['accuracy']['mean']:.4f} ± "
+          f"{val_figures['accuracy']['std']:.4f}, macro F1 {val_figures['f1_macro']['mean']:.4f} ± {val_figures['f1_macro']['std']:.4f}")
 
     both = Dataset(np.concatenate([tr.X, va.X]), np.concatenate([tr.y, va.y]), tr.classes, "mfcc", "train+val")
     cfg = replace(RECIPES[RECIPE], seed=SEED)
@@ -73,7 +76,7 @@ def main() -> None:
             shutil.copy(run / name, tmp / name)
     atomic_write_json(tmp / "metrics.json", {
         "trained_on": f"train+val ({len(both)} clips), seed {SEED}, {cfg.epochs} epochs",
-        "validation": figures,
+        "validation": val_figures,
     })
     commit_dir(tmp, out)
     print(f"ready model written to {out}")
