@@ -84,7 +84,8 @@ def reproduce(data: str | os.PathLike | None, out: str | os.PathLike, seeds: int
     for name, path in reports.items():
         build_report(path, out / "reports" / name, str(root))
 
-    table = ["| Figure | Study (acc / F1) | Ours, seed 0 | Ours, sweep mean ± std |", "|---|---:|---:|---:|"]
+    table = ["| Figure | Study, its test split (acc / F1) | Ours, seed 0, val split | Ours, sweep mean ± std, val split |",
+             "|---|---:|---:|---:|"]
     table += ["| " + " | ".join(r) + " |" for r in comparison_rows(runs, base.model, sweep)]
     text = "\n\n".join([
         f"# The study, reproduced\n\nData: {root}; {epochs} epochs; sweep of {len(sweep)} optimizers x {seeds} seeds "
