@@ -73,11 +73,11 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
 def cmd_train(args: argparse.Namespace) -> int:
     from musicgenre.datasets import load_dataset
     from musicgenre.models import count_parameters, build_model
-    from musicgenre.runs import prepare_out_dir, save_run
+    from musicgenre.runs import check_out_dir, save_run
     from musicgenre.training import train
 
     cfg = train_config_from_args(args)
-    prepare_out_dir(args.out, args.overwrite)[0].rmdir()  # fail before training, not after
+    check_out_dir(args.out, args.overwrite)  # fail before training, not after
     data = load_dataset(args.data, cfg.features)
     n_params = count_parameters(build_model(cfg.model, len(data["train"].classes)))
     val = data.get("val")
@@ -130,6 +130,16 @@ def print_metrics(m: dict, title: str) -> None:
     for c, row in zip(m["classes"], m["confusion_matrix"]):
         cm.add_row(c, *map(str, row))
     console.print(cm)
+    if "nll" in m:
+        console.print(f"NLL {m['nll']:.4f}  ECE {m['ece']:.4f}")
+
+
+def print_evaluation(m: dict, args: argparse.Namespace, title: str, source: dict) -> None:
+    """With --json one JSON object (what was evaluated, the split, the metrics), else the readable report."""
+    if args.json:
+        print(json.dumps({**source, "split": args.split, **m}))
+    else:
+        print_metrics(m, title)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -139,22 +149,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     run = load_run(args.run_dir)
     dataset = load_split(resolve_data_root(args.data), args.split, run.features, run.classes)
-    m = evaluate_model(run.model, dataset)
-    if args.json:
-        print(json.dumps({"run": str(run.path), "split": args.split, **m}))
-    else:
-        print_metrics(m, f"{run.path} on {args.split}")
+    print_evaluation(evaluate_model(run.model, dataset), args, f"{run.path} on {args.split}", {"run": str(run.path)})
     return 0
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
-    from musicgenre.extraction import build_dataset
+    from musicgenre.extraction import EXTRACT_SPLITS, build_dataset
 
     manifest = build_dataset(args.audio_dir, args.out, split_ratio=args.split_ratio, seed=args.seed, workers=args.workers,
                              overwrite=args.overwrite)
     files_ = manifest["files"]
     failed = [f for f in files_ if f.get("error")]
-    for split in ("train", "val", "test"):
+    for split in EXTRACT_SPLITS:
         n = sum(f["n_segments"] for f in files_ if f.get("split") == split and not f.get("error"))
         if n:
             print(f"{split}: {n} one-second clips from {sum(f.get('split') == split for f in files_)} files")
@@ -230,12 +236,8 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
 
     predictor = load_ensemble(args.run_dirs)
     dataset = load_split(resolve_data_root(args.data), args.split, predictor.features, predictor.classes)
-    m = evaluate_predictor(predictor, dataset)
-    if args.json:
-        print(json.dumps({"runs": [str(r.path) for r in predictor.runs], "split": args.split, **m}))
-    else:
-        print_metrics(m, f"ensemble of {len(predictor.runs)} runs on {args.split}")
-        print(f"NLL {m['nll']:.4f}  ECE {m['ece']:.4f}")
+    print_evaluation(evaluate_predictor(predictor, dataset), args, f"ensemble of {len(predictor.runs)} runs on {args.split}",
+                     {"runs": [str(r.path) for r in predictor.runs]})
     return 0
 
 
@@ -246,7 +248,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
     run = load_run(args.run_dir)
     dataset = load_split(resolve_data_root(args.data), "val", run.features, run.classes)
-    c = calibrate_run(args.run_dir, dataset)
+    c = calibrate_run(run, dataset)
     print(f"temperature {c['temperature']:.4f} fitted on val: NLL {c['nll_before']:.4f} -> {c['nll_after']:.4f}, "
           f"ECE {c['ece_before']:.4f} -> {c['ece_after']:.4f}; stored in {run.path}")
     return 0

@@ -12,7 +12,7 @@ from torch.nn import functional as F
 
 from musicgenre.datasets import Dataset
 from musicgenre.errors import MusicGenreError
-from musicgenre.io import atomic_write_json, read_json
+from musicgenre.io import atomic_write_json
 from musicgenre.metrics import classification_metrics, expected_calibration_error
 from musicgenre.runs import WEIGHTS, Run, load_run, save_weights
 from musicgenre.training import predict_logits
@@ -92,10 +92,9 @@ def _calibration_figures(logits: torch.Tensor, y: torch.Tensor) -> tuple[float, 
     return float(F.cross_entropy(logits, y)), expected_calibration_error(probs.numpy(), y.numpy())
 
 
-def calibrate_run(run_dir: str | os.PathLike, dataset: Dataset) -> dict:
-    """Fit the run's temperature on `dataset` (the validation split), store it in the run's weights,
+def calibrate_run(run: Run, dataset: Dataset) -> dict:
+    """Fit a loaded run's temperature on `dataset` (the validation split), store it in the run's weights,
     and record NLL and ECE before/after under "calibration" in its metrics.json."""
-    run = load_run(run_dir)
     if dataset.classes != run.classes or dataset.features != run.features:
         raise MusicGenreError(f"{run.path}: the run's classes/features do not match the {dataset.split} split")
     raw = predict_logits(run.model, torch.from_numpy(dataset.X)) * run.model.temperature  # undo the stored T
@@ -109,7 +108,5 @@ def calibrate_run(run_dir: str | os.PathLike, dataset: Dataset) -> dict:
         "split": dataset.split, "temperature": t,
         "nll_before": nll_before, "nll_after": nll_after, "ece_before": ece_before, "ece_after": ece_after,
     }
-    metrics_path = run.path / "metrics.json"
-    metrics = read_json(metrics_path) if metrics_path.is_file() else {}
-    atomic_write_json(metrics_path, {**metrics, "calibration": report})
+    atomic_write_json(run.path / "metrics.json", {**run.metrics, "calibration": report})
     return report

@@ -35,11 +35,11 @@ class FilePrediction:
     error: str | None = None
 
     def to_json(self, with_segments: bool = False) -> dict:
+        if self.error is not None:
+            return {"file": str(self.path), "error": self.error}
         d = {"file": str(self.path), "genre": self.genre, "probabilities": self.probabilities,
              "duration": round(self.duration, 3), "n_segments": len(self.segments), "silent": self.silent}
-        if self.error is not None:
-            d = {"file": str(self.path), "error": self.error}
-        elif with_segments:
+        if with_segments:
             d["segments"] = [vars(s) for s in self.segments]
         return d
 

@@ -26,7 +26,8 @@ class Block:
     rows: tuple[tuple[str, ...], ...] = ()
 
 
-def _plt():
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (files only, no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -35,16 +36,21 @@ def _plt():
     return plt
 
 
-def _save(fig, path: Path) -> None:
+def png_bytes(fig, dpi: int = 100) -> bytes:
+    """A figure as PNG bytes; the figure is closed."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    _plt().close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    fig.savefig(buf, format="png", dpi=dpi)
+    pyplot().close(fig)
+    return buf.getvalue()
+
+
+def _save(fig, path: Path) -> None:
+    atomic_write_bytes(path, png_bytes(fig))
 
 
 def plot_learning_curves(history: list[dict], best_epoch: int, path: Path) -> None:
     """Training loss, and validation accuracy / macro F1, per epoch; the kept epoch marked."""
-    plt = _plt()
+    plt = pyplot()
     epochs = [h["epoch"] for h in history]
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.6))
     a1.plot(epochs, [h["loss"] for h in history])
@@ -67,7 +73,7 @@ def plot_learning_curves(history: list[dict], best_epoch: int, path: Path) -> No
 
 def plot_confusion(metrics: dict, path: Path) -> None:
     """Heatmap of row-normalised rates (recall per true class), each cell annotated with count and rate."""
-    plt = _plt()
+    plt = pyplot()
     cm = np.array(metrics["confusion_matrix"])
     rates = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
     classes = metrics["classes"]
@@ -87,7 +93,7 @@ def plot_confusion(metrics: dict, path: Path) -> None:
 
 def plot_per_class(metrics: dict, path: Path) -> None:
     """Precision, recall and F1 of each class as grouped bars."""
-    plt = _plt()
+    plt = pyplot()
     classes = metrics["classes"]
     x = np.arange(len(classes))
     fig, ax = plt.subplots(figsize=(7, 3.6))
@@ -106,7 +112,7 @@ def plot_mel_examples(data: str | os.PathLike, classes: tuple[str, ...], path: P
     from musicgenre.datasets import load_split
 
     train = load_split(data, "train", "melgram", classes)
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(classes), figsize=(3.2 * len(classes), 2.6), squeeze=False)
     for k, (ax, c) in enumerate(zip(axes[0], classes)):
         idx = np.flatnonzero(train.y == k)

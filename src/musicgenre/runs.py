@@ -41,12 +41,18 @@ class Run:
         return self.config.features
 
 
-def prepare_out_dir(out: str | os.PathLike, overwrite: bool = False) -> tuple[Path, Path]:
-    """A fresh temporary sibling to fill, and the final path; refuses to replace a non-empty
-    directory unless `overwrite`."""
+def check_out_dir(out: str | os.PathLike, overwrite: bool = False) -> Path:
+    """The output path, after refusing one that exists and is not empty unless `overwrite`."""
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
         raise MusicGenreError(f"{out}: already exists and is not empty (choose another --out, or --overwrite)")
+    return out
+
+
+def prepare_out_dir(out: str | os.PathLike, overwrite: bool = False) -> tuple[Path, Path]:
+    """A fresh temporary sibling to fill, and the final path; refuses to replace a non-empty
+    directory unless `overwrite`."""
+    out = check_out_dir(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)

@@ -64,6 +64,12 @@ class OptimizerResult:
         return mean_std([r[key] for r in self.runs])
 
 
+def read_result(path: Path, optimizer: str) -> OptimizerResult:
+    """A finished optimizer's results.json, read back."""
+    saved = read_json(path)
+    return OptimizerResult(optimizer, saved["lr"], saved["runs"])
+
+
 def default_lr(optimizer: str, fallback: float) -> float:
     """The lr default in the optimizer's signature (torch 2.x gives one for all 11); `fallback` if none."""
     param = inspect.signature(getattr(torch.optim, optimizer)).parameters.get("lr")
@@ -130,8 +136,7 @@ def run_sweep(cfg: SweepConfig, out: str | os.PathLike, progress: bool = True) -
         for i, opt in enumerate(cfg.optimizers):
             done_path = out / "runs" / opt / "results.json"
             if done_path.is_file():
-                saved = read_json(done_path)
-                results.append(OptimizerResult(opt, saved["lr"], saved["runs"]))
+                results.append(read_result(done_path, opt))
                 bar.update(task, completed=(i + 1) * len(seeds) * epochs)
                 continue
             lr = cfg.lr_for(opt)
@@ -206,11 +211,9 @@ def sweep_markdown(cfg: SweepConfig, results: list[OptimizerResult]) -> str:
 
 def sweep_figure(cfg: SweepConfig, results: list[OptimizerResult]) -> bytes:
     """PNG bytes: accuracy and macro F1 per optimizer (best F1 first), bars at the mean, error bars one std."""
-    import matplotlib
+    from musicgenre.report import png_bytes, pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     ordered = by_f1(results)
     x = np.arange(len(ordered))
     fig, ax = plt.subplots(figsize=(max(6.0, 0.8 * len(ordered) + 2), 4.2))
@@ -225,10 +228,7 @@ def sweep_figure(cfg: SweepConfig, results: list[OptimizerResult]) -> bytes:
     ax.legend(loc="lower left")
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    return buf.getvalue()
+    return png_bytes(fig, dpi=110)
 
 
 def write_summary(cfg: SweepConfig, results: list[OptimizerResult], out: Path) -> None:
@@ -241,12 +241,9 @@ def load_sweep(path: str | os.PathLike) -> tuple[SweepConfig, list[OptimizerResu
     """A sweep directory's configuration and its finished optimizers (in the configured order)."""
     path = Path(path)
     cfg_path = path / "sweep_config.json"
-    try:
-        d = read_json(cfg_path)
-    except FileNotFoundError:
-        raise MusicGenreError(f"{cfg_path}: missing: {path} is not a sweep directory") from None
-    except json.JSONDecodeError as exc:
-        raise MusicGenreError(f"{cfg_path}: not valid JSON ({exc})") from None
+    if not cfg_path.is_file():
+        raise MusicGenreError(f"{cfg_path}: missing: {path} is not a sweep directory")
+    d = read_json(cfg_path)
     if d.get("kind") != SWEEP_KIND:
         raise MusicGenreError(f"{cfg_path}: not a musicgenre sweep configuration")
     cfg = SweepConfig(base=TrainConfig.from_dict(d["base"]), data=d["data"], optimizers=tuple(d["optimizers"]),
@@ -255,8 +252,7 @@ def load_sweep(path: str | os.PathLike) -> tuple[SweepConfig, list[OptimizerResu
     for opt in cfg.optimizers:
         done = path / "runs" / opt / "results.json"
         if done.is_file():
-            saved = read_json(done)
-            results.append(OptimizerResult(opt, saved["lr"], saved["runs"]))
+            results.append(read_result(done, opt))
     return cfg, results
 
 
