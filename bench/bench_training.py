@@ -1,8 +1,8 @@
 """Training speed against a loop written the way the study wrote it (TensorDataset + DataLoader,
 shuffle, per-batch steps, validation through a DataLoader, torch's default threads), side by side in
-one process: the MFCC MLP (one seed, and ten seeds trained together) and the mel CNN. The machine
-is shared, so the MLP timings are the best of REPEATS runs (the study loop at torch's default
-threads, about a minute, runs once). Run: PYTHONPATH=src python bench/bench_training.py"""
+one process: the MFCC MLP (one seed, and ten seeds trained together) and the mel CNN (ours in float32
+and in bf16 mixed precision). The machine is shared, so the MLP timings are the best of REPEATS runs
+(the study loop at torch's default threads, about a minute, runs once). Run: PYTHONPATH=src python bench/bench_training.py"""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from musicgenre.config import TrainConfig
 from musicgenre.datasets import Dataset, load_dataset
-from musicgenre.models import build_model
+from musicgenre.models import GenreNet, MelCNN, build_model, norm_shape
 from musicgenre.training import train, train_seeds
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "music_genre_data_di"
@@ -27,33 +27,44 @@ REPEATS = 3
 CNN = TrainConfig(features="melgram", model="mel-cnn", optimizer="SGD", lr=0.002, epochs=2, batch_size=16, seed=0, device="cpu")
 
 
-def reference_train(cfg: TrainConfig, train_set: Dataset, val_set: Dataset, threads: int | None = None) -> float:
-    """The study's loop; returns the final validation accuracy. `threads` None keeps torch's default."""
+def study_model(name: str, n_classes: int) -> nn.Module:
+    """The model as the study ran it: our MelCNN in the default (not channels-last) memory format."""
+    if name == "mel-cnn":
+        return GenreNet(MelCNN(n_classes, channels_last=False), norm_shape("melgram"))
+    return build_model(name, n_classes)
+
+
+def reference_train(cfg: TrainConfig, train_set: Dataset, val_set: Dataset, threads: int | None = None) -> tuple[float, float]:
+    """The study's loop; returns the final validation accuracy and the seconds spent in training
+    steps (validation excluded). `threads` None keeps torch's default."""
     before = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, len(train_set.classes))
+    model = study_model(cfg.model, len(train_set.classes))
     opt = getattr(torch.optim, cfg.optimizer)(model.parameters(), lr=cfg.lr)
     loss_fn = nn.CrossEntropyLoss()
     loader = DataLoader(TensorDataset(torch.from_numpy(train_set.X), torch.from_numpy(train_set.y)),
                         batch_size=cfg.batch_size, shuffle=True)
     val_loader = DataLoader(TensorDataset(torch.from_numpy(val_set.X), torch.from_numpy(val_set.y)),
                             batch_size=cfg.batch_size)
+    train_s = 0.0
     for _ in range(cfg.epochs):
+        t0 = time.perf_counter()
         model.train()
         for xb, yb in loader:
             opt.zero_grad()
             loss = loss_fn(model(xb), yb)
             loss.backward()
             opt.step()
+        train_s += time.perf_counter() - t0
         model.eval()
         correct = 0
         with torch.no_grad():
             for xb, yb in val_loader:
                 correct += (model(xb).argmax(1) == yb).sum().item()
     torch.set_num_threads(before)
-    return correct / len(val_set)
+    return correct / len(val_set), train_s
 
 
 def timed(fn, repeats: int = 1):
@@ -81,14 +92,37 @@ def row(name: str, ref_s: float, ours_s: float, **extra) -> dict:
     return r
 
 
+def train_gflop_per_clip(cfg: TrainConfig) -> float:
+    """Floating-point work of one training step of the model per clip (forward and backward), counted by torch."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model, x = build_model(cfg.model, 4), torch.zeros(16, 21, 128)
+    with FlopCounterMode(display=False) as counter:
+        nn.functional.cross_entropy(model(x), torch.zeros(16, dtype=torch.long)).backward()
+    return counter.get_total_flops() / 16 / 1e9
+
+
+def matmul_row(n: int = 2048, repeats: int = 10) -> dict:
+    """What this CPU's matrix products reach in float32 and in bfloat16 (every core): the roofline
+    the CNN rows are read against."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    times = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        x, y = a.to(dtype), b.to(dtype)
+        times[dtype] = timed(lambda x=x, y=y: [x @ y for _ in range(repeats)], 3)[0] / repeats
+    flop = 2 * n**3 / 1e9
+    return row(f"matmul {n}x{n}: float32 vs bfloat16", times[torch.float32], times[torch.bfloat16],
+               float32_gflops=round(flop / times[torch.float32]), bfloat16_gflops=round(flop / times[torch.bfloat16]))
+
+
 def main() -> list[dict]:
     data = load_dataset(DATA, "mfcc", ("train", "val"))
     tr, va = data["train"], data["val"]
     train(replace(MLP, epochs=1), tr, va)  # warm-up: lazy imports (torch._dynamo via torch.optim, sklearn)
     reference_train(replace(MLP, epochs=1), tr, va)
 
-    ref_s, ref_acc = timed(lambda: reference_train(MLP, tr, va))
-    ref1_s, ref1_acc = timed(lambda: reference_train(MLP, tr, va, threads=1), REPEATS)
+    ref_s, (ref_acc, _) = timed(lambda: reference_train(MLP, tr, va))
+    ref1_s, (ref1_acc, _) = timed(lambda: reference_train(MLP, tr, va, threads=1), REPEATS)
     ours_s, ours = timed(lambda: train(MLP, tr, va), REPEATS)
     rows = [
         row("mlp 30 epochs vs study loop", ref_s, ours_s, reference_acc=ref_acc, ours_acc=ours.metrics["accuracy"],
@@ -102,11 +136,23 @@ def main() -> list[dict]:
     rows.append(row("mlp 10 seeds together vs ONE study-loop run at 1 thread", ref1_s, seeds_s))
 
     mel = synthetic_melgrams(1024)
-    ref_s, _ = timed(lambda: reference_train(CNN, mel, mel))
-    ours_s, _ = timed(lambda: train(CNN, mel, mel))
+    warm = synthetic_melgrams(64, seed=1)  # warm-up: oneDNN primitives for each loop and precision
+    reference_train(replace(CNN, epochs=1), warm, warm)
+    for precision in ("fp32", "bf16"):
+        train(replace(CNN, epochs=1, precision=precision), warm, warm)
+    ref_s, (ref_acc, ref_train_s) = timed(lambda: reference_train(CNN, mel, mel))
     samples = CNN.epochs * len(mel)
-    rows.append(row("mel-cnn 2 epochs x 1024 (time; ratio = samples/s gain)", ref_s, ours_s,
-                    reference_samples_per_s=round(samples / ref_s), ours_samples_per_s=round(samples / ours_s)))
+    gflop = train_gflop_per_clip(CNN)
+    rows.append(matmul_row())
+    for precision in ("fp32", "bf16"):
+        ours_s, ours = timed(lambda p=precision: train(replace(CNN, precision=p), mel, mel))
+        acc = {"reference_acc": ref_acc, "ours_acc": ours.metrics["accuracy"]}
+        rows.append(row(f"mel-cnn training steps, ours in {precision} (ratio = training samples/s gain)",
+                        ref_train_s, ours.train_seconds, reference_samples_per_s=round(samples / ref_train_s),
+                        ours_samples_per_s=round(samples / ours.train_seconds), gflop_per_clip=round(gflop, 3),
+                        reference_gflops=round(gflop * samples / ref_train_s),
+                        ours_gflops=round(gflop * samples / ours.train_seconds), **acc))
+        rows.append(row(f"mel-cnn 2 epochs x 1024 with validation, ours in {precision}", ref_s, ours_s, **acc))
     return rows
 
 

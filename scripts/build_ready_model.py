@@ -28,7 +28,7 @@ from musicgenre.io import atomic_write_json
 from musicgenre.runs import WEIGHTS, commit_dir, prepare_out_dir, save_run
 from musicgenre.training import train, train_seeds
 
-RECIPE = "mfcc-mlp-plus"
+RECIPE = "mfcc-mlp-log"
 SEED = 0
 OUT = Path(__file__).resolve().parents[1] / "src" / "musicgenre" / "ready_model"
 

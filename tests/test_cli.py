@@ -9,6 +9,7 @@ import pytest
 
 from conftest import synthetic_melgrams, write_split
 from musicgenre.cli import build_parser, main, train_config_from_args
+from musicgenre.config import TrainConfig
 from musicgenre.errors import MusicGenreError
 
 
@@ -106,6 +107,7 @@ def test_given_options_override_a_recipe_even_at_study_defaults():
     assert (cfg.model, cfg.epochs, cfg.mixup, cfg.optimizer, cfg.seed) == ("mfcc-mlp-plus", 30, 0.0, "SGD", 3)
     assert (cfg.lr, cfg.standardize, cfg.scheduler) == (3e-3, True, "cosine")  # not given: the recipe's
     assert _config("--recipe", "mfcc-mlp-plus", "--no-standardize").standardize is False
+    assert _config("--recipe", "mel-cnn-bn", "--precision", "bf16").precision == "bf16"
     assert _config().model == "mfcc-mlp" and _config().optimizer == "SGD" and _config().lr == 0.002
     assert (_config("--features", "melgram").model, _config("--model", "mel-resnet").features) == ("mel-cnn", "melgram")
     with pytest.raises(MusicGenreError, match="unknown recipe 'nope'"):
@@ -123,6 +125,11 @@ def test_given_options_override_a_recipe_even_at_study_defaults():
 def test_bad_training_options_are_one_line_errors(options, message):
     with pytest.raises(MusicGenreError, match=message):
         _config(*options)
+
+
+def test_unknown_precision_in_a_saved_config_is_refused():
+    with pytest.raises(MusicGenreError, match="unknown precision 'fp16'"):
+        TrainConfig.from_dict({"precision": "fp16"})
 
 
 def test_non_positive_counts_are_refused_by_the_parser(capsys):

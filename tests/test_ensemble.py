@@ -17,7 +17,7 @@ from musicgenre.runs import save_run
 from musicgenre.training import train
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "music_genre_data_di"
-BEST = "mfcc-mlp-plus"
+BEST = "mfcc-mlp-log"
 
 
 @pytest.fixture(scope="module")

@@ -84,3 +84,23 @@ def test_study_mlp_learns_the_real_data(mfcc):
     assert result.metrics["accuracy"] > 0.55
     assert all(math.isfinite(r.loss) for r in result.history)
     assert result.history[-1].loss < result.history[0].loss
+
+
+def test_log_std_model_standardises_log_deviations_and_saves_its_transform(mfcc, tmp_path):
+    """mfcc-mlp-log takes the log of the 13 standard deviations before standardising: the fitted
+    statistics are those of the transformed training features, and a saved run applies the same."""
+    from dataclasses import replace
+
+    from musicgenre.config import RECIPES
+
+    tr = subset(mfcc["train"], 800)
+    result = train(replace(RECIPES["mfcc-mlp-log"], epochs=2, seed=0), tr, mfcc["val"])
+    model = result.model
+    X = torch.from_numpy(tr.X)
+    prepared = model.prepare(X)
+    assert torch.allclose(prepared[:, :13], X[:, :13])
+    assert torch.allclose(prepared[:, 13:], torch.log(X[:, 13:] + 1e-3))
+    z = (prepared - model.mean) / model.std
+    assert z.mean(0).abs().max() < 1e-3 and (z.std(0) - 1).abs().max() < 1e-2
+    saved = load_run(save_run(result, tmp_path / "run"))
+    assert evaluate_model(saved.model, mfcc["val"]) == result.metrics

@@ -21,6 +21,7 @@ from musicgenre.training import (
     EpochRecord,
     TrainResult,
     as_tensors,
+    autocast,
     cpu_threads,
     train_threads,
     evaluate_model,
@@ -67,8 +68,8 @@ def can_stack(model: GenreNet) -> bool:
 
 class StackedChain:
     """S models of one Linear/elementwise chain as batched tensors: per Linear a weight (S, in, out)
-    (stored transposed: baddbmm runs faster on it) and a bias (S, out); GenreNet's mean/std (S, F) and
-    temperature (S,) applied as GenreNet applies them."""
+    (stored transposed: baddbmm runs faster on it) and a bias (S, out); GenreNet's input transform,
+    mean/std (S, F) and temperature (S,) applied as GenreNet applies them."""
 
     def __init__(self, models: list[GenreNet]) -> None:
         chains = [layer_chain(m) for m in models]
@@ -81,13 +82,14 @@ class StackedChain:
             else:
                 self.steps.append((layers[0], None, None))
         self.params = [t for _, w, b in self.steps for t in (w, b) if t is not None]
+        self.prepare = models[0].prepare  # fixed, the same for every seed of one architecture
         self.mean = torch.stack([m.mean for m in models])
         self.std = torch.stack([m.std for m in models])
         self.temperature = torch.stack([m.temperature for m in models])
 
     def standardize(self, X: torch.Tensor) -> torch.Tensor:
         """(N, F) inputs -> (S, N, F), standardised with each seed's statistics."""
-        return (X - self.mean[:, None]) / self.std[:, None]
+        return (self.prepare(X) - self.mean[:, None]) / self.std[:, None]
 
     def __call__(self, z: torch.Tensor) -> torch.Tensor:
         """(S, B, F) standardised inputs -> (S, B, classes) logits."""
@@ -152,9 +154,10 @@ def _train_stacked(cfg, seeds, train_set, val_set, on_epoch, device) -> list[Tra
         targets = [t.flatten() for t in y[perms].split(bs, dim=1)]
         losses = []
         for zb, yb in zip(inputs, targets):
-            flat = nn.functional.cross_entropy(
-                net(zb).flatten(0, 1), yb, reduction="none", label_smoothing=cfg.label_smoothing
-            )
+            with autocast(device, cfg.precision):
+                flat = nn.functional.cross_entropy(
+                    net(zb).flatten(0, 1), yb, reduction="none", label_smoothing=cfg.label_smoothing
+                )
             loss = flat.view(S, -1).mean(1)  # (S,) each seed's mean over its batch
             opt.zero_grad(set_to_none=True)
             loss.sum().backward()

@@ -55,6 +55,12 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def autocast(device: torch.device, precision: str) -> torch.autocast:
+    """The forward pass and loss in bf16 mixed precision when asked ("bf16"): matrix products and
+    convolutions run in bfloat16, weights, gradients and the optimizer stay float32."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
 def seed_everything(seed: int) -> None:
     """Seed every generator a run draws from."""
     random.seed(seed)
@@ -87,8 +93,10 @@ def make_scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, steps_per_epoch
 
 
 def fit_standardization(model: GenreNet, X: np.ndarray) -> None:
-    """Set the model's input mean/std from training features (per MFCC number or per mel band)."""
-    flat = X.reshape(-1, X.shape[-1]).astype(np.float64)
+    """Set the model's input mean/std from training features after its fixed input transform
+    (per MFCC number or per mel band)."""
+    with torch.no_grad():
+        flat = model.prepare(torch.from_numpy(X.reshape(-1, X.shape[-1]).astype(np.float64))).numpy()
     model.mean.copy_(torch.from_numpy(flat.mean(axis=0)))
     model.std.copy_(torch.from_numpy(np.maximum(flat.std(axis=0), 1e-6)))
 
@@ -224,7 +232,8 @@ def _train(cfg, train_set, val_set, on_epoch, device) -> TrainResult:
         losses = []
         for xb, yb in zip(X[perm].split(bs), y[perm].split(bs)):
             xb, yb = augment_batch(xb, yb, cfg, len(classes), gen)
-            loss = loss_fn(model(xb), yb)
+            with autocast(device, cfg.precision):
+                loss = loss_fn(model(xb), yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -1,0 +1,191 @@
+"""Where the floor is for one SGD step of the study's MLP (batch 16, one thread): the study's step
+(DataLoader batch, nn.Module forward, autograd, torch.optim.SGD) against lower-overhead ways to do
+the same arithmetic, side by side on the real MFCC data, 5 epochs (1000 steps) each:
+our training loop (`musicgenre.training.train`'s step: batches sliced from resident tensors),
+the gradients written out by hand in eager PyTorch (no autograd, no optimizer object), the same
+hand-written step under TorchScript and under torch.compile (first call = compilation, reported
+apart), and in NumPy. It answers how far a 10x target for this net is from what a
+PyTorch step can cost. Run: PYTHONPATH=src python bench/bench_step_floor.py"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from musicgenre.datasets import load_split
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "music_genre_data_di"
+EPOCHS, BATCH, LR = 5, 16, 0.002
+
+
+def study_net() -> nn.Sequential:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(26, 128), nn.ReLU(), nn.Linear(128, 32), nn.ReLU(), nn.Linear(32, 4))
+
+
+def study_step(X: torch.Tensor, y: torch.Tensor) -> None:
+    model, loss_fn = study_net(), nn.CrossEntropyLoss()
+    opt = torch.optim.SGD(model.parameters(), lr=LR)
+    loader = DataLoader(TensorDataset(X, y), batch_size=BATCH, shuffle=True)
+    for _ in range(EPOCHS):
+        for xb, yb in loader:
+            opt.zero_grad()
+            loss_fn(model(xb), yb).backward()
+            opt.step()
+
+
+def resident_step(X: torch.Tensor, y: torch.Tensor) -> None:
+    model, loss_fn = study_net(), nn.CrossEntropyLoss()
+    opt = torch.optim.SGD(model.parameters(), lr=LR, foreach=True)
+    for _ in range(EPOCHS):
+        perm = torch.randperm(len(y))
+        for xb, yb in zip(X[perm].split(BATCH), y[perm].split(BATCH)):
+            loss = loss_fn(model(xb), yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+
+def hand_torch_step(X: torch.Tensor, y: torch.Tensor) -> None:
+    """Forward, softmax-cross-entropy gradient and SGD update written out: about 20 eager ops a step."""
+    w1, b1, w2, b2, w3, b3 = (p.detach().clone() for p in study_net().parameters())
+    onehot = nn.functional.one_hot(y, 4).float()
+    for _ in range(EPOCHS):
+        perm = torch.randperm(len(y))
+        for xb, tb in zip(X[perm].split(BATCH), onehot[perm].split(BATCH)):
+            h1 = torch.addmm(b1, xb, w1.T).relu_()
+            h2 = torch.addmm(b2, h1, w2.T).relu_()
+            g3 = torch.addmm(b3, h2, w3.T).softmax(1).sub_(tb).mul_(LR / len(xb))
+            g2 = (g3 @ w3).mul_(h2 > 0)
+            g1 = (g2 @ w2).mul_(h1 > 0)
+            torch._foreach_sub_([w3, b3, w2, b2, w1, b1],
+                                [g3.T @ h2, g3.sum(0), g2.T @ h1, g2.sum(0), g1.T @ xb, g1.sum(0)])
+
+
+def hand_scripted_step(X: torch.Tensor, y: torch.Tensor) -> None:
+    """The hand-written step run by TorchScript's interpreter, a whole epoch per call."""
+    params = [p.detach().clone() for p in study_net().parameters()]
+    onehot = nn.functional.one_hot(y, 4).float()
+    for _ in range(EPOCHS):
+        perm = torch.randperm(len(y))
+        _scripted_epoch(X[perm].view(-1, BATCH, X.shape[1]), onehot[perm].view(-1, BATCH, 4), *params, LR)
+
+
+@torch.jit.script
+def _scripted_epoch(Xb: torch.Tensor, Tb: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor,
+                    b2: torch.Tensor, w3: torch.Tensor, b3: torch.Tensor, lr: float) -> None:
+    for i in range(Xb.shape[0]):
+        xb, tb = Xb[i], Tb[i]
+        h1 = torch.addmm(b1, xb, w1.t()).relu_()
+        h2 = torch.addmm(b2, h1, w2.t()).relu_()
+        g3 = torch.addmm(b3, h2, w3.t()).softmax(1).sub_(tb).mul_(lr / xb.shape[0])
+        g2 = (g3 @ w3).mul_(h2 > 0)
+        g1 = (g2 @ w2).mul_(h1 > 0)
+        w3.sub_(g3.t() @ h2)  # one in-place update each: TorchScript drops a _foreach_sub_ as dead code
+        b3.sub_(g3.sum(0))
+        w2.sub_(g2.t() @ h1)
+        b2.sub_(g2.sum(0))
+        w1.sub_(g1.t() @ xb)
+        b1.sub_(g1.sum(0))
+
+
+def _functional_step(w1, b1, w2, b2, w3, b3, xb, tb):
+    h1 = torch.addmm(b1, xb, w1.T).relu()
+    h2 = torch.addmm(b2, h1, w2.T).relu()
+    g3 = (torch.addmm(b3, h2, w3.T).softmax(1) - tb) * (LR / xb.shape[0])
+    g2 = (g3 @ w3) * (h2 > 0)
+    g1 = (g2 @ w2) * (h1 > 0)
+    for param, grad in [(w3, g3.T @ h2), (b3, g3.sum(0)), (w2, g2.T @ h1), (b2, g2.sum(0)), (w1, g1.T @ xb), (b1, g1.sum(0))]:
+        param.sub_(grad)
+
+
+def hand_compiled_step(X: torch.Tensor, y: torch.Tensor) -> None:
+    """The hand-written step compiled by torch.compile (inductor, C++ wrapper); the first call compiles."""
+    import torch._inductor.config as inductor
+
+    inductor.cpp_wrapper = True
+    step = torch.compile(_functional_step, fullgraph=True, dynamic=False)
+    params = [p.detach().clone() for p in study_net().parameters()]
+    onehot = nn.functional.one_hot(y, 4).float()
+    for _ in range(EPOCHS):
+        perm = torch.randperm(len(y))
+        for xb, tb in zip(X[perm].view(-1, BATCH, X.shape[1]), onehot[perm].view(-1, BATCH, 4)):
+            step(*params, xb, tb)
+
+
+def hand_numpy_step(X: np.ndarray, y: np.ndarray) -> None:
+    """The same step in NumPy float32, whose per-call cost on tiny arrays is a fraction of torch's."""
+    w1, b1, w2, b2, w3, b3 = (p.detach().numpy().T.copy() if p.dim() == 2 else p.detach().numpy().copy()
+                              for p in study_net().parameters())
+    onehot = np.eye(4, dtype=np.float32)[y]
+    rng = np.random.default_rng(0)
+    for _ in range(EPOCHS):
+        perm = rng.permutation(len(y))
+        Xp, Tp = X[perm], onehot[perm]
+        for i in range(0, len(y), BATCH):
+            xb, tb = Xp[i : i + BATCH], Tp[i : i + BATCH]
+            h1 = np.maximum(xb @ w1 + b1, 0)
+            h2 = np.maximum(h1 @ w2 + b2, 0)
+            z = h2 @ w3 + b3
+            e = np.exp(z - z.max(1, keepdims=True))
+            g3 = (e / e.sum(1, keepdims=True) - tb) * (LR / len(xb))
+            g2 = (g3 @ w3.T) * (h2 > 0)
+            g1 = (g2 @ w2.T) * (h1 > 0)
+            w3 -= h2.T @ g3
+            b3 -= g3.sum(0)
+            w2 -= h1.T @ g2
+            b2 -= g2.sum(0)
+            w1 -= xb.T @ g1
+            b1 -= g1.sum(0)
+
+
+def best_of(fn, *args, repeats: int = 3) -> tuple[float, float]:
+    """Best time of `repeats` calls, and the time of the warm-up call before them (compilation, caches)."""
+    t0 = time.perf_counter()
+    fn(*args)
+    first = time.perf_counter() - t0
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn(*args)
+        times.append(time.perf_counter() - t0)
+    return min(times), first
+
+
+def main() -> list[dict]:
+    from threadpoolctl import threadpool_limits
+
+    split = load_split(DATA, "train", "mfcc")
+    X, y = torch.from_numpy(split.X), torch.from_numpy(split.y)
+    steps = EPOCHS * -(-len(y) // BATCH)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with threadpool_limits(1):
+        ref, _ = best_of(study_step, X, y)
+        rows = []
+        for name, fn, args in [
+            ("our loop (resident tensors, foreach SGD)", resident_step, (X, y)),
+            ("gradients by hand, eager torch", hand_torch_step, (X, y)),
+            ("gradients by hand, TorchScript", hand_scripted_step, (X, y)),
+            ("gradients by hand, torch.compile", hand_compiled_step, (X, y)),
+            ("gradients by hand, NumPy", hand_numpy_step, (split.X, split.y)),
+        ]:
+            ours, first = best_of(fn, *args)
+            r = {"benchmark": f"mlp step floor: {name} vs study step", "reference_s": round(ref, 3),
+                 "ours_s": round(ours, 3), "ratio": round(ref / ours, 2),
+                 "reference_us_per_step": round(ref / steps * 1e6), "ours_us_per_step": round(ours / steps * 1e6),
+                 "first_call_s": round(first, 2)}
+            print(r, flush=True)
+            rows.append(r)
+    torch.set_num_threads(before)
+    return rows
+
+
+if __name__ == "__main__":
+    sys.exit(0 if main() else 1)
