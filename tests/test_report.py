@@ -61,14 +61,17 @@ def test_sweep_report(small_mfcc_root, tmp_path):
     assert f"## Best: {best}, seed 0" in md
 
 
-def test_melgram_report_shows_examples_with_data(mel_root, tmp_path):
+def test_melgram_report_shows_examples_with_data(mel_root, tmp_path, monkeypatch):
     run = tmp_path / "cnn"
     assert main(["train", "--data", str(mel_root), "--out", str(run), "--features", "melgram", "--epochs", "1",
                  "--seed", "0", "--batch-size", "16"]) == 0
     plain = {"learning_curves.png", "confusion.png", "per_class.png"}
+    monkeypatch.delenv("MUSICGENRE_DATA", raising=False)
     assert_report(build_report(run, tmp_path / "without"), plain)
     md = assert_report(build_report(run, tmp_path / "with", str(mel_root)), plain | {"mel_examples.png"})
     assert "One training mel-spectrogram per genre" in md
+    monkeypatch.setenv("MUSICGENRE_DATA", str(mel_root))  # the data root from the environment, as elsewhere
+    assert_report(build_report(run, tmp_path / "from-env"), plain | {"mel_examples.png"})
 
 
 def test_report_of_other_folder_is_an_error(tmp_path):

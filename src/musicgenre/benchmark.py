@@ -8,9 +8,10 @@ from dataclasses import replace
 
 import torch
 
-from musicgenre.config import TrainConfig
+from musicgenre.config import CUDA_DEVICE, TrainConfig
 from musicgenre.datasets import load_dataset
 from musicgenre.errors import MusicGenreError
+from musicgenre.tables import markdown_table
 from musicgenre.training import resolve_seed, train, train_threads
 
 
@@ -18,7 +19,7 @@ def device_available(device: str) -> bool:
     """Whether torch can train on `device` here (cpu always; cuda / cuda:N when that GPU exists)."""
     if device == "cpu":
         return True
-    if re.fullmatch(r"cuda(:\d+)?", device):
+    if re.fullmatch(CUDA_DEVICE, device):
         index = int(device.partition(":")[2] or 0)
         return torch.cuda.is_available() and index < torch.cuda.device_count()
     raise MusicGenreError(f"unknown device {device!r}: choose cpu, cuda or cuda:N")
@@ -60,14 +61,14 @@ def compare_devices(cfg: TrainConfig, devices: list[str], data: str | None = Non
 
 def device_table(rows: list[dict]) -> str:
     """A Markdown table of `compare_devices` rows."""
-    lines = ["| Device | Hardware | Train s | s / epoch | Samples / s | Val accuracy | Val macro F1 |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+    cells = []
     for r in rows:
         if not r["available"]:
-            lines.append(f"| {r['device']} | not available | | | | | |")
+            cells.append((r["device"], "not available", "", "", "", "", ""))
             continue
         acc = f"{100 * r['val_accuracy']:.1f}%" if r["val_accuracy"] is not None else "-"
         f1 = f"{r['val_f1']:.3f}" if r["val_f1"] is not None else "-"
-        lines.append(f"| {r['device']} | {r['name']} | {r['train_seconds']:.1f} | {r['seconds_per_epoch']:.3f} | "
-                     f"{r['samples_per_second']:,.0f} | {acc} | {f1} |")
-    return "\n".join(lines) + "\n"
+        cells.append((r["device"], r["name"], f"{r['train_seconds']:.1f}", f"{r['seconds_per_epoch']:.3f}",
+                      f"{r['samples_per_second']:,.0f}", acc, f1))
+    header = ("Device", "Hardware", "Train s", "s / epoch", "Samples / s", "Val accuracy", "Val macro F1")
+    return markdown_table(header, cells, "llrrrrr") + "\n"

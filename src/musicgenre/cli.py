@@ -321,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="Markdown + self-contained HTML report with figures for a run or sweep dir")
     p.add_argument("path", help="a run directory or a sweep directory")
     p.add_argument("--out", required=True, help="folder for report.md, report.html and the PNGs")
-    p.add_argument("--data", default=None, help="data root, for example mel-spectrograms (melgram runs)")
+    p.add_argument("--data", default=None, help="data root for the example mel-spectrograms of melgram runs (default: $MUSICGENRE_DATA)")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("reproduce", help="the whole study in one command: runs, optimizer sweep, devices, report")

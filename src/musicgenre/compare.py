@@ -20,6 +20,7 @@ from musicgenre.datasets import FEATURE_SHAPES, has_split, load_dataset, resolve
 from musicgenre.io import atomic_write_text
 from musicgenre.metrics import mean_std
 from musicgenre.models import build_model, count_parameters, model_features
+from musicgenre.tables import markdown_table
 from musicgenre.training import cpu_threads, predict_logits, train_seeds
 
 TIMING_BATCH = 256
@@ -123,9 +124,7 @@ def _cells(row: Row) -> list[str]:
 
 def table_markdown(rows: list[Row]) -> str:
     """The comparison as a Markdown table."""
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(_cells(r)) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
+    return markdown_table(COLUMNS, [_cells(r) for r in rows]) + "\n"
 
 
 def table_csv(rows: list[Row]) -> str:

@@ -10,6 +10,7 @@ from musicgenre.errors import MusicGenreError
 OPTIMIZERS = ("Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "ASGD", "NAdam", "RAdam", "RMSprop", "Rprop", "SGD")
 SCHEDULERS = ("none", "cosine", "onecycle")
 PRECISIONS = ("fp32", "bf16")
+CUDA_DEVICE = r"cuda(:\d+)?"  # cuda or cuda:N
 
 
 @dataclass
@@ -41,7 +42,7 @@ class TrainConfig:
             raise MusicGenreError(f"unknown precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise MusicGenreError("epochs, batch size and learning rate must be positive")
-        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
+        if not re.fullmatch(rf"auto|cpu|{CUDA_DEVICE}", self.device):
             raise MusicGenreError(f"unknown device {self.device!r}: choose auto, cpu, cuda or cuda:N")
         if self.mixup < 0 or self.weight_decay < 0:
             raise MusicGenreError("mixup alpha and weight decay must be 0 (off) or positive")

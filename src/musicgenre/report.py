@@ -14,6 +14,7 @@ import numpy as np
 
 from musicgenre.errors import MusicGenreError
 from musicgenre.io import atomic_write_bytes, atomic_write_text, read_json
+from musicgenre.tables import markdown_table
 
 
 @dataclass
@@ -178,8 +179,7 @@ def render_markdown(title: str, blocks: list[Block]) -> str:
         elif b.kind == "img":
             parts.append(f"![{b.text}]({b.text})")
         else:
-            rows = [b.header, tuple("---" for _ in b.header), *b.rows]
-            parts.append("\n".join("| " + " | ".join(r) + " |" for r in rows))
+            parts.append(markdown_table(b.header, b.rows))
     return "\n\n".join(parts) + "\n"
 
 
@@ -206,7 +206,11 @@ def render_html(title: str, blocks: list[Block], out: Path) -> str:
 
 
 def build_report(path: str | os.PathLike, out: str | os.PathLike, data: str | None = None) -> Path:
-    """Write report.md, report.html and the PNGs for a run directory or a sweep directory into `out`."""
+    """Write report.md, report.html and the PNGs for a run directory or a sweep directory into `out`;
+    `data` (default $MUSICGENRE_DATA) is where melgram runs find their example mel-spectrograms."""
+    from musicgenre.datasets import DATA_ENV
+
+    data = data if data is not None else os.environ.get(DATA_ENV) or None
     path, out = Path(path), Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if (path / "sweep_config.json").is_file():

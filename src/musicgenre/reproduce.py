@@ -15,6 +15,7 @@ from musicgenre.io import atomic_write_json, atomic_write_text, read_json
 from musicgenre.report import build_report
 from musicgenre.runs import save_run
 from musicgenre.sweep import OptimizerResult, run_sweep, sweep_config_from
+from musicgenre.tables import markdown_table
 from musicgenre.training import train
 
 # The study's published figures (on its test split): (what, model, optimizer, accuracy, macro F1).
@@ -84,13 +85,12 @@ def reproduce(data: str | os.PathLike | None, out: str | os.PathLike, seeds: int
     for name, path in reports.items():
         build_report(path, out / "reports" / name, str(root))
 
-    table = ["| Figure | Study, its test split (acc / F1) | Ours, seed 0, val split | Ours, sweep mean ± std, val split |",
-             "|---|---:|---:|---:|"]
-    table += ["| " + " | ".join(r) + " |" for r in comparison_rows(runs, base.model, sweep)]
+    header = ("Figure", "Study, its test split (acc / F1)", "Ours, seed 0, val split", "Ours, sweep mean ± std, val split")
+    table = markdown_table(header, comparison_rows(runs, base.model, sweep), "lrrr")
     text = "\n\n".join([
         f"# The study, reproduced\n\nData: {root}; {epochs} epochs; sweep of {len(sweep)} optimizers x {seeds} seeds "
         f"on {base.model}; validation split.",
-        "\n".join(table),
+        table,
         *notes,
         f"## Devices ({base.model}, {base.epochs} epochs)\n\n" + device_table(devices).rstrip(),
         "## Reports\n\n" + "\n".join(f"- {name}: reports/{name}/report.html" for name in reports),

@@ -20,6 +20,7 @@ from musicgenre.errors import MusicGenreError
 from musicgenre.io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
 from musicgenre.metrics import mean_std
 from musicgenre.runs import save_run
+from musicgenre.tables import markdown_table
 from musicgenre.training import TrainResult, evaluate_model, train_seeds
 
 SWEEP_KIND = "musicgenre-sweep"
@@ -203,10 +204,7 @@ def sweep_table_rows(results: list[OptimizerResult]) -> list[tuple[str, ...]]:
 
 def sweep_markdown(cfg: SweepConfig, results: list[OptimizerResult]) -> str:
     """The study-style table, best macro F1 first, with the lr rule and the settings stated above it."""
-    intro, lr_line = sweep_intro(cfg)
-    lines = [intro, "", lr_line, "", "| " + " | ".join(SWEEP_HEADER) + " |", "|---|---:|---:|---:|---:|---:|"]
-    lines += ["| " + " | ".join(row) + " |" for row in sweep_table_rows(results)]
-    return "\n".join(lines) + "\n"
+    return "\n\n".join([*sweep_intro(cfg), markdown_table(SWEEP_HEADER, sweep_table_rows(results), "lrrrrr")]) + "\n"
 
 
 def sweep_figure(cfg: SweepConfig, results: list[OptimizerResult]) -> bytes:
