@@ -126,8 +126,8 @@ class MelResNet(nn.Module):
 
 class LogStd(nn.Module):
     """An MFCC summary with its 13 standard deviations (the last 13 numbers) on a log scale, the 13
-    means unchanged: the deviations are positive, right-skewed scales that standardise far better
-    as logs (worth about one point of validation accuracy to the MLP)."""
+    means unchanged: the deviations are positive, right-skewed scales that standardise better as
+    logs (about half a point of validation accuracy for the MLP, over 10 seeds; see the README)."""
 
     def __init__(self, eps: float = 1e-3) -> None:
         super().__init__()
@@ -156,6 +156,8 @@ class GenreNet(nn.Module):
 
 
 class ModelSpec(NamedTuple):
+    """What a model name stands for: its representation, its network and its fixed input transform."""
+
     features: str  # the representation the model reads
     body: Callable[[int], nn.Module]  # n_classes -> network
     prepare: Callable[[], nn.Module] | None = None  # a fixed input transform applied before standardisation
