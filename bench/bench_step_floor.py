@@ -52,71 +52,57 @@ def resident_step(X: torch.Tensor, y: torch.Tensor) -> None:
             opt.step()
 
 
-def hand_torch_step(X: torch.Tensor, y: torch.Tensor) -> None:
-    """Forward, softmax-cross-entropy gradient and SGD update written out: about 20 eager ops a step."""
-    w1, b1, w2, b2, w3, b3 = (p.detach().clone() for p in study_net().parameters())
-    onehot = nn.functional.one_hot(y, 4).float()
-    for _ in range(EPOCHS):
-        perm = torch.randperm(len(y))
-        for xb, tb in zip(X[perm].split(BATCH), onehot[perm].split(BATCH)):
-            h1 = torch.addmm(b1, xb, w1.T).relu_()
-            h2 = torch.addmm(b2, h1, w2.T).relu_()
-            g3 = torch.addmm(b3, h2, w3.T).softmax(1).sub_(tb).mul_(LR / len(xb))
-            g2 = (g3 @ w3).mul_(h2 > 0)
-            g1 = (g2 @ w2).mul_(h1 > 0)
-            torch._foreach_sub_([w3, b3, w2, b2, w1, b1],
-                                [g3.T @ h2, g3.sum(0), g2.T @ h1, g2.sum(0), g1.T @ xb, g1.sum(0)])
+def sgd_step(w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor, w3: torch.Tensor,
+             b3: torch.Tensor, xb: torch.Tensor, tb: torch.Tensor, lr: float) -> None:
+    """Forward, softmax-cross-entropy gradient and SGD update written out, about 20 ops; one source for
+    the eager, torch.compile and TorchScript rows. Updates are single in-place ops (TorchScript drops a
+    _foreach_sub_ as dead code)."""
+    h1 = torch.addmm(b1, xb, w1.t()).relu_()
+    h2 = torch.addmm(b2, h1, w2.t()).relu_()
+    g3 = torch.addmm(b3, h2, w3.t()).softmax(1).sub_(tb).mul_(lr / xb.shape[0])
+    g2 = (g3 @ w3).mul_(h2 > 0)
+    g1 = (g2 @ w2).mul_(h1 > 0)
+    w3.sub_(g3.t() @ h2)
+    b3.sub_(g3.sum(0))
+    w2.sub_(g2.t() @ h1)
+    b2.sub_(g2.sum(0))
+    w1.sub_(g1.t() @ xb)
+    b1.sub_(g1.sum(0))
 
 
-def hand_scripted_step(X: torch.Tensor, y: torch.Tensor) -> None:
-    """The hand-written step run by TorchScript's interpreter, a whole epoch per call."""
-    params = [p.detach().clone() for p in study_net().parameters()]
-    onehot = nn.functional.one_hot(y, 4).float()
-    for _ in range(EPOCHS):
-        perm = torch.randperm(len(y))
-        _scripted_epoch(X[perm].view(-1, BATCH, X.shape[1]), onehot[perm].view(-1, BATCH, 4), *params, LR)
+def epoch_of(step):
+    """An epoch that calls `step` (eager or compiled) on each batch from Python."""
+
+    def epoch(Xb, Tb, w1, b1, w2, b2, w3, b3, lr):
+        for xb, tb in zip(Xb, Tb):
+            step(w1, b1, w2, b2, w3, b3, xb, tb, lr)
+
+    return epoch
 
 
 @torch.jit.script
-def _scripted_epoch(Xb: torch.Tensor, Tb: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor,
-                    b2: torch.Tensor, w3: torch.Tensor, b3: torch.Tensor, lr: float) -> None:
+def scripted_epoch(Xb: torch.Tensor, Tb: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor,
+                   b2: torch.Tensor, w3: torch.Tensor, b3: torch.Tensor, lr: float) -> None:
+    """A whole epoch inside TorchScript's interpreter (sgd_step compiled with it)."""
     for i in range(Xb.shape[0]):
-        xb, tb = Xb[i], Tb[i]
-        h1 = torch.addmm(b1, xb, w1.t()).relu_()
-        h2 = torch.addmm(b2, h1, w2.t()).relu_()
-        g3 = torch.addmm(b3, h2, w3.t()).softmax(1).sub_(tb).mul_(lr / xb.shape[0])
-        g2 = (g3 @ w3).mul_(h2 > 0)
-        g1 = (g2 @ w2).mul_(h1 > 0)
-        w3.sub_(g3.t() @ h2)  # one in-place update each: TorchScript drops a _foreach_sub_ as dead code
-        b3.sub_(g3.sum(0))
-        w2.sub_(g2.t() @ h1)
-        b2.sub_(g2.sum(0))
-        w1.sub_(g1.t() @ xb)
-        b1.sub_(g1.sum(0))
+        sgd_step(w1, b1, w2, b2, w3, b3, Xb[i], Tb[i], lr)
 
 
-def _functional_step(w1, b1, w2, b2, w3, b3, xb, tb):
-    h1 = torch.addmm(b1, xb, w1.T).relu()
-    h2 = torch.addmm(b2, h1, w2.T).relu()
-    g3 = (torch.addmm(b3, h2, w3.T).softmax(1) - tb) * (LR / xb.shape[0])
-    g2 = (g3 @ w3) * (h2 > 0)
-    g1 = (g2 @ w2) * (h1 > 0)
-    for param, grad in [(w3, g3.T @ h2), (b3, g3.sum(0)), (w2, g2.T @ h1), (b2, g2.sum(0)), (w1, g1.T @ xb), (b1, g1.sum(0))]:
-        param.sub_(grad)
-
-
-def hand_compiled_step(X: torch.Tensor, y: torch.Tensor) -> None:
-    """The hand-written step compiled by torch.compile (inductor, C++ wrapper); the first call compiles."""
-    import torch._inductor.config as inductor
-
-    inductor.cpp_wrapper = True
-    step = torch.compile(_functional_step, fullgraph=True, dynamic=False)
+def hand_written(X: torch.Tensor, y: torch.Tensor, epoch) -> None:
+    """EPOCHS of `epoch` over the study net's initial weights, batches of BATCH in a fresh order each epoch."""
     params = [p.detach().clone() for p in study_net().parameters()]
     onehot = nn.functional.one_hot(y, 4).float()
     for _ in range(EPOCHS):
         perm = torch.randperm(len(y))
-        for xb, tb in zip(X[perm].view(-1, BATCH, X.shape[1]), onehot[perm].view(-1, BATCH, 4)):
-            step(*params, xb, tb)
+        epoch(X[perm].view(-1, BATCH, X.shape[1]), onehot[perm].view(-1, BATCH, 4), *params, LR)
+
+
+def compiled_epoch():
+    """epoch_of(sgd_step compiled by torch.compile: inductor, C++ wrapper); its first call compiles."""
+    import torch._inductor.config as inductor
+
+    inductor.cpp_wrapper = True
+    return epoch_of(torch.compile(sgd_step, fullgraph=True, dynamic=False))
 
 
 def hand_numpy_step(X: np.ndarray, y: np.ndarray) -> None:
@@ -171,9 +157,9 @@ def main() -> list[dict]:
         rows = []
         for name, fn, args in [
             ("our loop (resident tensors, foreach SGD)", resident_step, (X, y)),
-            ("gradients by hand, eager torch", hand_torch_step, (X, y)),
-            ("gradients by hand, TorchScript", hand_scripted_step, (X, y)),
-            ("gradients by hand, torch.compile", hand_compiled_step, (X, y)),
+            ("gradients by hand, eager torch", hand_written, (X, y, epoch_of(sgd_step))),
+            ("gradients by hand, TorchScript", hand_written, (X, y, scripted_epoch)),
+            ("gradients by hand, torch.compile", hand_written, (X, y, compiled_epoch())),
             ("gradients by hand, NumPy", hand_numpy_step, (split.X, split.y)),
         ]:
             ours, first = best_of(fn, *args)
