@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from musicgenre.config import RECIPES
-from musicgenre.metrics import mean_std
+from musicgenre.metrics import seed_summary
 from musicgenre.datasets import Dataset, load_dataset
 from musicgenre.io import atomic_write_json
 from musicgenre.runs import WEIGHTS, commit_dir, prepare_out_dir, save_run
@@ -33,23 +33,17 @@ SEED = 0
 OUT = Path(__file__).resolve().parents[1] / "src" / "musicgenre" / "ready_model"
 
 
-def figures(values: list[float]) -> dict:
-    """Mean, sample standard deviation and the values over seeds."""
-    mean, std = mean_std(values)
-    return {"mean": mean, "std": std, "values": [float(v) for v in values]}
-
-
 def validation_figures(train_set: Dataset, val_set: Dataset, n_seeds: int) -> dict:
     """The recipe's validation accuracy and macro F1 over seeds 0..n-1 (kept epoch and last epoch)."""
     results = train_seeds(RECIPES[RECIPE], list(range(n_seeds)), train_set, val_set)
     return {
         "recipe": RECIPE,
         "seeds": n_seeds,
-        "accuracy": figures([r.metrics["accuracy"] for r in results]),
-        "f1_macro": figures([r.metrics["f1_macro"] for r in results]),
+        "accuracy": seed_summary([r.metrics["accuracy"] for r in results]),
+        "f1_macro": seed_summary([r.metrics["f1_macro"] for r in results]),
         "best_epoch": [r.best_epoch for r in results],
-        "last_epoch_accuracy": figures([r.history[-1].val_accuracy for r in results]),
-        "last_epoch_f1_macro": figures([r.history[-1].val_f1 for r in results]),
+        "last_epoch_accuracy": seed_summary([r.history[-1].val_accuracy for r in results]),
+        "last_epoch_f1_macro": seed_summary([r.history[-1].val_f1 for r in results]),
     }
 
 

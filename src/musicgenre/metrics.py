@@ -38,6 +38,12 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
 
 
+def seed_summary(values: list[float]) -> dict:
+    """A figure over seeds as saved beside results: mean, sample std and the values themselves."""
+    mean, std = mean_std(values)
+    return {"mean": mean, "std": std, "values": [float(v) for v in values]}
+
+
 def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, n_bins: int = 15) -> float:
     """ECE: the gap between confidence and accuracy, averaged over equal-width confidence bins."""
     conf = probs.max(axis=1)

@@ -18,7 +18,7 @@ from musicgenre import __version__
 from musicgenre.config import TrainConfig
 from musicgenre.errors import MusicGenreError
 from musicgenre.io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
-from musicgenre.metrics import mean_std
+from musicgenre.metrics import seed_summary
 from musicgenre.models import GenreNet, build_model, count_parameters
 from musicgenre.training import TrainResult
 
@@ -160,8 +160,6 @@ def save_seed_runs(results: list[TrainResult], out: str | os.PathLike, overwrite
     summary: dict = {"config": replace(results[0].config, seed=None).to_dict(), "seeds": [r.config.seed for r in results]}
     if results[0].metrics is not None:
         for key in ("accuracy", "f1_macro"):
-            values = [r.metrics[key] for r in results]
-            mean, std = mean_std(values)
-            summary[f"val_{key}"] = {"mean": mean, "std": std, "values": values}
+            summary[f"val_{key}"] = seed_summary([r.metrics[key] for r in results])
     atomic_write_json(tmp / "summary.json", summary)
     return commit_dir(tmp, out), summary
