@@ -134,7 +134,8 @@ class LogStd(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([x[..., :13], torch.log(x[..., 13:].clamp_min(0) + self.eps)], dim=-1)
+        n_means = FEATURE_SHAPES["mfcc"][-1] // 2  # 13 means, then 13 standard deviations
+        return torch.cat([x[..., :n_means], torch.log(x[..., n_means:].clamp_min(0) + self.eps)], dim=-1)
 
 
 class GenreNet(nn.Module):
