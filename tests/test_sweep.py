@@ -82,6 +82,15 @@ def test_sweep_outputs_resume_and_config_guard(study_data, tmp_path, spy_train_s
     assert adam_done.stat().st_mtime_ns == mtime
     assert list(csv.DictReader((out / "sweep.csv").open()))[4:] != []
 
+    # a sweep written before a training option existed (here: precision) resumes with its default
+    cfg_path = out / "sweep_config.json"
+    saved = json.loads(cfg_path.read_text())
+    del saved["base"]["precision"]
+    cfg_path.write_text(json.dumps(saved))
+    spy_train_seeds.clear()
+    assert main(args) == 0
+    assert spy_train_seeds == []
+
     # another configuration into the same directory: a one-line error, nothing trained
     capsys.readouterr()
     spy_train_seeds.clear()

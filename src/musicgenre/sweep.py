@@ -91,6 +91,8 @@ def check_config(cfg: SweepConfig, out: Path) -> None:
     path = out / "sweep_config.json"
     if path.is_file():
         old = read_json(path)
+        if isinstance(old, dict) and isinstance(old.get("base"), dict):  # fields added since it was written: defaults
+            old["base"] = TrainConfig.from_dict(old["base"]).to_dict()
         new = json.loads(json.dumps(cfg.to_dict()))
         if old != new:
             diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
