@@ -94,7 +94,7 @@ def test_log_std_model_standardises_log_deviations_and_saves_its_transform(mfcc,
     from musicgenre.config import RECIPES
 
     tr = subset(mfcc["train"], 800)
-    result = train(replace(RECIPES["mfcc-mlp-log"], epochs=2, seed=0), tr, mfcc["val"])
+    result = train(replace(RECIPES["mfcc-mlp-log"], epochs=2, seed=0, device="cpu"), tr, mfcc["val"])
     model = result.model
     X = torch.from_numpy(tr.X)
     prepared = model.prepare(X)
@@ -104,3 +104,15 @@ def test_log_std_model_standardises_log_deviations_and_saves_its_transform(mfcc,
     assert z.mean(0).abs().max() < 1e-3 and (z.std(0) - 1).abs().max() < 1e-2
     saved = load_run(save_run(result, tmp_path / "run"))
     assert evaluate_model(saved.model, mfcc["val"]) == result.metrics
+
+
+def test_cuda_graphs_only_where_a_step_can_be_replayed():
+    """Graphs need a GPU, no per-batch draws on the CPU (augmentation), a constant lr and optimizer state on the GPU."""
+    from musicgenre.cudagraph import can_graph
+
+    gpu, base = torch.device("cuda"), TrainConfig()
+    assert can_graph(base, gpu) and can_graph(TrainConfig(optimizer="adam"), gpu)
+    assert not can_graph(base, torch.device("cpu"))
+    for off in (TrainConfig(cuda_graphs=False), TrainConfig(mixup=0.2), TrainConfig(scheduler="cosine"),
+                TrainConfig(optimizer="adagrad"), TrainConfig(features="melgram", model="mel-cnn", spec_augment=True)):
+        assert not can_graph(off, gpu)

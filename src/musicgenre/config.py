@@ -33,6 +33,7 @@ class TrainConfig:
     mixup: float = 0.0  # mixup Beta(alpha, alpha) parameter; 0 = off
     spec_augment: bool = False  # time/frequency masking of melgram batches
     precision: str = "fp32"  # "bf16": mixed-precision training (weights stay fp32), fast on CPUs with bf16 units
+    cuda_graphs: bool = True  # on a GPU, replay training steps as CUDA graphs where cudagraph.can_graph allows
 
     def __post_init__(self) -> None:
         self.optimizer = canonical_optimizer(self.optimizer)

@@ -14,6 +14,7 @@ import torch.fx
 from torch import nn
 
 from musicgenre.config import TrainConfig
+from musicgenre.cudagraph import GraphedStep, can_graph
 from musicgenre.datasets import Dataset
 from musicgenre.models import GenreNet
 from musicgenre.training import (
@@ -138,10 +139,23 @@ def _train_stacked(cfg, seeds, train_set, val_set, on_epoch, device) -> list[Tra
         Zv = net.standardize(Xv)
     n, bs = len(y), cfg.batch_size
     batch_sizes = torch.tensor([len(b) for b in torch.arange(n).split(bs)], dtype=torch.float32, device=device)
-    opt = make_optimizer(cfg, net.params)
+    opt = make_optimizer(cfg, net.params, device)
     sched = make_scheduler(cfg, opt, len(batch_sizes))
     gens = [torch.Generator().manual_seed(s) for s in seeds]
     rows = torch.arange(S, device=device)[:, None]
+
+    def step(zb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        """One step of every seed on its own (S, b, F) batch; returns each seed's mean loss, (S,)."""
+        with autocast(device, cfg.precision):
+            flat = nn.functional.cross_entropy(net(zb).flatten(0, 1), yb, reduction="none", label_smoothing=cfg.label_smoothing)
+        loss = flat.view(S, -1).mean(1)
+        opt.zero_grad(set_to_none=True)
+        loss.sum().backward()
+        opt.step()
+        return loss.detach()
+
+    if can_graph(cfg, device):
+        step = GraphedStep(step)
 
     results = [TrainResult(model=m, config=replace(cfg, seed=s), classes=classes) for m, s in zip(models, seeds)]
     keepers = [BestKeeper(cfg.patience) for _ in seeds]
@@ -154,15 +168,7 @@ def _train_stacked(cfg, seeds, train_set, val_set, on_epoch, device) -> list[Tra
         targets = [t.flatten() for t in y[perms].split(bs, dim=1)]
         losses = []
         for zb, yb in zip(inputs, targets):
-            with autocast(device, cfg.precision):
-                flat = nn.functional.cross_entropy(
-                    net(zb).flatten(0, 1), yb, reduction="none", label_smoothing=cfg.label_smoothing
-                )
-            loss = flat.view(S, -1).mean(1)  # (S,) each seed's mean over its batch
-            opt.zero_grad(set_to_none=True)
-            loss.sum().backward()
-            opt.step()
-            losses.append(loss.detach())
+            losses.append(step(zb, yb))
             if cfg.scheduler == "onecycle":
                 sched.step()
         if cfg.scheduler == "cosine":

@@ -16,6 +16,7 @@ from torch import nn
 
 from musicgenre.augment import augment_batch
 from musicgenre.config import TrainConfig
+from musicgenre.cudagraph import GraphedStep, can_graph
 from musicgenre.datasets import Dataset
 from musicgenre.errors import MusicGenreError
 from musicgenre.metrics import classification_metrics
@@ -57,8 +58,9 @@ def resolve_device(name: str) -> torch.device:
 
 def autocast(device: torch.device, precision: str) -> torch.autocast:
     """The forward pass and loss in bf16 mixed precision when asked ("bf16"): matrix products and
-    convolutions run in bfloat16, weights, gradients and the optimizer stay float32."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    convolutions run in bfloat16, weights, gradients and the optimizer stay float32. No cast cache:
+    each weight is cast once per forward anyway, and CUDA graphs cannot capture a cached cast."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16", cache_enabled=False)
 
 
 def seed_everything(seed: int) -> None:
@@ -68,14 +70,18 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
+def make_optimizer(cfg: TrainConfig, params, device: torch.device) -> torch.optim.Optimizer:
     """The torch.optim optimizer named in the config, with its lr and weight decay; the foreach
-    (multi-tensor) implementation, which updates all parameters in a few calls instead of one per tensor."""
+    (multi-tensor) implementation, which updates all parameters in a few calls instead of one per tensor.
+    On a GPU its state stays there (`capturable`): a CUDA graph can replay its steps, and runs with and
+    without graphs do the same arithmetic."""
     cls = getattr(torch.optim, cfg.optimizer)
     accepted = inspect.signature(cls).parameters
     kwargs: dict = {"lr": cfg.lr}
     if "foreach" in accepted:
         kwargs["foreach"] = True
+    if device.type == "cuda" and "capturable" in accepted:
+        kwargs["capturable"] = True
     if cfg.weight_decay:
         if "weight_decay" not in accepted:
             raise MusicGenreError(f"optimizer {cfg.optimizer} has no weight decay")
@@ -218,10 +224,21 @@ def _train(cfg, train_set, val_set, on_epoch, device) -> TrainResult:
     Xv, yv = as_tensors(val_set, device) if val_set is not None else (None, None)
     n, bs = len(y), cfg.batch_size
     batch_sizes = torch.tensor([len(b) for b in torch.arange(n).split(bs)], dtype=torch.float32, device=device)
-    opt = make_optimizer(cfg, model.parameters())
+    opt = make_optimizer(cfg, model.parameters(), device)
     sched = make_scheduler(cfg, opt, len(batch_sizes))
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     gen = torch.Generator().manual_seed(cfg.seed)
+
+    def step(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        with autocast(device, cfg.precision):
+            loss = loss_fn(model(xb), yb)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss.detach()
+
+    if can_graph(cfg, device):
+        step = GraphedStep(step)
 
     result = TrainResult(model=model, config=cfg, classes=classes)
     keeper, best_state = BestKeeper(cfg.patience), None
@@ -231,13 +248,7 @@ def _train(cfg, train_set, val_set, on_epoch, device) -> TrainResult:
         perm = torch.randperm(n, generator=gen).to(device)
         losses = []
         for xb, yb in zip(X[perm].split(bs), y[perm].split(bs)):
-            xb, yb = augment_batch(xb, yb, cfg, len(classes), gen)
-            with autocast(device, cfg.precision):
-                loss = loss_fn(model(xb), yb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(loss.detach())
+            losses.append(step(*augment_batch(xb, yb, cfg, len(classes), gen)))
             if cfg.scheduler == "onecycle":
                 sched.step()
         if cfg.scheduler == "cosine":

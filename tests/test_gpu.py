@@ -1,0 +1,81 @@
+"""On a CUDA GPU (skipped where there is none, as in CI): training, stacked seeds, bf16 and the device
+comparison run there and agree with the CPU, and a GPU-trained run loads and predicts on the CPU."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import GENRES, synthetic_melgrams
+from musicgenre.benchmark import compare_devices
+from musicgenre.config import RECIPES, TrainConfig
+from musicgenre.datasets import Dataset, load_dataset
+from musicgenre.runs import load_run, save_run
+from musicgenre.training import evaluate_model, train, train_seeds
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here")
+
+
+@pytest.fixture(scope="module")
+def mfcc(study_data) -> dict[str, Dataset]:
+    return load_dataset(study_data, "mfcc", ("train", "val"))
+
+
+def test_gpu_run_matches_cpu_and_predicts_on_cpu(mfcc, tmp_path):
+    cfg = replace(RECIPES["mfcc-mlp-log"], epochs=8, seed=0, device="cuda")
+    gpu = train(cfg, mfcc["train"], mfcc["val"])
+    cpu = train(replace(cfg, device="cpu"), mfcc["train"], mfcc["val"])
+    assert next(gpu.model.parameters()).is_cuda
+    assert gpu.metrics["accuracy"] > 0.68
+    # same seed, same batch order: only float rounding differs between the devices
+    assert gpu.metrics["accuracy"] == pytest.approx(cpu.metrics["accuracy"], abs=0.02)
+    run = load_run(save_run(gpu, tmp_path / "run"))  # loads on the CPU
+    assert run.config.device == "cuda" and not next(run.model.parameters()).is_cuda
+    assert evaluate_model(run.model, mfcc["val"])["accuracy"] == pytest.approx(gpu.metrics["accuracy"], abs=2 / 800)
+
+
+def test_gpu_stacked_seeds_agree_with_single_runs(mfcc):
+    cfg = TrainConfig(epochs=4, device="cuda", optimizer="adam", lr=0.003, standardize=True)
+    stacked = train_seeds(cfg, [0, 1], mfcc["train"], mfcc["val"])
+    for seed, got in zip([0, 1], stacked):
+        want = train(replace(cfg, seed=seed), mfcc["train"], mfcc["val"])
+        for g, w in zip(got.history, want.history):
+            assert g.loss == pytest.approx(w.loss, rel=1e-3)
+        assert got.metrics["accuracy"] == pytest.approx(want.metrics["accuracy"], abs=0.01)
+
+
+@pytest.mark.parametrize("cfg", [
+    TrainConfig(epochs=4, seed=0, device="cuda"),  # the study's SGD
+    TrainConfig(epochs=4, seed=0, device="cuda", optimizer="adam", lr=0.003, standardize=True, weight_decay=1e-3),
+], ids=["sgd", "adam"])
+def test_cuda_graph_steps_train_as_eager_steps_do(mfcc, cfg):
+    """Replayed graphs run the same kernels on the same batches: the same run to float rounding, also
+    for a last batch of another size (3000 clips = 187 batches of 16 and one of 8) and stacked seeds."""
+    tr = Dataset(mfcc["train"].X[:3000], mfcc["train"].y[:3000], mfcc["train"].classes, "mfcc", "train")
+    for run in (lambda c: [train(c, tr, mfcc["val"])], lambda c: train_seeds(c, [0, 1], tr, mfcc["val"])):
+        for graphed, eager in zip(run(cfg), run(replace(cfg, cuda_graphs=False))):
+            assert len(graphed.history) == len(eager.history) == 4
+            for g, e in zip(graphed.history, eager.history):
+                assert g.loss == pytest.approx(e.loss, rel=1e-3)
+            for pg, pe in zip(graphed.model.parameters(), eager.model.parameters()):
+                assert torch.allclose(pg, pe, atol=1e-3)
+
+
+def test_gpu_bf16_cnn_learns_and_keeps_fp32_weights():
+    X, labels = synthetic_melgrams(256)
+    y = np.searchsorted(GENRES, labels)
+    data = Dataset(X, y, GENRES, "melgram", "train")
+    cfg = replace(RECIPES["mel-cnn-bn"], epochs=6, seed=0, device="cuda", precision="bf16")
+    result = train(cfg, data, data)
+    assert all(p.dtype == torch.float32 and p.is_cuda for p in result.model.parameters())
+    assert result.metrics["accuracy"] > 0.9  # chance is 0.25
+
+
+def test_compare_devices_trains_on_both(study_data):
+    cfg = TrainConfig(epochs=3, seed=0)
+    cpu, gpu = compare_devices(cfg, ["cpu", "cuda"], str(study_data))
+    assert cpu["available"] and gpu["available"] and gpu["name"] == torch.cuda.get_device_name(0)
+    assert gpu["val_accuracy"] == pytest.approx(cpu["val_accuracy"], abs=0.02)
