@@ -116,3 +116,16 @@ def test_cuda_graphs_only_where_a_step_can_be_replayed():
     for off in (TrainConfig(cuda_graphs=False), TrainConfig(mixup=0.2), TrainConfig(scheduler="cosine"),
                 TrainConfig(optimizer="adagrad"), TrainConfig(features="melgram", model="mel-cnn", spec_augment=True)):
         assert not can_graph(off, gpu)
+
+
+def test_saved_weights_are_the_same_bytes_in_every_process(tmp_path):
+    """A run saved twice, from two processes, gives identical files (the weights carry no unordered metadata)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, torch; from musicgenre.models import build_model; from musicgenre.runs import save_weights; "
+            "torch.manual_seed(0); save_weights(build_model('mfcc-mlp', 4), __import__('pathlib').Path(sys.argv[1]), 'mfcc-mlp')")
+    files = [tmp_path / f"{i}.safetensors" for i in range(4)]
+    for f in files:
+        subprocess.run([sys.executable, "-c", code, str(f)], check=True)
+    assert len({f.read_bytes() for f in files}) == 1

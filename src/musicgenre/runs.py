@@ -82,9 +82,11 @@ def history_csv(result: TrainResult) -> str:
 
 
 def save_weights(model: GenreNet, path: Path, model_name: str) -> None:
-    """Write a model's weights as safetensors, atomically, tagged as ours."""
+    """Write a model's weights as safetensors, atomically, tagged as ours. One metadata key: safetensors
+    writes several in an order that changes from process to process, and the same run should give
+    the same bytes."""
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    atomic_write_bytes(path, safetensors_bytes(state, metadata={"kind": RUN_KIND, "model": model_name}))
+    atomic_write_bytes(path, safetensors_bytes(state, metadata={RUN_KIND: model_name}))
 
 
 def save_run(result: TrainResult, out: str | os.PathLike, overwrite: bool = False, extra: dict | None = None) -> Path:
