@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from bench_training import CNN, DATA, MLP, reference_train, row, synthetic_melgrams, timed
+from musicgenre.config import RECIPES
 from musicgenre.datasets import load_dataset
 from musicgenre.training import train, train_seeds
 
@@ -78,6 +79,11 @@ def main() -> list[dict]:
     seeds_s, runs, seeds_util = with_utilisation(lambda: train_seeds(mlp, list(range(10)), tr, va))
     rows.append(row("gpu: mlp 10 seeds together vs ONE study-loop run on the GPU", ref_s, seeds_s,
                     ours_acc_mean=round(float(np.mean([r.metrics["accuracy"] for r in runs])), 4), ours_gpu_util=seeds_util))
+    best = replace(RECIPES["mfcc-mlp-log"], seed=0, device=GPU)
+    best_eager_s, best_eager = timed(lambda: train(replace(best, cuda_graphs=False), tr, va))
+    best_s, best_run = timed(lambda: train(best, tr, va))
+    rows.append(row("gpu: mfcc-mlp-log recipe (80 epochs, mixup, cosine), ours without vs with CUDA graphs", best_eager_s, best_s,
+                    eager_acc=best_eager.metrics["accuracy"], graphs_acc=best_run.metrics["accuracy"]))
     cpu_s, cpu = timed(lambda: train(replace(mlp, device="cpu"), tr, va))
     rows.append(row("mlp 30 epochs, ours: CPU vs GPU", cpu_s, ours_s, cpu_acc=cpu.metrics["accuracy"],
                     gpu_acc=ours.metrics["accuracy"]))

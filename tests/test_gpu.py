@@ -52,10 +52,13 @@ def test_gpu_stacked_seeds_agree_with_single_runs(mfcc):
 @pytest.mark.parametrize("cfg", [
     TrainConfig(epochs=4, seed=0, device="cuda"),  # the study's SGD
     TrainConfig(epochs=4, seed=0, device="cuda", optimizer="adam", lr=0.003, standardize=True, weight_decay=1e-3),
-], ids=["sgd", "adam"])
+    TrainConfig(epochs=4, seed=0, device="cuda", optimizer="adamw", lr=0.003, standardize=True, scheduler="cosine",
+                mixup=1.0, label_smoothing=0.1),  # the recipes' schedule and augmentation, drawn outside the graph
+], ids=["sgd", "adam", "adamw-cosine-mixup"])
 def test_cuda_graph_steps_train_as_eager_steps_do(mfcc, cfg):
     """Replayed graphs run the same kernels on the same batches: the same run to float rounding, also
-    for a last batch of another size (3000 clips = 187 batches of 16 and one of 8) and stacked seeds."""
+    for a last batch of another size (3000 clips = 187 batches of 16 and one of 8), stacked seeds, and
+    a cosine schedule (a graph that kept the first lr would drift from the eager run)."""
     tr = Dataset(mfcc["train"].X[:3000], mfcc["train"].y[:3000], mfcc["train"].classes, "mfcc", "train")
     for run in (lambda c: [train(c, tr, mfcc["val"])], lambda c: train_seeds(c, [0, 1], tr, mfcc["val"])):
         for graphed, eager in zip(run(cfg), run(replace(cfg, cuda_graphs=False))):

@@ -9,26 +9,31 @@ from collections import Counter
 from typing import Callable
 
 import torch
+from torch.torch_version import TorchVersion
 
 from musicgenre.config import TrainConfig
 
 Step = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (inputs, targets) -> detached loss
 
 
+def tensor_lr(cfg: TrainConfig) -> bool:
+    """Whether the optimizer takes its learning rate as a GPU tensor, which a schedule then updates in
+    place (torch >= 2.4) so that replayed graphs read each epoch's value."""
+    return cfg.optimizer in ("Adam", "AdamW") and TorchVersion(torch.__version__) >= "2.4"
+
+
 def can_graph(cfg: TrainConfig, device: torch.device) -> bool:
-    """Whether `cfg`'s steps can be captured on `device`: a CUDA GPU, nothing drawn on the CPU per batch
-    (no augmentation), a constant learning rate, and an optimizer whose state lives on the GPU
-    (`capturable`; plain SGD keeps none)."""
+    """Whether `cfg`'s steps can be captured on `device`: a CUDA GPU, an optimizer whose state lives on
+    the GPU (`capturable`; plain SGD keeps none), and a learning rate that is constant or a cosine
+    schedule written into a tensor lr. Augmentation runs before the captured step, on its inputs."""
     optimizer = getattr(torch.optim, cfg.optimizer)
-    return (
-        device.type == "cuda" and cfg.cuda_graphs and cfg.mixup == 0 and not cfg.spec_augment
-        and cfg.scheduler == "none"
-        and (cfg.optimizer == "SGD" or "capturable" in inspect.signature(optimizer).parameters)
-    )
+    state_on_gpu = cfg.optimizer == "SGD" or "capturable" in inspect.signature(optimizer).parameters
+    lr_replayable = cfg.scheduler == "none" or (cfg.scheduler == "cosine" and tensor_lr(cfg))
+    return device.type == "cuda" and cfg.cuda_graphs and state_on_gpu and lr_replayable
 
 
 class GraphedStep:
-    """`step` as a CUDA graph per batch shape: each shape's first WARMUP steps run eagerly on a side
+    """`step` as a CUDA graph per shape of its inputs: each shape's first WARMUP steps run eagerly on a side
     stream (as torch.cuda.graph asks, so lazy initialisation stays out of the graph), the next is
     captured, and from then on a step copies its batch into the graph's inputs and replays it.
     Every call is a real training step: warm-up steps train the model too."""
@@ -37,11 +42,11 @@ class GraphedStep:
 
     def __init__(self, step: Step) -> None:
         self.step = step
-        self.eager_calls: Counter[tuple[int, ...]] = Counter()
-        self.graphs: dict[tuple[int, ...], tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        self.eager_calls: Counter[tuple] = Counter()
+        self.graphs: dict[tuple, tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor, torch.Tensor]] = {}
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        shape = tuple(x.shape)
+        shape = (x.shape, y.shape, y.dtype)  # targets are class indices, or class probabilities under mixup
         if shape not in self.graphs and self.eager_calls[shape] < self.WARMUP:
             self.eager_calls[shape] += 1
             side = torch.cuda.Stream(x.device)

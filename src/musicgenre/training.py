@@ -16,7 +16,7 @@ from torch import nn
 
 from musicgenre.augment import augment_batch
 from musicgenre.config import TrainConfig
-from musicgenre.cudagraph import GraphedStep, can_graph
+from musicgenre.cudagraph import GraphedStep, can_graph, tensor_lr
 from musicgenre.datasets import Dataset
 from musicgenre.errors import MusicGenreError
 from musicgenre.metrics import classification_metrics
@@ -73,14 +73,15 @@ def seed_everything(seed: int) -> None:
 def make_optimizer(cfg: TrainConfig, params, device: torch.device) -> torch.optim.Optimizer:
     """The torch.optim optimizer named in the config, with its lr and weight decay; the foreach
     (multi-tensor) implementation, which updates all parameters in a few calls instead of one per tensor.
-    On a GPU its state stays there (`capturable`): a CUDA graph can replay its steps, and runs with and
-    without graphs do the same arithmetic."""
+    On a GPU its state stays there (`capturable`), with the lr as a GPU tensor where it can be: a CUDA
+    graph can replay its steps, and runs with and without graphs do the same arithmetic."""
     cls = getattr(torch.optim, cfg.optimizer)
     accepted = inspect.signature(cls).parameters
-    kwargs: dict = {"lr": cfg.lr}
+    on_gpu = device.type == "cuda"
+    kwargs: dict = {"lr": torch.tensor(cfg.lr, device=device) if on_gpu and tensor_lr(cfg) else cfg.lr}
     if "foreach" in accepted:
         kwargs["foreach"] = True
-    if device.type == "cuda" and "capturable" in accepted:
+    if on_gpu and "capturable" in accepted:
         kwargs["capturable"] = True
     if cfg.weight_decay:
         if "weight_decay" not in accepted:
