@@ -16,6 +16,9 @@ from musicgenre.multiseed import StackedChain, can_stack, train_stacked
 from musicgenre.training import train, train_seeds
 
 
+CPU = torch.device("cpu")
+
+
 @pytest.fixture(scope="session")
 def mfcc(study_data) -> dict[str, Dataset]:
     d = load_dataset(study_data, "mfcc", ("train", "val"))
@@ -96,7 +99,7 @@ def test_stacked_seeds_agree_with_single_runs(mfcc, cfg):
 
 def test_stacked_early_stopping_per_seed(mfcc):
     cfg = TrainConfig(epochs=20, device="cpu", optimizer="adam", lr=0.05, patience=2)
-    stacked = train_stacked(cfg, [3, 4], mfcc["train"], mfcc["val"])
+    stacked = train_stacked(cfg, [3, 4], mfcc["train"], mfcc["val"], None, CPU)
     for seed, got in zip([3, 4], stacked):
         want = train(TrainConfig(**{**cfg.to_dict(), "seed": seed}), mfcc["train"], mfcc["val"])
         assert (len(got.history), got.best_epoch) == (len(want.history), want.best_epoch)
@@ -106,7 +109,7 @@ def test_stacked_early_stopping_per_seed(mfcc):
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
 def test_every_optimizer_trains_stacked(mfcc, optimizer):
     cfg = TrainConfig(epochs=2, device="cpu", optimizer=optimizer, lr=0.01, standardize=True)
-    results = train_stacked(cfg, [0, 1, 2], mfcc["train"], mfcc["val"])
+    results = train_stacked(cfg, [0, 1, 2], mfcc["train"], mfcc["val"], None, CPU)
     assert len(results) == 3
     for r in results:
         assert all(math.isfinite(h.loss) for h in r.history) and r.metrics["n"] == len(mfcc["val"])

@@ -23,13 +23,10 @@ from musicgenre.training import (
     TrainResult,
     as_tensors,
     autocast,
-    cpu_threads,
-    train_threads,
     evaluate_model,
     make_optimizer,
     make_scheduler,
     new_model,
-    resolve_device,
     val_scores,
 )
 
@@ -112,21 +109,11 @@ class StackedChain:
                         linear.bias.copy_(next(values)[s])
 
 
-def train_stacked(
-    cfg: TrainConfig,
-    seeds: list[int],
-    train_set: Dataset,
-    val_set: Dataset | None = None,
-    on_epoch: Callable[[EpochRecord], None] | None = None,
-) -> list[TrainResult]:
-    """Train one model per seed at once; per seed the same initial weights, batch order, best-epoch
-    copy and early stop as `train(replace(cfg, seed=s))`. Epoch seconds are the batch's time / S."""
-    device = resolve_device(cfg.device)
-    with cpu_threads(train_threads(cfg.model)):
-        return _train_stacked(cfg, list(seeds), train_set, val_set, on_epoch, device)
-
-
-def _train_stacked(cfg, seeds, train_set, val_set, on_epoch, device) -> list[TrainResult]:
+def train_stacked(cfg: TrainConfig, seeds: list[int], train_set: Dataset, val_set: Dataset | None,
+                  on_epoch: Callable[[EpochRecord], None] | None, device: torch.device) -> list[TrainResult]:
+    """Train one model per seed at once on `device` (`training.train_seeds` picks it and the CPU threads);
+    per seed the same initial weights, batch order, best-epoch copy and early stop as
+    `train(replace(cfg, seed=s))`. Epoch seconds are the batch's time / S."""
     S, classes = len(seeds), train_set.classes
     models = [new_model(cfg, s, train_set, device) for s in seeds]
     net = StackedChain(models)

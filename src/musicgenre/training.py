@@ -302,5 +302,7 @@ def train_seeds(
     check_features(cfg, train_set)
     augmented = cfg.mixup > 0 or cfg.spec_augment  # the stacked trainer draws no augmentation
     if len(seeds) > 1 and not augmented and can_stack(build_model(cfg.model, len(train_set.classes))):
-        return train_stacked(cfg, seeds, train_set, val_set, on_epoch)
+        device = resolve_device(cfg.device)
+        with cpu_threads(train_threads(cfg.model)):
+            return train_stacked(cfg, list(seeds), train_set, val_set, on_epoch, device)
     return [train(replace(cfg, seed=s), train_set, val_set, on_epoch) for s in seeds]
