@@ -70,10 +70,11 @@ def test_cuda_graph_steps_train_as_eager_steps_do(mfcc, cfg):
 
 
 def test_cuda_graphs_train_a_cnn_with_batchnorm_and_dropout():
-    """Replays update BatchNorm's running statistics and draw fresh dropout masks (graph-safe RNG)."""
+    """Replays update BatchNorm's running statistics and draw fresh dropout masks (graph-safe RNG);
+    the device given by number."""
     X, labels = synthetic_melgrams(256)
     data = Dataset(X, np.searchsorted(GENRES, labels), GENRES, "melgram", "train")
-    cfg = replace(RECIPES["mel-cnn-bn"], epochs=4, seed=0, device="cuda", mixup=0.0, spec_augment=False, scheduler="none")
+    cfg = replace(RECIPES["mel-cnn-bn"], epochs=4, seed=0, device="cuda:0", mixup=0.0, spec_augment=False, scheduler="none")
     assert can_graph(cfg, torch.device("cuda"))
     result = train(cfg, data, data)
     assert result.metrics["accuracy"] > 0.9  # chance is 0.25

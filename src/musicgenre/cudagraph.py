@@ -46,14 +46,18 @@ class GraphedStep:
         self.graphs: dict[tuple, tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor, torch.Tensor]] = {}
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with torch.cuda.device(x.device):  # streams and capture on the batch's GPU (cuda:N), not the current one
+            return self._step(x, y)
+
+    def _step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         shape = (x.shape, y.shape, y.dtype)  # targets are class indices, or class probabilities under mixup
         if shape not in self.graphs and self.eager_calls[shape] < self.WARMUP:
             self.eager_calls[shape] += 1
-            side = torch.cuda.Stream(x.device)
-            side.wait_stream(torch.cuda.current_stream(x.device))
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side):
                 loss = self.step(x, y)
-            torch.cuda.current_stream(x.device).wait_stream(side)
+            torch.cuda.current_stream().wait_stream(side)
             return loss
         if shape not in self.graphs:
             graph, x_in, y_in = torch.cuda.CUDAGraph(), x.clone(), y.clone()
