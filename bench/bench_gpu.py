@@ -108,6 +108,12 @@ def main() -> list[dict]:
                         ref_train_s, ours.train_seconds, reference_samples_per_s=round(samples / ref_train_s),
                         ours_samples_per_s=round(samples / ours.train_seconds), reference_gpu_util=ref_util,
                         ours_gpu_util=util, reference_acc=ref_acc, ours_acc=ours.metrics["accuracy"]))
+    study = replace(RECIPES["mel-cnn"], seed=0, epochs=1, device=GPU)  # the study's best CNN run: Adagrad
+    study_eager = train(replace(study, cuda_graphs=False), mel, mel)
+    study_graphs = train(study, mel, mel)
+    rows.append(row("gpu: mel-cnn recipe (the study's Adagrad run), one epoch of training steps, without vs with CUDA graphs",
+                    study_eager.train_seconds, study_graphs.train_seconds, eager_acc=study_eager.metrics["accuracy"],
+                    graphs_acc=study_graphs.metrics["accuracy"]))
     cpu = train(replace(cnn, epochs=1, device="cpu"), mel, mel)
     gpu_epoch_s = gpu_runs["fp32", 16, True].train_seconds / EPOCHS
     rows.append(row("mel-cnn one epoch of training steps, ours in fp32: CPU vs GPU", cpu.train_seconds, gpu_epoch_s,

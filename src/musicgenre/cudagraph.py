@@ -5,6 +5,7 @@ profile in bench/README.md). A captured step is one launch."""
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections import Counter
 from typing import Callable
 
@@ -24,10 +25,11 @@ def tensor_lr(cfg: TrainConfig) -> bool:
 
 def can_graph(cfg: TrainConfig, device: torch.device) -> bool:
     """Whether `cfg`'s steps can be captured on `device`: a CUDA GPU, an optimizer whose state lives on
-    the GPU (`capturable`; plain SGD keeps none), and a learning rate that is constant or a cosine
+    the GPU (`capturable`; plain SGD keeps none, and Adagrad's one CPU value, its step count, does not
+    enter its update at lr_decay 0, which is ours), and a learning rate that is constant or a cosine
     schedule written into a tensor lr. Augmentation runs before the captured step, on its inputs."""
     optimizer = getattr(torch.optim, cfg.optimizer)
-    state_on_gpu = cfg.optimizer == "SGD" or "capturable" in inspect.signature(optimizer).parameters
+    state_on_gpu = cfg.optimizer in ("SGD", "Adagrad") or "capturable" in inspect.signature(optimizer).parameters
     lr_replayable = cfg.scheduler == "none" or (cfg.scheduler == "cosine" and tensor_lr(cfg))
     return device.type == "cuda" and cfg.cuda_graphs and state_on_gpu and lr_replayable
 
@@ -55,7 +57,8 @@ class GraphedStep:
             self.eager_calls[shape] += 1
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
+            with torch.cuda.stream(side), warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*capturable=True.*")  # torch's note that these steps are not captured
                 loss = self.step(x, y)
             torch.cuda.current_stream().wait_stream(side)
             return loss

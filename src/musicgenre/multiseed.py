@@ -126,7 +126,8 @@ def train_stacked(cfg: TrainConfig, seeds: list[int], train_set: Dataset, val_se
         Zv = net.standardize(Xv)
     n, bs = len(y), cfg.batch_size
     batch_sizes = torch.tensor([len(b) for b in torch.arange(n).split(bs)], dtype=torch.float32, device=device)
-    opt = make_optimizer(cfg, net.params, device)
+    graphs = can_graph(cfg, device)
+    opt = make_optimizer(cfg, net.params, device if graphs else None)
     sched = make_scheduler(cfg, opt, len(batch_sizes))
     gens = [torch.Generator().manual_seed(s) for s in seeds]
     rows = torch.arange(S, device=device)[:, None]
@@ -141,7 +142,7 @@ def train_stacked(cfg: TrainConfig, seeds: list[int], train_set: Dataset, val_se
         opt.step()
         return loss.detach()
 
-    if can_graph(cfg, device):
+    if graphs:
         step = GraphedStep(step)
 
     results = [TrainResult(model=m, config=replace(cfg, seed=s), classes=classes) for m, s in zip(models, seeds)]

@@ -70,18 +70,18 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def make_optimizer(cfg: TrainConfig, params, device: torch.device) -> torch.optim.Optimizer:
+def make_optimizer(cfg: TrainConfig, params, graph_device: torch.device | None = None) -> torch.optim.Optimizer:
     """The torch.optim optimizer named in the config, with its lr and weight decay; the foreach
     (multi-tensor) implementation, which updates all parameters in a few calls instead of one per tensor.
-    On a GPU its state stays there (`capturable`), with the lr as a GPU tensor where it can be: a CUDA
-    graph can replay its steps, and runs with and without graphs do the same arithmetic."""
+    For steps captured as CUDA graphs on `graph_device`, its state stays on that GPU (`capturable`),
+    with the lr as a GPU tensor where a schedule changes it."""
     cls = getattr(torch.optim, cfg.optimizer)
     accepted = inspect.signature(cls).parameters
-    on_gpu = device.type == "cuda"
-    kwargs: dict = {"lr": torch.tensor(cfg.lr, device=device) if on_gpu and tensor_lr(cfg) else cfg.lr}
+    graphed = graph_device is not None
+    kwargs: dict = {"lr": torch.tensor(cfg.lr, device=graph_device) if graphed and tensor_lr(cfg) else cfg.lr}
     if "foreach" in accepted:
         kwargs["foreach"] = True
-    if on_gpu and "capturable" in accepted:
+    if graphed and "capturable" in accepted:
         kwargs["capturable"] = True
     if cfg.weight_decay:
         if "weight_decay" not in accepted:
@@ -225,7 +225,8 @@ def _train(cfg, train_set, val_set, on_epoch, device) -> TrainResult:
     Xv, yv = as_tensors(val_set, device) if val_set is not None else (None, None)
     n, bs = len(y), cfg.batch_size
     batch_sizes = torch.tensor([len(b) for b in torch.arange(n).split(bs)], dtype=torch.float32, device=device)
-    opt = make_optimizer(cfg, model.parameters(), device)
+    graphs = can_graph(cfg, device)
+    opt = make_optimizer(cfg, model.parameters(), device if graphs else None)
     sched = make_scheduler(cfg, opt, len(batch_sizes))
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -238,7 +239,7 @@ def _train(cfg, train_set, val_set, on_epoch, device) -> TrainResult:
         opt.step()
         return loss.detach()
 
-    if can_graph(cfg, device):
+    if graphs:
         step = GraphedStep(step)
 
     result = TrainResult(model=model, config=cfg, classes=classes)
