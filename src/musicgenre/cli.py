@@ -52,7 +52,7 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=["fp32", "bf16"],
                    help="fp32 (default) or bf16 mixed precision: weights stay fp32; CNNs train faster on CPUs with bf16 units (bench/README.md)")
     p.add_argument("--cuda-graphs", action=argparse.BooleanOptionalAction,
-                   help="on a GPU, replay each training step as a CUDA graph (default: on, except with one-cycle schedules)")
+                   help="on a GPU, replay each training step as a CUDA graph (default: on where the settings allow; docs/results.md)")
     p.add_argument("--data", default=None, help="data root (default: $MUSICGENRE_DATA)")
 
 
