@@ -22,9 +22,9 @@ import numpy as np
 import torch
 
 from musicgenre.config import RECIPES
-from musicgenre.metrics import seed_summary
 from musicgenre.datasets import Dataset, load_dataset
 from musicgenre.io import atomic_write_json
+from musicgenre.metrics import seed_summary
 from musicgenre.runs import WEIGHTS, commit_dir, prepare_out_dir, save_run
 from musicgenre.training import train, train_seeds
 

@@ -7,7 +7,6 @@ import argparse
 import json
 import sys
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from musicgenre.errors import MusicGenreError
@@ -77,7 +76,7 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from musicgenre.datasets import load_dataset
-    from musicgenre.models import count_parameters, build_model
+    from musicgenre.models import build_model, count_parameters
     from musicgenre.runs import check_out_dir, save_run
     from musicgenre.training import train
 
