@@ -77,24 +77,27 @@ def test_cuda_graph_steps_train_as_eager_steps_do(mfcc, cfg, monkeypatch):
         assert g.metrics["accuracy"] == pytest.approx(p.metrics["accuracy"], abs=0.02)
 
 
-def test_cuda_graphs_train_a_cnn_with_batchnorm_and_dropout():
+@pytest.fixture(scope="module")
+def melgrams() -> Dataset:
+    """256 synthetic (21, 128) clips whose level depends on the genre."""
+    X, labels = synthetic_melgrams(256)
+    return Dataset(X, np.searchsorted(GENRES, labels), GENRES, "melgram", "train")
+
+
+def test_cuda_graphs_train_a_cnn_with_batchnorm_and_dropout(melgrams):
     """Replays update BatchNorm's running statistics and draw fresh dropout masks (graph-safe RNG);
     the device given by number."""
-    X, labels = synthetic_melgrams(256)
-    data = Dataset(X, np.searchsorted(GENRES, labels), GENRES, "melgram", "train")
     cfg = replace(RECIPES["mel-cnn-bn"], epochs=4, seed=0, device="cuda:0", mixup=0.0, spec_augment=False, scheduler="none")
     assert can_graph(cfg, torch.device("cuda"))
-    result = train(cfg, data, data)
+    result = train(cfg, melgrams, melgrams)
     assert result.metrics["accuracy"] > 0.9  # chance is 0.25
     norms = [m for m in result.model.modules() if isinstance(m, nn.BatchNorm2d)]
-    assert norms and all(int(m.num_batches_tracked) == result.best_epoch * 256 // cfg.batch_size for m in norms)
+    assert norms and all(int(m.num_batches_tracked) == result.best_epoch * len(melgrams) // cfg.batch_size for m in norms)
 
 
-def test_gpu_bf16_cnn_learns_and_keeps_fp32_weights():
-    X, labels = synthetic_melgrams(256)
-    data = Dataset(X, np.searchsorted(GENRES, labels), GENRES, "melgram", "train")
+def test_gpu_bf16_cnn_learns_and_keeps_fp32_weights(melgrams):
     cfg = replace(RECIPES["mel-cnn-bn"], epochs=6, seed=0, device="cuda", precision="bf16")
-    result = train(cfg, data, data)
+    result = train(cfg, melgrams, melgrams)
     assert all(p.dtype == torch.float32 and p.is_cuda for p in result.model.parameters())
     assert result.metrics["accuracy"] > 0.9  # chance is 0.25
 
