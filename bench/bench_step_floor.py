@@ -10,7 +10,6 @@ PyTorch step can cost. Run: PYTHONPATH=src python bench/bench_step_floor.py"""
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from bench_training import timed
 from musicgenre.datasets import load_split
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "music_genre_data_di"
@@ -131,19 +131,6 @@ def hand_numpy_step(X: np.ndarray, y: np.ndarray) -> None:
             b1 -= g1.sum(0)
 
 
-def best_of(fn, *args, repeats: int = 3) -> tuple[float, float]:
-    """Best time of `repeats` calls, and the time of the warm-up call before them (compilation, caches)."""
-    t0 = time.perf_counter()
-    fn(*args)
-    first = time.perf_counter() - t0
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn(*args)
-        times.append(time.perf_counter() - t0)
-    return min(times), first
-
-
 def main() -> list[dict]:
     from threadpoolctl import threadpool_limits
 
@@ -153,7 +140,8 @@ def main() -> list[dict]:
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     with threadpool_limits(1):
-        ref, _ = best_of(study_step, X, y)
+        timed(lambda: study_step(X, y))  # warm-up
+        ref, _ = timed(lambda: study_step(X, y), 3)
         rows = []
         for name, fn, args in [
             ("our loop (resident tensors, foreach SGD)", resident_step, (X, y)),
@@ -162,7 +150,8 @@ def main() -> list[dict]:
             ("gradients by hand, torch.compile", hand_written, (X, y, compiled_epoch())),
             ("gradients by hand, NumPy", hand_numpy_step, (split.X, split.y)),
         ]:
-            ours, first = best_of(fn, *args)
+            first, _ = timed(lambda: fn(*args))  # the first call: compilation, caches
+            ours, _ = timed(lambda: fn(*args), 3)
             r = {"benchmark": f"mlp step floor: {name} vs study step", "reference_s": round(ref, 3),
                  "ours_s": round(ours, 3), "ratio": round(ref / ours, 2),
                  "reference_us_per_step": round(ref / steps * 1e6), "ours_us_per_step": round(ours / steps * 1e6),
