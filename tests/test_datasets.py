@@ -46,9 +46,12 @@ GOOD_LABELS = np.array(GENRES * 2)
         (np.zeros((8, 25)), GOOD_LABELS, r"shape \(8, 25\), expected \(N, 26\)"),
         (np.zeros((7, 26)), GOOD_LABELS, "X.npy has 7 rows but labels.npy has 8"),
         (np.where(np.eye(8, 26) > 0, np.nan, 0.0), GOOD_LABELS, "8 rows hold NaN"),
-        (np.full((8, 26), np.inf), GOOD_LABELS, "NaN or infinite"),
+        (np.full((8, 26), np.inf), GOOD_LABELS, "NaN, infinite"),
         (np.zeros((8, 26)), np.arange(8), "expected a 1-D array of genre names"),
         (np.zeros((0, 26)), np.array([], dtype="<U5"), "empty split"),
+        (np.float64(3), GOOD_LABELS, r"shape \(\), expected \(N, 26\)"),
+        (np.zeros((8, 26), dtype=complex), GOOD_LABELS, "dtype complex128, expected real numbers"),
+        (np.where(np.eye(8, 26) > 0, 1e300, 0.0), GOOD_LABELS, "8 rows hold NaN, infinite or out-of-float32-range"),
     ],
 )
 def test_validation_errors_name_the_file(tmp_path, X, labels, message):
@@ -76,8 +79,9 @@ def test_pickled_object_array_is_refused(tmp_path):
     d.mkdir(parents=True)
     np.save(d / "X.npy", np.array([{"a": 1}] * 8, dtype=object), allow_pickle=True)
     np.save(d / "labels.npy", GOOD_LABELS)
-    with pytest.raises(MusicGenreError, match="not a plain numpy array"):
+    with pytest.raises(MusicGenreError, match="not a .npy array of numbers or strings") as err:
         load_split(tmp_path, "train", "mfcc")
+    assert "allow_pickle" not in str(err.value)  # numpy's hint to unpickle is not passed on
 
 
 def test_missing_and_corrupt_files(tmp_path):
@@ -97,3 +101,17 @@ def test_optional_splits_and_test_split(tmp_path):
     assert set(load_dataset(tmp_path, "mfcc", ("train", "val", "test"))) == {"train"}
     write_split(tmp_path, "test", "mfcc", X[:4], GOOD_LABELS[:4])
     assert set(load_dataset(tmp_path, "mfcc", ("train", "val", "test"))) == {"train", "test"}
+
+
+def test_a_split_with_one_of_its_files_is_an_error_not_skipped(tmp_path):
+    write_split(tmp_path, "train", "mfcc", np.zeros((8, 26)), GOOD_LABELS)
+    write_split(tmp_path, "val", "mfcc", np.zeros((8, 26)), GOOD_LABELS)
+    (tmp_path / "val" / "mfccs" / "X.npy").unlink()
+    with pytest.raises(MusicGenreError, match="val/mfccs/X.npy: file not found"):
+        load_dataset(tmp_path, "mfcc")
+
+
+def test_training_data_needs_two_genres(tmp_path):
+    write_split(tmp_path, "train", "mfcc", np.zeros((8, 26)), ["blues"] * 8)
+    with pytest.raises(MusicGenreError, match="train/mfccs/labels.npy: one genre only \\('blues'\\)"):
+        load_dataset(tmp_path, "mfcc")

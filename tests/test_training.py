@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import numpy as np
 import pytest
 import torch
 
-from musicgenre.config import TrainConfig
+from musicgenre.config import TrainConfig, recipe
 from musicgenre.datasets import Dataset, load_dataset
+from musicgenre.errors import MusicGenreError
 from musicgenre.metrics import macro_f1
+from musicgenre.models import GenreNet
+from musicgenre.multiseed import StackedChain
 from musicgenre.runs import load_run, save_run
-from musicgenre.training import evaluate_model, train, val_scores
+from musicgenre.training import batch_sizes, evaluate_model, train, train_seeds, val_scores
 
 
 @pytest.fixture(scope="session")
@@ -132,3 +135,58 @@ def test_saved_weights_are_the_same_bytes_in_every_process(tmp_path):
     for f in files:
         subprocess.run([sys.executable, "-c", code, str(f)], check=True)
     assert len({f.read_bytes() for f in files}) == 1
+
+
+def test_a_last_batch_of_one_joins_the_batch_before():
+    assert batch_sizes(3201, 64)[-2:] == [64, 65] and sum(batch_sizes(3201, 64)) == 3201
+    assert batch_sizes(17, 16) == [17] and batch_sizes(32, 16) == [16, 16] and batch_sizes(1, 16) == [1]
+
+
+def test_batch_norm_recipe_trains_when_one_clip_is_left_over(mfcc):
+    # 801 clips in batches of 64 leave one: batch norm cannot train on it alone, so it joins the batch before.
+    cfg = replace(recipe("mfcc-mlp-log"), epochs=2, seed=0, device="cpu")
+    result = train(cfg, subset(mfcc["train"], 801), mfcc["val"])
+    assert len(result.history) == 2 and result.metrics["accuracy"] > 0.5
+    with pytest.raises(MusicGenreError, match="batch norm.*1 training clips, batch size 64"):
+        train(cfg, subset(mfcc["train"], 1), mfcc["val"])
+    with pytest.raises(MusicGenreError, match="batch norm.*batch size 1\\)"):
+        train(replace(recipe("mfcc-mlp-plus"), batch_size=1, epochs=1, seed=0), mfcc["train"], mfcc["val"])
+
+
+def test_a_run_that_diverges_at_once_is_an_error(mfcc):
+    with pytest.raises(MusicGenreError, match="training diverged: the loss is nan in epoch 1"):
+        train(TrainConfig(lr=1e10, epochs=3, seed=0, device="cpu"), subset(mfcc["train"], 800), mfcc["val"])
+
+
+@pytest.mark.parametrize("seeds", [[0], [0, 1]])  # one run, and two seeds stacked
+def test_a_run_that_diverges_later_stops_and_keeps_its_best_sound_epoch(mfcc, monkeypatch, seeds):
+    # From epoch 3 on every forward pass gives NaN, as a diverging run's does: training must stop there.
+    poisoned = []
+    for cls, name in [(GenreNet, "forward"), (StackedChain, "__call__")]:
+        real = getattr(cls, name)
+        monkeypatch.setattr(cls, name, lambda self, x, real=real: real(self, x) * (np.nan if poisoned else 1))
+
+    def on_epoch(record):
+        if record.epoch == 2:
+            poisoned.append(True)
+
+    cfg = TrainConfig(epochs=6, seed=0, device="cpu")
+    results = train_seeds(cfg, seeds, subset(mfcc["train"], 320), mfcc["val"], on_epoch)
+    assert len(results) == len(seeds)
+    for result in results:
+        assert [math.isnan(r.loss) for r in result.history] == [False, False, True]
+        assert result.history[-1].val_f1 is None and result.best_epoch in (1, 2)
+        assert all(torch.isfinite(p).all() for p in result.model.parameters())
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"lr": float("nan")}, "learning rate must be positive numbers"),
+    ({"lr": float("inf")}, "learning rate must be positive numbers"),
+    ({"weight_decay": float("nan")}, "weight decay must be 0 \\(off\\) or positive numbers"),
+    ({"mixup": float("nan")}, "mixup alpha and weight decay"),
+    ({"seed": 99999999999999999999}, "seed 99999999999999999999 out of range"),
+    ({"seed": -1}, "seed -1 out of range"),
+])
+def test_non_finite_or_out_of_range_options_are_refused(options, message):
+    with pytest.raises(MusicGenreError, match=message):
+        TrainConfig(**options)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import asdict, dataclass, fields
 
@@ -41,12 +42,16 @@ class TrainConfig:
             raise MusicGenreError(f"unknown scheduler {self.scheduler!r}: choose one of {', '.join(SCHEDULERS)}")
         if self.precision not in PRECISIONS:
             raise MusicGenreError(f"unknown precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise MusicGenreError("epochs, batch size and learning rate must be positive")
+        if self.epochs < 1 or self.batch_size < 1 or not (math.isfinite(self.lr) and self.lr > 0):
+            raise MusicGenreError(f"epochs, batch size and learning rate must be positive numbers (lr {self.lr})")
+        if self.seed is not None and not 0 <= self.seed < 2**63:
+            raise MusicGenreError(f"seed {self.seed} out of range: give a whole number from 0 to 2**63 - 1")
         if not re.fullmatch(rf"auto|cpu|{CUDA_DEVICE}", self.device):
             raise MusicGenreError(f"unknown device {self.device!r}: choose auto, cpu, cuda or cuda:N")
-        if self.mixup < 0 or self.weight_decay < 0:
-            raise MusicGenreError("mixup alpha and weight decay must be 0 (off) or positive")
+        if not all(math.isfinite(v) and v >= 0 for v in (self.mixup, self.weight_decay)):
+            raise MusicGenreError(
+                f"mixup alpha and weight decay must be 0 (off) or positive numbers (not {self.mixup}, {self.weight_decay})"
+            )
         if not 0 <= self.label_smoothing < 1:
             raise MusicGenreError(f"label smoothing must be in [0, 1), not {self.label_smoothing}")
         if self.patience is not None and self.patience < 1:

@@ -64,26 +64,30 @@ def _load_npy(path: Path) -> np.ndarray:
         raise MusicGenreError(f"{path}: file not found")
     try:
         return np.load(path, allow_pickle=False)
-    except ValueError as exc:
-        raise MusicGenreError(f"{path}: not a plain numpy array ({exc})") from None
+    except ValueError:  # numpy's message would suggest allow_pickle=True: we never unpickle
+        raise MusicGenreError(f"{path}: not a .npy array of numbers or strings (pickled objects, or not .npy)") from None
     except (OSError, EOFError) as exc:
         raise MusicGenreError(f"{path}: unreadable .npy file ({exc})") from None
 
 
 def validate_features(X: np.ndarray, features: str, source: str) -> np.ndarray:
-    """Check shape and finiteness of a feature array and return it as float32."""
+    """Check shape, dtype and finiteness of a feature array and return it as float32 (finite as float32 too:
+    a float64 value beyond float32's range would turn into infinity in training)."""
     shape = FEATURE_SHAPES[features]
     if X.ndim != 1 + len(shape) or X.shape[1:] != shape:
         want = "(N, " + ", ".join(map(str, shape)) + ")"
         raise MusicGenreError(f"{source}: {features} array has shape {X.shape}, expected {want}")
-    if not np.issubdtype(X.dtype, np.number):
-        raise MusicGenreError(f"{source}: array of dtype {X.dtype}, expected numbers")
-    bad = ~np.isfinite(X.reshape(len(X), -1)).all(axis=1)
+    if X.dtype.kind not in "iuf":
+        raise MusicGenreError(f"{source}: array of dtype {X.dtype}, expected real numbers")
+    with np.errstate(over="ignore"):
+        X = X.astype(np.float32, copy=False)
+    bad = ~np.isfinite(X).all(axis=tuple(range(1, X.ndim)))
     if bad.any():
         raise MusicGenreError(
-            f"{source}: {int(bad.sum())} rows hold NaN or infinite values (first at row {int(np.argmax(bad))})"
+            f"{source}: {int(bad.sum())} rows hold NaN, infinite or out-of-float32-range values"
+            f" (first at row {int(np.argmax(bad))})"
         )
-    return X.astype(np.float32, copy=False)
+    return X
 
 
 def load_split(
@@ -97,11 +101,11 @@ def load_split(
     if labels.ndim != 1 or labels.dtype.kind not in "US":
         raise MusicGenreError(f"{labels_path}: expected a 1-D array of genre names, got {labels.dtype} {labels.shape}")
     labels = labels.astype(str)
+    X = validate_features(X, features, str(d / "X.npy"))
     if len(X) != len(labels):
         raise MusicGenreError(f"{d}: X.npy has {len(X)} rows but labels.npy has {len(labels)}")
     if len(X) == 0:
         raise MusicGenreError(f"{d / 'X.npy'}: empty split")
-    X = validate_features(X, features, str(d / "X.npy"))
     if classes is None:
         classes = tuple(sorted(set(labels.tolist())))
     index = {c: i for i, c in enumerate(classes)}
@@ -117,11 +121,18 @@ def load_split(
 def load_dataset(
     root: str | os.PathLike | None, features: str, splits: tuple[str, ...] = ("train", "val")
 ) -> dict[str, Dataset]:
-    """Load train plus whichever of the other requested splits exist; classes come from train."""
+    """Load train plus whichever of the other requested splits exist (a split with one of its two files
+    is an error, not skipped); classes come from train, which must hold at least two."""
     root = resolve_data_root(root)
     train = load_split(root, "train", features)
+    if len(train.classes) < 2:
+        raise MusicGenreError(
+            f"{split_dir(root, 'train', features) / 'labels.npy'}: one genre only ({train.classes[0]!r}); "
+            "a classifier needs at least two"
+        )
     out = {"train": train}
     for split in splits:
-        if split != "train" and has_split(root, split, features):
+        d = split_dir(root, split, features)
+        if split != "train" and ((d / "X.npy").exists() or (d / "labels.npy").exists()):
             out[split] = load_split(root, split, features, train.classes)
     return out

@@ -23,6 +23,8 @@ from musicgenre.training import (
     TrainResult,
     as_tensors,
     autocast,
+    batch_sizes,
+    diverged,
     evaluate_model,
     make_optimizer,
     make_scheduler,
@@ -124,11 +126,11 @@ def train_stacked(cfg: TrainConfig, seeds: list[int], train_set: Dataset, val_se
     if val_set is not None:
         Xv, yv = as_tensors(val_set, device)
         Zv = net.standardize(Xv)
-    n, bs = len(y), cfg.batch_size
-    batch_sizes = torch.tensor([len(b) for b in torch.arange(n).split(bs)], dtype=torch.float32, device=device)
+    n, sizes = len(y), batch_sizes(len(y), cfg.batch_size)
+    weights = torch.tensor(sizes, dtype=torch.float32, device=device)  # each batch's share of the epoch's loss
     graphs = can_graph(cfg, device)
     opt = make_optimizer(cfg, net.params, device if graphs else None)
-    sched = make_scheduler(cfg, opt, len(batch_sizes))
+    sched = make_scheduler(cfg, opt, len(sizes))
     gens = [torch.Generator().manual_seed(s) for s in seeds]
     rows = torch.arange(S, device=device)[:, None]
 
@@ -152,8 +154,8 @@ def train_stacked(cfg: TrainConfig, seeds: list[int], train_set: Dataset, val_se
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
         perms = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(device)
-        inputs = Z[rows, perms].split(bs, dim=1)  # each (S, b, F): seed s's batch in its own order
-        targets = [t.flatten() for t in y[perms].split(bs, dim=1)]
+        inputs = Z[rows, perms].split(sizes, dim=1)  # each (S, b, F): seed s's batch in its own order
+        targets = [t.flatten() for t in y[perms].split(sizes, dim=1)]
         losses = []
         for zb, yb in zip(inputs, targets):
             losses.append(step(zb, yb))
@@ -161,7 +163,7 @@ def train_stacked(cfg: TrainConfig, seeds: list[int], train_set: Dataset, val_se
                 sched.step()
         if cfg.scheduler == "cosine":
             sched.step()
-        epoch_loss = ((batch_sizes @ torch.stack(losses)) / n).tolist()  # the one host sync of the epoch
+        epoch_loss = ((weights @ torch.stack(losses)) / n).tolist()  # the one host sync of the epoch
         seconds = (time.perf_counter() - t0) / S
 
         acc = f1 = [None] * S
@@ -169,12 +171,15 @@ def train_stacked(cfg: TrainConfig, seeds: list[int], train_set: Dataset, val_se
             with torch.no_grad():
                 acc, f1 = (t.tolist() for t in val_scores(net(Zv).argmax(-1), yv, len(classes)))
         for s in list(active):
-            record = EpochRecord(epoch, epoch_loss[s], acc[s], f1[s], seconds)
+            stop = diverged(epoch, epoch_loss[s], keepers[s].best_epoch > 0)
+            record = EpochRecord(epoch, epoch_loss[s], None if stop else acc[s], None if stop else f1[s], seconds)
             results[s].history.append(record)
             results[s].train_seconds += seconds
             if on_epoch is not None:
                 on_epoch(record)
-            if keepers[s].improved(epoch, f1[s]):
+            if stop:
+                active.remove(s)
+            elif keepers[s].improved(epoch, f1[s]):
                 for kept, p in zip(best, net.params):
                     kept[s].copy_(p.detach()[s])
             elif keepers[s].stop:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 import os
 import random
 import time
@@ -203,6 +204,34 @@ def as_tensors(dataset: Dataset, device: torch.device) -> tuple[torch.Tensor, to
     return torch.from_numpy(dataset.X).to(device), torch.from_numpy(dataset.y).to(device)
 
 
+def batch_sizes(n: int, batch_size: int) -> list[int]:
+    """The sizes of an epoch's batches: `batch_size` each and the rest last, except that a last batch of
+    one example joins the one before it (batch norm cannot train on a single example)."""
+    sizes = [batch_size] * (n // batch_size) + ([n % batch_size] if n % batch_size else [])
+    if len(sizes) > 1 and sizes[-1] == 1:
+        sizes[-2:] = [sizes[-2] + 1]
+    return sizes
+
+
+def check_trainable(cfg: TrainConfig, model: nn.Module, n: int) -> None:
+    """A model with batch norm needs batches of at least two examples."""
+    if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()) and min(n, cfg.batch_size) < 2:
+        raise MusicGenreError(
+            f"model {cfg.model} has batch norm, which cannot train on batches of one example "
+            f"({n} training clips, batch size {cfg.batch_size}): use at least 2 of each"
+        )
+
+
+def diverged(epoch: int, loss: float, have_kept: bool) -> bool:
+    """Whether the epoch's loss is NaN or infinite (training stops there); an error when no earlier epoch
+    is left to keep, since the weights are no longer numbers."""
+    if math.isfinite(loss):
+        return False
+    if not have_kept:
+        raise MusicGenreError(f"training diverged: the loss is {loss} in epoch {epoch} (try a lower learning rate)")
+    return True
+
+
 def train(
     cfg: TrainConfig,
     train_set: Dataset,
@@ -223,11 +252,12 @@ def _train(cfg, train_set, val_set, on_epoch, device) -> TrainResult:
     model = new_model(cfg, cfg.seed, train_set, device)
     X, y = as_tensors(train_set, device)
     Xv, yv = as_tensors(val_set, device) if val_set is not None else (None, None)
-    n, bs = len(y), cfg.batch_size
-    batch_sizes = torch.tensor([len(b) for b in torch.arange(n).split(bs)], dtype=torch.float32, device=device)
+    check_trainable(cfg, model, len(y))
+    n, sizes = len(y), batch_sizes(len(y), cfg.batch_size)
+    weights = torch.tensor(sizes, dtype=torch.float32, device=device)  # each batch's share of the epoch's loss
     graphs = can_graph(cfg, device)
     opt = make_optimizer(cfg, model.parameters(), device if graphs else None)
-    sched = make_scheduler(cfg, opt, len(batch_sizes))
+    sched = make_scheduler(cfg, opt, len(sizes))
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     gen = torch.Generator().manual_seed(cfg.seed)
 
@@ -249,24 +279,27 @@ def _train(cfg, train_set, val_set, on_epoch, device) -> TrainResult:
         model.train()
         perm = torch.randperm(n, generator=gen).to(device)
         losses = []
-        for xb, yb in zip(X[perm].split(bs), y[perm].split(bs)):
+        for xb, yb in zip(X[perm].split(sizes), y[perm].split(sizes)):
             losses.append(step(*augment_batch(xb, yb, cfg, len(classes), gen)))
             if cfg.scheduler == "onecycle":
                 sched.step()
         if cfg.scheduler == "cosine":
             sched.step()
-        epoch_loss = float(torch.stack(losses) @ batch_sizes) / n  # the one host sync of the epoch
+        epoch_loss = float(torch.stack(losses) @ weights) / n  # the one host sync of the epoch
         seconds = time.perf_counter() - t0
         result.train_seconds += seconds
+        stop = diverged(epoch, epoch_loss, best_state is not None)
 
         acc = f1 = pred = None
-        if Xv is not None:
+        if Xv is not None and not stop:
             pred = predict_logits(model, Xv).argmax(1)
             acc, f1 = map(float, val_scores(pred, yv, len(classes)))
         record = EpochRecord(epoch, epoch_loss, acc, f1, seconds)
         result.history.append(record)
         if on_epoch is not None:
             on_epoch(record)
+        if stop:
+            break
         if keeper.improved(epoch, f1):
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             best_pred = pred
