@@ -1,4 +1,5 @@
 import re
+from pathlib import Path
 
 import librosa
 import numpy as np
@@ -123,3 +124,54 @@ def test_find_audio_files_errors(tmp_path):
         find_audio_files([tmp_path / "docs"])
     with _error_naming(tmp_path / "gone", "no such file"):
         find_audio_files([tmp_path / "gone"])
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_nan_or_infinite_samples(tmp_path, bad):
+    samples = np.full(SAMPLE_RATE, 0.1, dtype=np.float32)
+    samples[100:200] = bad
+    path = tmp_path / "float.wav"
+    sf.write(path, samples, SAMPLE_RATE, subtype="FLOAT")
+    with _error_naming(path, "NaN or infinite samples"):
+        load_audio(path)
+
+
+def _stereo_wav(path, seconds: float, sr: int = 44100) -> bytes:
+    """Write a stereo 16-bit tone of the given length and return the file's bytes."""
+    t = np.arange(int(seconds * sr)) / sr
+    sf.write(path, np.stack([np.sin(2 * np.pi * 440 * t)] * 2, axis=1) * 0.5, sr, subtype="PCM_16")
+    return path.read_bytes()
+
+
+def test_truncated_wav(tmp_path):
+    """A WAV cut to its first third still declares 3 s in its data chunk; libsndfile silently reads 1 s."""
+    path = tmp_path / "cut.wav"
+    data = _stereo_wav(path, 3.0)
+    path.write_bytes(data[: len(data) // 3])
+    with _error_naming(path, r"truncated file: only 1\.0 s of the 3\.0 s"):
+        load_audio(path)
+
+
+def test_wav_streamed_with_unknown_length_is_read_whole(tmp_path):
+    """Writers piping a WAV leave 0xffffffff as its data size: that is no declared length, not a truncation."""
+    path = tmp_path / "streamed.wav"
+    data = bytearray(_stereo_wav(path, 2.0))
+    at = data.index(b"data") + 4
+    data[at : at + 4] = b"\xff\xff\xff\xff"
+    path.write_bytes(data)
+    assert len(load_audio(path)) == 2 * SAMPLE_RATE
+
+
+def test_device_is_not_a_regular_file():
+    path = Path("/dev/null")
+    with _error_naming(path, "not a regular file"):
+        load_audio(path)
+    with _error_naming(path, "not a regular file"):
+        find_audio_files([path])
+
+
+def test_empty_path_is_not_the_current_folder():
+    with pytest.raises(MusicGenreError, match="^'': an empty path names no file or folder$"):
+        find_audio_files([""])
+    with pytest.raises(MusicGenreError, match="empty path"):
+        load_audio("")

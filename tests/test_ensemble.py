@@ -77,3 +77,59 @@ def test_calibration_fits_and_stores_the_temperature(mfcc, tmp_path, capsys):
     assert report["nll_before"] == pytest.approx(before["nll"], abs=1e-4)
     assert after["accuracy"] == before["accuracy"]  # a temperature never changes the predicted class
     assert "ECE" in capsys.readouterr().out
+
+
+@pytest.fixture
+def tiny_run(tmp_path):
+    """A one-epoch run on a small random MFCC data root, and that root."""
+    from conftest import GENRES, write_split
+
+    root = tmp_path / "data"
+    rng = np.random.default_rng(0)
+    for split, n in [("train", 64), ("val", 32)]:
+        write_split(root, split, "mfcc", rng.normal(size=(n, 26)).astype(np.float32), np.array(GENRES)[np.arange(n) % 4])
+    assert main(["train", "--data", str(root), "--out", str(tmp_path / "run"), "--epochs", "1", "--seed", "0"]) == 0
+    return tmp_path / "run", root
+
+
+def run_files(run: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(run.iterdir())}
+
+
+def test_calibrating_infinite_outputs_is_one_line_and_changes_nothing(tiny_run, capsys):
+    from safetensors.torch import save_file
+
+    run, root = tiny_run
+    state = load_file(str(run / "model.safetensors"))
+    state["body.layers.4.weight"].fill_(3e38)  # finite weights, infinite logits
+    save_file(state, str(run / "model.safetensors"), metadata={"musicgenre-run": "mfcc-mlp"})
+    before = run_files(run)
+    capsys.readouterr()
+    assert main(["calibrate", str(run), "--data", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "model.safetensors: the model's outputs on the val split are NaN or infinite" in err
+    assert run_files(run) == before
+
+
+def test_calibrate_writes_weights_and_metrics_or_neither(tiny_run, monkeypatch, capsys):
+    import musicgenre.ensemble as ensemble
+
+    run, root = tiny_run
+    metrics = run / "metrics.json"
+    good = metrics.read_text()
+    metrics.write_text("[1]")
+    before = run_files(run)
+    assert main(["calibrate", str(run), "--data", str(root)]) == 2
+    assert "metrics.json: expected a JSON object" in capsys.readouterr().err
+    assert run_files(run) == before
+
+    metrics.write_text(good)
+    before = run_files(run)
+
+    def fail(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ensemble, "atomic_write_json", fail)
+    with pytest.raises(OSError, match="disk full"):
+        main(["calibrate", str(run), "--data", str(root)])
+    assert run_files(run) == before  # the new temperature was taken back out of the weights

@@ -1,4 +1,5 @@
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ import musicgenre.features
 from musicgenre.audio import SAMPLE_RATE
 from musicgenre.cli import main
 from musicgenre.errors import MusicGenreError
-from musicgenre.extraction import _split_counts, build_dataset
+from musicgenre.extraction import _check_ratios, _split_counts, build_dataset
 
 # genre -> (recording, start second) for 3-second clips cut from the real recordings
 CLIPS = {
@@ -109,7 +110,7 @@ def test_ratio_with_an_empty_val_writes_train_only_and_trains(genre_dir, tmp_pat
     capsys.readouterr()
 
 
-@pytest.mark.parametrize("ratio", ["abc", "0.8/x", "0.8", "0/1", "-1/2", (0.8, 0.1, 0.1), "nan/1"])
+@pytest.mark.parametrize("ratio", ["abc", "0.8/x", "0.8", "0/1", "-1/2", (0.8, 0.1, 0.1), "nan/1", "1e309/1"])
 def test_bad_split_ratios_are_one_line_errors(genre_dir, tmp_path, ratio):
     with pytest.raises(MusicGenreError, match=r"^split ratio .*: give 2 non-negative shares \(train/val\)[^\n]*$"):
         build_dataset(genre_dir, tmp_path / "out", split_ratio=ratio, progress=False)
@@ -182,3 +183,36 @@ def test_bad_audio_dirs(tmp_path):
 )
 def test_split_counts(n, ratios, expected):
     assert _split_counts(n, np.array(ratios)).tolist() == expected
+
+
+def test_a_silent_file_is_skipped_and_takes_no_split(tmp_path, decoded, capsys):
+    """With one sounding and one silent file at 1/1, the silent one must not take the only val place
+    and leave a split without the genre: it is listed as skipped, and the sounding file trains."""
+    jazz = tmp_path / "genres" / "jazz"
+    jazz.mkdir(parents=True)
+    sf.write(jazz / "song.wav", decoded["jazz_kevin_macleod_vibe_ace.ogg"][: 3 * SAMPLE_RATE], SAMPLE_RATE)
+    sf.write(jazz / "silence.wav", np.zeros(3 * SAMPLE_RATE), SAMPLE_RATE)
+    manifest = build_dataset(tmp_path / "genres", tmp_path / "out", split_ratio="1/1", workers=1, progress=False)
+    by_name = {f["path"]: f for f in manifest["files"]}
+    assert by_name["jazz/silence.wav"]["split"] is None
+    assert by_name["jazz/silence.wav"]["error"] == f"{jazz / 'silence.wav'}: no sound: every second is silent"
+    assert by_name["jazz/song.wav"]["split"] == "train" and by_name["jazz/song.wav"]["error"] is None
+    X, labels = load_split(tmp_path / "out", "train", "mfccs")
+    assert len(X) == 3 and set(labels) == {"jazz"}
+
+
+def test_a_one_sample_file_is_skipped(tmp_path, decoded):
+    rock = tmp_path / "genres" / "rock"
+    rock.mkdir(parents=True)
+    sf.write(rock / "song.wav", decoded["rock_fma_001040.mp3"][: 2 * SAMPLE_RATE], SAMPLE_RATE)
+    sf.write(rock / "click.wav", np.array([0.5]), SAMPLE_RATE)
+    manifest = build_dataset(tmp_path / "genres", tmp_path / "out", workers=1, progress=False)
+    click = next(f for f in manifest["files"] if f["path"] == "rock/click.wav")
+    assert click["split"] is None and "too short to analyse" in click["error"]
+
+
+def test_huge_split_ratio_shares_do_not_overflow():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _check_ratios("1e308/1e308").tolist() == [0.5, 0.5]
+        assert _check_ratios((3, 1)).tolist() == [0.75, 0.25]

@@ -3,11 +3,12 @@ import sys
 
 import numpy as np
 import pytest
+import soundfile as sf
 from pyAudioAnalysis import ShortTermFeatures
 
 from musicgenre.audio import SAMPLE_RATE, SEGMENT_SAMPLES, segment
 from musicgenre.errors import MusicGenreError
-from musicgenre.features import FEATURE_SHAPES, _mfcc_filterbank, extract, melgram, mfcc, silent_segments
+from musicgenre.features import FEATURE_SHAPES, _mfcc_filterbank, extract, file_features, melgram, mfcc, silent_segments
 from musicgenre.reference import reference_melgram, reference_mfcc
 
 N_PARITY_SEGMENTS = 20  # per recording, to keep the reference loops quick
@@ -77,3 +78,13 @@ def test_importing_features_loads_neither_librosa_nor_torch():
     code = "import sys, musicgenre.features; print(sorted({'librosa', 'torch'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_samples_far_beyond_audio_range_are_the_files_error_not_nan_features(tmp_path):
+    # A float WAV may hold any float32: 4e30 squares past float32's range in the mel power spectrum.
+    path = tmp_path / "loud.wav"
+    sf.write(path, np.full(16000, 4e30, dtype=np.float32), SAMPLE_RATE, subtype="FLOAT")
+    with np.errstate(all="raise"):  # no floating-point warning escapes either
+        result = file_features(path, tuple(FEATURE_SHAPES))
+    assert result.error == f"{path}: its features overflow (samples far beyond the [-1, 1] of audio)"
+    assert result.features == {}

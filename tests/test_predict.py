@@ -126,3 +126,79 @@ def test_predict_with_a_melgram_run(tmp_path, audio_dir, capsys):
     assert main(["predict", str(audio_dir / "blues_sorohanro_solo_trumpet.ogg"), "--model", str(run), "--json"]) == 0
     [record] = _jsonl(capsys)
     assert record["n_segments"] == 6 and record["genre"] in record["probabilities"]
+
+
+def _strict_json(line: str) -> dict:
+    """json.loads that refuses NaN and Infinity, which are not JSON."""
+    return json.loads(line, parse_constant=lambda name: pytest.fail(f"{name} in JSON output: {line}"))
+
+
+def test_nan_samples_are_an_error_not_nan_probabilities(tmp_path, audio_dir, capsys):
+    samples = np.full(16000, 0.1, dtype=np.float32)
+    samples[::2] = np.nan
+    sf.write(tmp_path / "nan.wav", samples, 8000, subtype="FLOAT")
+    clip = audio_dir / "blues_sorohanro_solo_trumpet.ogg"
+    assert main(["predict", str(tmp_path / "nan.wav"), str(clip), "--json", "--segments"]) == 1
+    out = capsys.readouterr()
+    bad, good = [_strict_json(line) for line in out.out.splitlines()]
+    assert bad == {"file": str(tmp_path / "nan.wav"), "error": f"{tmp_path / 'nan.wav'}: the audio has NaN or infinite samples"}
+    assert good["genre"] in good["probabilities"]
+    assert out.err.splitlines() == [f"error: {bad['error']}"]
+
+
+def test_non_finite_model_output_is_the_files_error(tmp_path):
+    """A run whose weights hold a NaN must not print NaN probabilities (nor bare NaN in --json)."""
+    from musicgenre.features import FileFeatures
+    from musicgenre.predict import classify
+
+    class NanPredictor:
+        classes, features = ("blues", "rock"), "mfcc"
+
+        def predict_proba(self, X):
+            return np.full((len(X), 2), np.nan)
+
+    ff = FileFeatures(tmp_path / "song.wav", {"mfcc": np.zeros((3, 26))}, np.zeros(3, dtype=bool), 3.0)
+    pred = classify(ff, NanPredictor())
+    assert pred.error == f"{tmp_path / 'song.wav'}: the model gave NaN or infinite probabilities for this file"
+    assert pred.probabilities == {} and pred.segments == []
+
+
+def test_silent_seconds_have_no_probability(tmp_path, decoded):
+    music = decoded["rock_fma_001040.mp3"][: 3 * 8000].copy()
+    music[:8000] = 0
+    sf.write(tmp_path / "late_start.wav", music, 8000)
+    [pred] = predict_paths([tmp_path / "late_start.wav"], workers=1)
+    assert [(s.genre, s.probability) for s in pred.segments[:1]] == [(None, None)]
+    assert all(s.genre and 0 < s.probability <= 1 for s in pred.segments[1:])
+    assert pred.to_json(with_segments=True)["segments"][0] == {"start": 0, "genre": None, "probability": None}
+
+
+def test_segments_text_shows_no_probability_for_a_silent_second(tmp_path, decoded, capsys):
+    music = decoded["rock_fma_001040.mp3"][: 3 * 8000].copy()
+    music[:8000] = 0
+    sf.write(tmp_path / "late_start.wav", music, 8000)
+    assert main(["predict", str(tmp_path / "late_start.wav"), "--segments", "--workers", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split() == ["0", "s", "(silent)"] and len(lines) == 4
+    assert all(float(line.split()[-1]) > 0 for line in lines[2:])
+
+
+def test_a_file_shorter_than_one_frame_is_too_short(tmp_path):
+    sf.write(tmp_path / "click.wav", np.array([0.5]), 8000)
+    [pred] = predict_paths([tmp_path / "click.wav"], workers=1)
+    assert pred.genre is None and pred.error == (
+        f"{tmp_path / 'click.wav'}: too short to analyse: 0.1 ms of audio, less than one 50 ms analysis frame"
+    )
+
+
+def test_empty_path_is_a_usage_error(audio_dir, capsys):
+    assert main(["predict", "", str(audio_dir / "blues_sorohanro_solo_trumpet.ogg")]) == 2
+    out = capsys.readouterr()
+    assert out.out == "" and out.err == "error: '': an empty path names no file or folder\n"
+
+
+def test_a_device_is_not_audio(capsys):
+    assert main(["predict", "/dev/null", "--json"]) == 1
+    [record] = _jsonl(capsys)
+    assert record == {"file": "/dev/null",
+                      "error": "/dev/null: not a regular file (a device, pipe or socket), so not an audio file"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, replace
 
@@ -159,7 +160,7 @@ def test_a_run_that_diverges_at_once_is_an_error(mfcc):
 
 
 @pytest.mark.parametrize("seeds", [[0], [0, 1]])  # one run, and two seeds stacked
-def test_a_run_that_diverges_later_stops_and_keeps_its_best_sound_epoch(mfcc, monkeypatch, seeds):
+def test_a_run_that_diverges_later_stops_and_keeps_its_best_sound_epoch(mfcc, monkeypatch, tmp_path, seeds):
     # From epoch 3 on every forward pass gives NaN, as a diverging run's does: training must stop there.
     poisoned = []
     for cls, name in [(GenreNet, "forward"), (StackedChain, "__call__")]:
@@ -177,6 +178,12 @@ def test_a_run_that_diverges_later_stops_and_keeps_its_best_sound_epoch(mfcc, mo
         assert [math.isnan(r.loss) for r in result.history] == [False, False, True]
         assert result.history[-1].val_f1 is None and result.best_epoch in (1, 2)
         assert all(torch.isfinite(p).all() for p in result.model.parameters())
+    # Saved as strict JSON (the NaN loss as null), and read back as a run.
+    poisoned.clear()
+    run_dir = save_run(results[0], tmp_path / "run")
+    history = json.loads((run_dir / "history.json").read_text(), parse_constant=lambda c: pytest.fail(f"JSON has {c}"))
+    assert history[-1]["loss"] is None and [h["epoch"] for h in history] == [1, 2, 3]
+    assert load_run(run_dir).metrics["best_epoch"] == results[0].best_epoch
 
 
 @pytest.mark.parametrize("options, message", [

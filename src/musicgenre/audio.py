@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -16,6 +18,27 @@ SEGMENT_SAMPLES = 8000
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 # A file whose decoder stops short of this share of the length its header declares is truncated.
 _MIN_DECODED_SHARE = 0.95
+# libsndfile trims a WAV data chunk that runs past the end of the file and logs the sizes in bytes.
+_SHORT_DATA_CHUNK = re.compile(r"^data : (\d+) \(should be (\d+)\)$", re.MULTILINE)
+# Writers streaming to a pipe leave a placeholder data size (sox 0x7ffff000, ffmpeg 0xffffffff): length unknown.
+_UNKNOWN_DATA_SIZE = 0x7FFFF000
+_NOT_REGULAR = "not a regular file (a device, pipe or socket), so not an audio file"
+
+
+def as_path(arg: str | os.PathLike) -> Path:
+    """A command-line path as a Path, refusing the empty string, which Path would read as the current folder."""
+    if not os.fspath(arg):
+        raise MusicGenreError("'': an empty path names no file or folder")
+    return Path(arg)
+
+
+def _declared_frames(f: sf.SoundFile) -> int:
+    """Frames the file's header declares: more than f.frames when libsndfile trimmed a WAV cut short."""
+    match = _SHORT_DATA_CHUNK.search(f.extra_info)
+    if match is None:
+        return f.frames
+    declared, present = map(int, match.groups())
+    return f.frames if declared >= _UNKNOWN_DATA_SIZE else f.frames * declared // max(present, 1)
 
 
 def load_audio(path: str | Path) -> np.ndarray:
@@ -23,13 +46,13 @@ def load_audio(path: str | Path) -> np.ndarray:
 
     Channels are averaged before resampling with soxr 'HQ' (librosa's default soxr_hq).
     """
-    path = Path(path)
+    path = as_path(path)
     if not path.is_file():
-        problem = "is a folder, not an audio file" if path.is_dir() else "no such file"
+        problem = "is a folder, not an audio file" if path.is_dir() else _NOT_REGULAR if path.exists() else "no such file"
         raise MusicGenreError(f"{path}: {problem}")
     try:
         with sf.SoundFile(path) as f:
-            declared, sr = f.frames, f.samplerate
+            declared, sr = _declared_frames(f), f.samplerate
             y = f.read(dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError) as e:
         raise MusicGenreError(f"{path}: not a readable audio file (unknown format or corrupt data)") from e
@@ -40,6 +63,8 @@ def load_audio(path: str | Path) -> np.ndarray:
             f"{path}: truncated file: only {len(y) / sr:.1f} s of the {declared / sr:.1f} s "
             "its header declares could be decoded"
         )
+    if not np.isfinite(y).all():
+        raise MusicGenreError(f"{path}: the audio has NaN or infinite samples")
     mono = y.mean(axis=1)
     if sr == SAMPLE_RATE:
         return np.ascontiguousarray(mono)
@@ -64,7 +89,7 @@ def find_audio_files(paths: Iterable[str | Path]) -> list[Path]:
     Files named explicitly are kept whatever their extension; decoding reports them if unreadable.
     """
     found: set[Path] = set()
-    for path in map(Path, paths):
+    for path in map(as_path, paths):
         if path.is_file():
             found.add(path)
         elif path.is_dir():
@@ -73,6 +98,8 @@ def find_audio_files(paths: Iterable[str | Path]) -> list[Path]:
                 kinds = ", ".join(ext.lstrip(".") for ext in AUDIO_EXTENSIONS)
                 raise MusicGenreError(f"{path}: no audio files ({kinds}) in this folder")
             found |= in_dir
+        elif path.exists():
+            raise MusicGenreError(f"{path}: {_NOT_REGULAR}")
         else:
             raise MusicGenreError(f"{path}: no such file or folder")
     return sorted(found)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -75,14 +76,15 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from musicgenre.datasets import load_dataset
+    from musicgenre.datasets import load_dataset, resolve_data_root
     from musicgenre.models import build_model, count_parameters
     from musicgenre.runs import check_out_dir, save_run
     from musicgenre.training import train
 
     cfg = train_config_from_args(args)
-    check_out_dir(args.out, args.overwrite)  # fail before training, not after
-    data = load_dataset(args.data, cfg.features)
+    root = resolve_data_root(args.data)
+    check_out_dir(args.out, args.overwrite, [root])  # fail before training, not after
+    data = load_dataset(root, cfg.features)
     n_params = count_parameters(build_model(cfg.model, len(data["train"].classes)))
     val = data.get("val")
     print(f"{cfg.model} ({n_params:,} parameters) on {len(data['train'])} {cfg.features} clips, "
@@ -90,7 +92,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     def show(r) -> None:
         val_txt = f"  val acc {r.val_accuracy:.3f}  val F1 {r.val_f1:.3f}" if r.val_f1 is not None else ""
-        print(f"epoch {r.epoch:3d}/{cfg.epochs}  loss {r.loss:.4f}{val_txt}  ({r.seconds:.2f} s)", flush=True)
+        stop = "" if math.isfinite(r.loss) else "  diverged: training stops, keeping the best earlier epoch"
+        print(f"epoch {r.epoch:3d}/{cfg.epochs}  loss {r.loss:.4f}{val_txt}  ({r.seconds:.2f} s){stop}", flush=True)
 
     if args.seeds > 1:
         return train_many_seeds(cfg, args, data["train"], val, show)
@@ -165,7 +168,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     files_ = manifest["files"]
     failed = [f for f in files_ if f.get("error")]
     for split in EXTRACT_SPLITS:
-        n = sum(f["n_segments"] for f in files_ if f.get("split") == split and not f.get("error"))
+        n = sum(f["n_segments"] - f["n_silent"] for f in files_ if f.get("split") == split and not f.get("error"))
         if n:
             print(f"{split}: {n} one-second clips from {sum(f.get('split') == split for f in files_)} files")
     for f in failed:
@@ -194,7 +197,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             print(f"{pred.path}  {pred.genre} ({pred.probabilities[pred.genre]:.2f})   {probs}  [{pred.duration:.1f} s]")
         if args.segments:
             for s in pred.segments:
-                print(f"  {s.start:5d} s  {s.genre or '(silent)':20s} {s.probability:.2f}")
+                print(f"  {s.start:5d} s  {s.genre or '(silent)':20s} {'' if s.probability is None else f'{s.probability:.2f}'}")
     for err in failed:
         print(f"error: {err}", file=sys.stderr)
     return 1 if failed else 0

@@ -3,6 +3,7 @@ scaling, which calibrates a run's probabilities on the validation split."""
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 
@@ -12,7 +13,7 @@ from torch.nn import functional as F
 
 from musicgenre.datasets import Dataset
 from musicgenre.errors import MusicGenreError
-from musicgenre.io import atomic_write_json
+from musicgenre.io import atomic_write_bytes, atomic_write_json
 from musicgenre.metrics import classification_metrics, expected_calibration_error
 from musicgenre.runs import WEIGHTS, Run, load_run, save_weights
 from musicgenre.training import predict_logits
@@ -94,19 +95,31 @@ def _calibration_figures(logits: torch.Tensor, y: torch.Tensor) -> tuple[float, 
 
 def calibrate_run(run: Run, dataset: Dataset) -> dict:
     """Fit a loaded run's temperature on `dataset` (the validation split), store it in the run's weights,
-    and record NLL and ECE before/after under "calibration" in its metrics.json."""
+    and record NLL and ECE before/after under "calibration" in its metrics.json. Everything is computed
+    and checked first; if writing metrics.json fails, the old weights are put back."""
+    weights = run.path / WEIGHTS
     if dataset.classes != run.classes or dataset.features != run.features:
         raise MusicGenreError(f"{run.path}: the run's classes/features do not match the {dataset.split} split")
     raw = predict_logits(run.model, torch.from_numpy(dataset.X)) * run.model.temperature  # undo the stored T
+    if not torch.isfinite(raw).all():
+        raise MusicGenreError(f"{weights}: the model's outputs on the {dataset.split} split are NaN or infinite; "
+                              "it cannot be calibrated")
     y = torch.from_numpy(dataset.y)
     nll_before, ece_before = _calibration_figures(raw / run.model.temperature, y)
     t = fit_temperature(raw, y)
+    if not math.isfinite(t) or t <= 0:
+        raise MusicGenreError(f"{weights}: no finite temperature fits the model's outputs on the {dataset.split} split")
     nll_after, ece_after = _calibration_figures(raw / t, y)
-    run.model.temperature.fill_(t)
-    save_weights(run.model, run.path / WEIGHTS, run.config.model)
     report = {
         "split": dataset.split, "temperature": t,
         "nll_before": nll_before, "nll_after": nll_after, "ece_before": ece_before, "ece_after": ece_after,
     }
-    atomic_write_json(run.path / "metrics.json", {**run.metrics, "calibration": report})
+    old_weights = weights.read_bytes()
+    run.model.temperature.fill_(t)
+    save_weights(run.model, weights, run.config.model)
+    try:
+        atomic_write_json(run.path / "metrics.json", {**run.metrics, "calibration": report})
+    except BaseException:
+        atomic_write_bytes(weights, old_weights)
+        raise
     return report

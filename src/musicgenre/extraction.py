@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
+import dataclasses
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from musicgenre.audio import find_audio_files
+from musicgenre.audio import as_path, find_audio_files
 from musicgenre.datasets import FEATURE_DIRS, FEATURE_SHAPES
 from musicgenre.errors import MusicGenreError
 from musicgenre.features import FileFeatures, iter_file_features
@@ -32,23 +32,24 @@ def build_dataset(
     """Extract both feature sets from audio_dir/<genre>/ files into out_root; return the manifest written.
 
     split_ratio is one share per split (train, val), as numbers or a string like "0.8/0.2".
-    Each genre's readable files are split by a seeded shuffle, so no song spans two splits. Unreadable
-    files are skipped, not fatal: their manifest entries carry an "error" (and no split) to report.
+    Each genre's readable files with sound are split by a seeded shuffle, so no song spans two splits.
+    Unreadable and all-silent files are skipped, not fatal: their manifest entries carry an "error"
+    (and no split) to report.
     A split without clips is not written. The dataset is built in a temporary sibling folder and
     moved into place at the end, so out_root never mixes an old dataset with a new or partial one.
     """
-    from musicgenre.runs import commit_dir, prepare_out_dir  # lazily: runs imports torch
+    from musicgenre.runs import check_out_dir, write_dir  # lazily: runs imports torch
 
-    audio_dir = Path(audio_dir)
+    audio_dir = as_path(audio_dir)
+    check_out_dir(out_root, overwrite, [audio_dir])  # before any audio is read
     ratios = _check_ratios(split_ratio)
     genre_files = _genre_files(audio_dir)
-    tmp, out_root = prepare_out_dir(out_root, overwrite)
-    try:
-        manifest = _build(audio_dir, tmp, genre_files, ratios, seed, workers, progress)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    commit_dir(tmp, out_root)
+    manifest: dict[str, Any] = {}
+
+    def fill(tmp: Path) -> None:
+        manifest.update(_build(audio_dir, tmp, genre_files, ratios, seed, workers, progress))
+
+    write_dir(out_root, overwrite, fill, inputs=[audio_dir])
     return manifest
 
 
@@ -120,6 +121,7 @@ def _check_ratios(split_ratio: Sequence[float] | str) -> np.ndarray:
             f"split ratio {text!r}: give {len(EXTRACT_SPLITS)} non-negative shares ({'/'.join(EXTRACT_SPLITS)}), "
             "train's above 0, e.g. 0.8/0.2"
         )
+    ratios /= ratios.max()  # first, so that huge shares such as 1e308/1e308 cannot overflow the sum
     return ratios / ratios.sum()
 
 
@@ -154,9 +156,17 @@ def _split_files(n: int, ratios: np.ndarray, seed: int, label: str) -> list[str]
 
 
 def _extract_all(paths: list[Path], workers: int | None, progress: bool) -> dict[Path, FileFeatures]:
-    """Every feature kind of every path, decoded in worker processes, with a progress bar."""
+    """Every feature kind of every path, decoded in worker processes, with a progress bar;
+    a file without a second of sound gets an error, so it is skipped like an unreadable one."""
     from rich.progress import track
 
     results = iter_file_features(paths, tuple(FEATURE_SHAPES), workers)
     done = track(results, total=len(paths), description="Extracting features", disable=not progress)
-    return {result.path: result for result in done}
+    return {result.path: _skip_if_silent(result) for result in done}
+
+
+def _skip_if_silent(result: FileFeatures) -> FileFeatures:
+    """result, with an error when it decoded but every second is silent: it would take a split's place and give no clips."""
+    if result.error is None and result.silent.all():
+        return dataclasses.replace(result, error=f"{result.path}: no sound: every second is silent")
+    return result

@@ -127,8 +127,16 @@ def file_features(path: Path, kinds: tuple[str, ...]) -> FileFeatures:
     """Decode one file and compute the given feature kinds; a file that fails gives its one-line error, never raises."""
     try:
         y = load_audio(path)
+        if len(y) < FRAME:
+            raise MusicGenreError(
+                f"{path}: too short to analyse: {1000 * len(y) / SAMPLE_RATE:.1f} ms of audio, "
+                f"less than one {1000 * FRAME // SAMPLE_RATE} ms analysis frame"
+            )
         segments = segment(y)
-        features = {kind: extract(segments, kind) for kind in kinds}
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported below, naming the file
+            features = {kind: extract(segments, kind) for kind in kinds}
+        if not all(np.isfinite(f).all() for f in features.values()):
+            raise MusicGenreError(f"{path}: its features overflow (samples far beyond the [-1, 1] of audio)")
         return FileFeatures(path, features, silent_segments(segments), len(y) / SAMPLE_RATE)
     except MusicGenreError as exc:
         return FileFeatures(path, error=str(exc))

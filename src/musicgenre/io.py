@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
@@ -48,9 +49,21 @@ def atomic_save_npy(path: str | Path, array: np.ndarray) -> None:
         np.save(f, np.asarray(array), allow_pickle=False)
 
 
+def finite_or_null(obj: Any) -> Any:
+    """obj with every NaN or infinite float as None: JSON has no such numbers (json.dumps would write `NaN`,
+    which strict JSON readers reject)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: finite_or_null(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_or_null(v) for v in obj]
+    return obj
+
+
 def atomic_write_json(path: str | Path, obj: Any) -> None:
-    """Write obj as indented JSON (keys in insertion order) to path atomically."""
-    atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+    """Write obj as indented JSON (keys in insertion order; NaN and infinities as null) to path atomically."""
+    atomic_write_text(path, json.dumps(finite_or_null(obj), indent=2, ensure_ascii=False, allow_nan=False) + "\n")
 
 
 def read_json(path: str | Path) -> Any:

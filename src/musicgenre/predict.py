@@ -8,7 +8,9 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Iterator
 
-from musicgenre.audio import find_audio_files
+import numpy as np
+
+from musicgenre.audio import as_path, find_audio_files
 from musicgenre.errors import MusicGenreError
 from musicgenre.features import FileFeatures, iter_file_features
 
@@ -19,7 +21,7 @@ READY_MODEL = Path(str(files("musicgenre") / "ready_model"))
 class SegmentPrediction:
     start: int  # second
     genre: str | None  # None for a silent second
-    probability: float
+    probability: float | None  # None for a silent second: it has no genre to be sure of
 
 
 @dataclass
@@ -50,10 +52,12 @@ def classify(ff: FileFeatures, predictor) -> FilePrediction:
         return FilePrediction(ff.path, error=ff.error)
     classes = predictor.classes
     probs = predictor.predict_proba(ff.features[predictor.features])
+    if not np.isfinite(probs).all():
+        return FilePrediction(ff.path, error=f"{ff.path}: the model gave NaN or infinite probabilities for this file")
     top = probs.argmax(axis=1)
     segments = [
-        SegmentPrediction(i, None if ff.silent[i] else classes[top[i]], round(float(probs[i, top[i]]), 4))
-        for i in range(len(probs))
+        SegmentPrediction(i, None, None) if silent else SegmentPrediction(i, classes[k], round(float(probs[i, k]), 4))
+        for i, (k, silent) in enumerate(zip(top, ff.silent))
     ]
     pred = FilePrediction(ff.path, duration=ff.duration, segments=segments)
     if ff.silent.all():
@@ -79,14 +83,15 @@ def predict_paths(paths: list[str | os.PathLike], model: str | None = None, work
 
 def _resolve_paths(paths: list[str | os.PathLike]) -> list[tuple[Path, str | None]]:
     """Each argument's audio files, without repeats; an argument that names none (missing path,
-    folder without audio) becomes one entry carrying its error, so the others are still classified."""
+    folder without audio) becomes one entry carrying its error, so the others are still classified;
+    an empty path is a usage error that stops the command."""
     items: list[tuple[Path, str | None]] = []
     seen: set[Path] = set()
-    for arg in paths:
+    for arg in map(as_path, paths):
         try:
             found = find_audio_files([arg])
         except MusicGenreError as exc:
-            items.append((Path(arg), str(exc)))
+            items.append((arg, str(exc)))
             continue
         items += [(path, None) for path in found if path not in seen]
         seen.update(found)

@@ -9,12 +9,18 @@ import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from musicgenre.errors import MusicGenreError
-from musicgenre.io import atomic_write_bytes, atomic_write_text, read_json
+from musicgenre.io import atomic_write_bytes, atomic_write_text
+from musicgenre.models import count_parameters
+from musicgenre.runs import Run, load_run, out_folder, read_history, training_record
 from musicgenre.tables import markdown_table
+
+if TYPE_CHECKING:
+    from musicgenre.sweep import OptimizerResult, SweepConfig
 
 
 @dataclass
@@ -125,18 +131,18 @@ def plot_mel_examples(data: str | os.PathLike, classes: tuple[str, ...], path: P
     _save(fig, path)
 
 
-def run_blocks(run_dir: Path, out: Path, prefix: str, data: str | None) -> list[Block]:
-    """Figures and tables of one run directory; PNGs are named `prefix`*.png in `out`."""
-    meta, metrics_all, history = (read_json(run_dir / name) for name in ("config.json", "metrics.json", "history.json"))
-    cfg = meta["config"]
-    metrics = meta.get("sweep_metrics") or metrics_all.get("val")
-    split = meta.get("sweep_split", "val")
+def run_blocks(run: Run, record: dict, history: list[dict], out: Path, prefix: str, data: str | None) -> list[Block]:
+    """Figures and tables of one loaded run with its training record and history (runs.training_record,
+    runs.read_history); PNGs are named `prefix`*.png in `out`."""
+    metrics = run.meta.get("sweep_metrics") or record["val"]
+    split = run.meta.get("sweep_split", "val")
+    settings = tuple((k, str(v)) for k, v in run.config.to_dict().items())
     blocks = [Block("table", header=("setting", "value"),
-                    rows=tuple((k, str(v)) for k, v in cfg.items()) + (("parameters", f"{meta['n_parameters']:,}"),))]
-    blocks.append(Block("p", f"Kept epoch {metrics_all['best_epoch']} of {metrics_all['epochs_run']}; "
-                             f"trained in {metrics_all['train_seconds']:.1f} s "
-                             f"({metrics_all['seconds_per_epoch']:.3f} s per epoch)."))
-    plot_learning_curves(history, metrics_all["best_epoch"], out / f"{prefix}learning_curves.png")
+                    rows=settings + (("parameters", f"{count_parameters(run.model):,}"),))]
+    blocks.append(Block("p", f"Kept epoch {record['best_epoch']} of {record['epochs_run']}; "
+                             f"trained in {record['train_seconds']:.1f} s "
+                             f"({record['seconds_per_epoch']:.3f} s per epoch)."))
+    plot_learning_curves(history, record["best_epoch"], out / f"{prefix}learning_curves.png")
     blocks.append(Block("img", f"{prefix}learning_curves.png"))
     if metrics:
         blocks.append(Block("p", f"On the {split} split (n={metrics['n']}): accuracy {100 * metrics['accuracy']:.1f}%, "
@@ -147,26 +153,19 @@ def run_blocks(run_dir: Path, out: Path, prefix: str, data: str | None) -> list[
         plot_confusion(metrics, out / f"{prefix}confusion.png")
         plot_per_class(metrics, out / f"{prefix}per_class.png")
         blocks += [Block("img", f"{prefix}confusion.png"), Block("img", f"{prefix}per_class.png")]
-    if cfg["features"] == "melgram" and data is not None:
-        plot_mel_examples(data, tuple(meta["classes"]), out / f"{prefix}mel_examples.png")
+    if run.features == "melgram" and data is not None:
+        plot_mel_examples(data, run.classes, out / f"{prefix}mel_examples.png")
         blocks += [Block("p", "One training mel-spectrogram per genre:"), Block("img", f"{prefix}mel_examples.png")]
     return blocks
 
 
-def sweep_blocks(sweep_dir: Path, out: Path, data: str | None) -> list[Block]:
-    """The sweep table and chart, then the best optimizer's best seed as a run."""
-    from musicgenre.sweep import SWEEP_HEADER, by_f1, load_sweep, sweep_figure, sweep_intro, sweep_table_rows
+def sweep_blocks(cfg: SweepConfig, results: list[OptimizerResult], out: Path) -> list[Block]:
+    """The sweep table and chart."""
+    from musicgenre.sweep import SWEEP_HEADER, sweep_figure, sweep_intro, sweep_table_rows
 
-    cfg, results = load_sweep(sweep_dir)
-    if not results:
-        raise MusicGenreError(f"{sweep_dir}: no finished optimizer yet (rerun the sweep command to continue it)")
     atomic_write_bytes(out / "sweep.png", sweep_figure(cfg, results))
     blocks = [Block("p", line) for line in sweep_intro(cfg)]
-    blocks += [Block("table", header=SWEEP_HEADER, rows=tuple(sweep_table_rows(results))), Block("img", "sweep.png")]
-    best = by_f1(results)[0]
-    seed = max(best.runs, key=lambda r: r["f1_macro"])["seed"]
-    blocks.append(Block("h2", f"Best: {best.optimizer}, seed {seed}"))
-    return blocks + run_blocks(sweep_dir / "runs" / best.optimizer / f"seed{seed}", out, "best_", data)
+    return blocks + [Block("table", header=SWEEP_HEADER, rows=tuple(sweep_table_rows(results))), Block("img", "sweep.png")]
 
 
 def render_markdown(title: str, blocks: list[Block]) -> str:
@@ -206,20 +205,35 @@ def render_html(title: str, blocks: list[Block], out: Path) -> str:
 
 
 def build_report(path: str | os.PathLike, out: str | os.PathLike, data: str | None = None) -> Path:
-    """Write report.md, report.html and the PNGs for a run directory or a sweep directory into `out`;
-    `data` (default $MUSICGENRE_DATA) is where melgram runs find their example mel-spectrograms."""
+    """Write report.md, report.html and the PNGs for a run directory or a sweep directory (its best
+    optimizer's best seed as a run) into `out`; `data` (default $MUSICGENRE_DATA) is where melgram runs
+    find their example mel-spectrograms. The input is loaded and checked (as `evaluate` does) before
+    `out` is made."""
     from musicgenre.datasets import DATA_ENV
+    from musicgenre.sweep import by_f1, load_sweep
 
     data = data if data is not None else os.environ.get(DATA_ENV) or None
-    path, out = Path(path), Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    path = Path(path)
     if (path / "sweep_config.json").is_file():
-        title, blocks = f"Optimizer sweep: {path.name}", sweep_blocks(path, out, data)
-    elif (path / "config.json").is_file() and (path / "history.json").is_file():
-        title, blocks = f"Training run: {path.name}", run_blocks(path, out, "", data)
+        cfg, results = load_sweep(path)
+        if not results:
+            raise MusicGenreError(f"{path}: no finished optimizer yet (rerun the sweep command to continue it)")
+        best = by_f1(results)[0]
+        seed = max(best.runs, key=lambda r: r["f1_macro"])["seed"]
+        run = load_run(path / "runs" / best.optimizer / f"seed{seed}")
+        title, prefix = f"Optimizer sweep: {path.name}", "best_"
+    elif (path / "config.json").is_file():
+        cfg, run = None, load_run(path)
+        title, prefix = f"Training run: {path.name}", ""
     else:
-        raise MusicGenreError(f"{path}: neither a run directory (config.json, history.json) nor a sweep directory "
+        raise MusicGenreError(f"{path}: neither a run directory (config.json) nor a sweep directory "
                               f"(sweep_config.json)")
+    record, history = training_record(run), read_history(run)
+    out = out_folder(out)
+    blocks = []
+    if cfg is not None:
+        blocks = sweep_blocks(cfg, results, out) + [Block("h2", f"Best: {best.optimizer}, seed {seed}")]
+    blocks += run_blocks(run, record, history, out, prefix, data)
     atomic_write_text(out / "report.md", render_markdown(title, blocks))
     atomic_write_text(out / "report.html", render_html(title, blocks, out))
     return out

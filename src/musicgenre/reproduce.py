@@ -10,10 +10,10 @@ from pathlib import Path
 
 from musicgenre.benchmark import compare_devices, device_table
 from musicgenre.config import TrainConfig
-from musicgenre.datasets import has_split, load_dataset, resolve_data_root
+from musicgenre.datasets import Dataset, has_split, load_dataset, resolve_data_root
 from musicgenre.io import atomic_write_json, atomic_write_text, read_json
 from musicgenre.report import build_report
-from musicgenre.runs import save_run
+from musicgenre.runs import load_run, out_folder, save_run, training_record
 from musicgenre.sweep import OptimizerResult, run_sweep, sweep_config_from
 from musicgenre.tables import markdown_table
 from musicgenre.training import train
@@ -25,12 +25,11 @@ STUDY_FIGURES = (
 )
 
 
-def train_or_load(cfg: TrainConfig, data: Path, out: Path) -> dict:
+def train_or_load(cfg: TrainConfig, splits: dict[str, Dataset], out: Path) -> dict | None:
     """Validation metrics of the run in `out`, training and saving it first if it is not there yet."""
     if not (out / "metrics.json").is_file():
-        splits = load_dataset(data, cfg.features)
         save_run(train(cfg, splits["train"], splits.get("val")), out)
-    return read_json(out / "metrics.json")["val"]
+    return training_record(load_run(out))["val"]
 
 
 def comparison_rows(runs: dict[str, dict], sweep_model: str, sweep: list[OptimizerResult]) -> list[tuple[str, ...]]:
@@ -52,27 +51,28 @@ def comparison_rows(runs: dict[str, dict], sweep_model: str, sweep: list[Optimiz
 
 def reproduce(data: str | os.PathLike | None, out: str | os.PathLike, seeds: int = 5, epochs: int = 30,
               optimizers: str = "all", progress: bool = True) -> Path:
-    """Run every part of the study into `out` and write out/reproduce.md; returns its path."""
+    """Run every part of the study into `out` and write out/reproduce.md; returns its path. The options
+    and the data are checked before `out` is made or anything is trained."""
     root = resolve_data_root(data).resolve()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     notes: list[str] = []
     mfcc = TrainConfig(features="mfcc", model="mfcc-mlp", optimizer="SGD", lr=0.002, epochs=epochs, seed=0)
     cnn = replace(mfcc, features="melgram", model="mel-cnn", optimizer="Adagrad")  # the study's best CNN run
     has_mel = has_split(root, "train", "melgram")
+    base = cnn if has_mel else mfcc
+    sweep_cfg = sweep_config_from(base, str(root), optimizers, seeds, False, "val")
+    data_of = {c.features: load_dataset(root, c.features) for c in ([mfcc, cnn] if has_mel else [mfcc])}
+    out = out_folder(out, [root])
 
     print("MFCC net (the study's settings, seed 0)", flush=True)
-    runs = {"mfcc-mlp": train_or_load(mfcc, root, out / "mfcc-net")}
+    runs = {"mfcc-mlp": train_or_load(mfcc, data_of["mfcc"], out / "mfcc-net")}
     if has_mel:
         print("CNN on mel-spectrograms (the study's settings with Adagrad, seed 0)", flush=True)
-        runs["mel-cnn"] = train_or_load(cnn, root, out / "mel-cnn")
+        runs["mel-cnn"] = train_or_load(cnn, data_of["melgram"], out / "mel-cnn")
     else:
         notes.append(f"No mel-spectrograms under {root}: the CNN was not trained and the optimizer sweep "
                      "ran on the MFCC net instead of the CNN the study swept.")
 
-    base = cnn if has_mel else mfcc
     print(f"optimizer sweep on {base.model}", flush=True)
-    sweep_cfg = sweep_config_from(base, str(root), optimizers, seeds, False, "val")
     sweep = run_sweep(sweep_cfg, out / "sweep", progress=progress)
 
     devices_path = out / "devices.json"

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import shutil
-from dataclasses import asdict, dataclass, replace
+import typing
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
@@ -19,7 +23,7 @@ from musicgenre.config import TrainConfig
 from musicgenre.errors import MusicGenreError
 from musicgenre.io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
 from musicgenre.metrics import seed_summary
-from musicgenre.models import GenreNet, build_model, count_parameters
+from musicgenre.models import GenreNet, build_model, count_parameters, model_features
 from musicgenre.training import TrainResult
 
 RUN_KIND = "musicgenre-run"
@@ -35,41 +39,187 @@ class Run:
     config: TrainConfig
     classes: tuple[str, ...]
     metrics: dict
+    meta: dict = field(default_factory=dict)  # config.json as saved (sweep runs add sweep_split, sweep_metrics)
 
     @property
     def features(self) -> str:
         return self.config.features
 
 
-def check_out_dir(out: str | os.PathLike, overwrite: bool = False) -> Path:
-    """The output path, after refusing one that exists and is not empty unless `overwrite`."""
-    out = Path(out)
+NUMBER = (int, float)
+_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false", list: "a list",
+               dict: "a JSON object", type(None): "null"}
+
+
+def check_fields(obj: Any, spec: dict[str, tuple[type, ...]], source: str, required: bool = True) -> dict:
+    """`obj` if it is a JSON object whose keys in `spec` (all of them if `required`) hold values of their
+    types (true/false is not a number); else a one-line error naming `source`."""
+    if not isinstance(obj, dict):
+        raise MusicGenreError(f"{source}: expected a JSON object, not {json.dumps(obj)[:60]}")
+    for key, types in spec.items():
+        if key not in obj:
+            if required:
+                raise MusicGenreError(f"{source}: {key!r} is missing")
+            continue
+        value = obj[key]
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            names = " or ".join(_TYPE_NAMES[t] for t in types if not (t is int and float in types))
+            raise MusicGenreError(f"{source}: {key!r} is {json.dumps(value)[:60]}, expected {names}")
+    return obj
+
+
+def _json_types(hint: Any) -> tuple[type, ...]:
+    """The JSON value types a TrainConfig field type accepts (a float field also takes an integer)."""
+    return tuple(t for arg in (typing.get_args(hint) or (hint,)) for t in ((int, float) if arg is float else (arg,)))
+
+
+CONFIG_TYPES = {name: _json_types(hint) for name, hint in typing.get_type_hints(TrainConfig).items()}
+
+
+def train_config_from_json(d: Any, source: str) -> TrainConfig:
+    """A saved training configuration, checked (types, values, a known model reading the saved features);
+    fields it lacks take their defaults; errors name `source`."""
+    check_fields(d, CONFIG_TYPES, source, required=False)
+    try:
+        config = TrainConfig.from_dict(d)
+        features = model_features(config.model)
+    except MusicGenreError as exc:
+        raise MusicGenreError(f"{source}: {exc}") from None
+    if features != config.features:
+        raise MusicGenreError(f"{source}: model {config.model} reads {features} features, not {config.features}")
+    return config
+
+
+def check_eval_metrics(m: Any, source: str) -> dict:
+    """A saved evaluation (as classification_metrics returns it), checked: figures, class names, per-class
+    scores and a square confusion matrix of counts."""
+    check_fields(m, {"n": (int,), "accuracy": NUMBER, "f1_macro": NUMBER, "classes": (list,), "per_class": (dict,),
+                     "confusion_matrix": (list,)}, source)
+    classes = m["classes"]
+    if not all(isinstance(c, str) for c in classes) or set(m["per_class"]) != set(classes):
+        raise MusicGenreError(f"{source}: 'classes' must be the genre names that 'per_class' lists")
+    for c in classes:
+        check_fields(m["per_class"][c], {"precision": NUMBER, "recall": NUMBER, "f1": NUMBER, "support": (int,)},
+                     f"{source}: per_class {c!r}")
+    k, cm = len(classes), m["confusion_matrix"]
+    if len(cm) != k or not all(isinstance(row, list) and len(row) == k and all(type(v) is int for v in row) for row in cm):
+        raise MusicGenreError(f"{source}: 'confusion_matrix' is not a {k} x {k} table of counts")
+    return m
+
+
+def training_record(run: Run) -> dict:
+    """The run's metrics.json as `train` writes it (kept epoch, epochs run, times, val evaluation or null), checked."""
+    source = str(run.path / "metrics.json")
+    m = check_fields(read_json(source), {"best_epoch": (int,), "epochs_run": (int,), "train_seconds": NUMBER,
+                                         "seconds_per_epoch": NUMBER, "val": (dict, type(None))}, source)
+    if m["val"] is not None:
+        check_eval_metrics(m["val"], f"{source}: 'val'")
+    return m
+
+
+# A null loss is the epoch a run diverged in (a NaN loss, saved as null); null scores: no validation that epoch.
+HISTORY_TYPES = {"epoch": (int,), "loss": (*NUMBER, type(None)), "val_accuracy": (*NUMBER, type(None)),
+                 "val_f1": (*NUMBER, type(None)), "seconds": NUMBER}
+
+
+def read_history(run: Run) -> list[dict]:
+    """The run's history.json: one checked record per epoch."""
+    path = run.path / "history.json"
+    history = read_json(path)
+    if not isinstance(history, list) or not history:
+        raise MusicGenreError(f"{path}: expected a non-empty list of epoch records, not {json.dumps(history)[:60]}")
+    return [check_fields(rec, HISTORY_TYPES, f"{path}: epoch record {i + 1}") for i, rec in enumerate(history)]
+
+
+def check_out_path(out: str | os.PathLike, inputs: Sequence[str | os.PathLike] = ()) -> Path:
+    """The output path (lexically normalised), after refusing one under a file, or one that is, holds or lies
+    inside any of `inputs` (what the command reads, which writing there could replace)."""
+    out = Path(os.path.normpath(out))
+    for parent in out.parents:
+        if parent.exists() and not parent.is_dir():
+            raise MusicGenreError(f"{out}: {parent} is a file, not a folder (choose another --out)")
+    target = out.resolve()
+    for path in inputs:
+        found = Path(path).resolve()
+        if found == target or target in found.parents or found in target.parents:
+            raise MusicGenreError(f"{out}: overlaps the input {path}, which writing there could replace "
+                                  "(choose an --out outside it)")
+    return out
+
+
+def out_folder(out: str | os.PathLike, inputs: Sequence[str | os.PathLike] = ()) -> Path:
+    """An output folder to write into (created if needed), after check_out_path; an existing file is refused."""
+    out = check_out_path(out, inputs)
+    if out.exists() and not out.is_dir():
+        raise MusicGenreError(f"{out}: is a file, not a folder (choose another --out)")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def check_out_dir(out: str | os.PathLike, overwrite: bool = False, inputs: Sequence[str | os.PathLike] = ()) -> Path:
+    """The output path of a folder that will replace what is there, after refusing what check_out_path refuses,
+    the current folder or one above it, and an existing file or non-empty folder unless `overwrite`."""
+    out = check_out_path(out, inputs)
+    if out.resolve() in (Path.cwd(), *Path.cwd().parents):
+        raise MusicGenreError(f"{out}: is or holds the current folder, which it would replace (choose another --out)")
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
         raise MusicGenreError(f"{out}: already exists and is not empty (choose another --out, or --overwrite)")
     return out
 
 
-def prepare_out_dir(out: str | os.PathLike, overwrite: bool = False) -> tuple[Path, Path]:
-    """A fresh temporary sibling to fill, and the final path; refuses to replace a non-empty
-    directory unless `overwrite`."""
-    out = check_out_dir(out, overwrite)
+def prepare_out_dir(
+    out: str | os.PathLike, overwrite: bool = False, inputs: Sequence[str | os.PathLike] = ()
+) -> tuple[Path, Path]:
+    """A fresh temporary sibling to fill, and the final path; refuses what check_out_dir refuses."""
+    out = check_out_dir(out, overwrite, inputs)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    remove_path(tmp)
     tmp.mkdir()
     return tmp, out
 
 
+def remove_path(path: Path) -> None:
+    """Delete a file, a symlink (not what it points to) or a folder tree, if there is one."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
 def commit_dir(tmp: Path, out: Path) -> Path:
-    """Move a finished temporary directory into place in one rename (the old one, if any, goes last)."""
-    old = None
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        os.replace(out, old)
-    os.replace(tmp, out)
+    """Move a finished temporary directory into place in one rename; an old `out` (folder or file) is moved
+    aside first and deleted last, or put back if the rename fails, and `tmp` never outlives a failure."""
+    old = out.parent / f".{out.name}.old-{os.getpid()}" if out.exists() or out.is_symlink() else None
+    try:
+        if old is not None:
+            os.replace(out, old)
+        try:
+            os.replace(tmp, out)
+        except BaseException:
+            if old is not None:
+                os.replace(old, out)
+            raise
+    except BaseException:
+        remove_path(tmp)
+        raise
     if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+        remove_path(old)
     return out
+
+
+def write_dir(
+    out: str | os.PathLike, overwrite: bool, fill: Callable[[Path], None], inputs: Sequence[str | os.PathLike] = ()
+) -> Path:
+    """Build a folder with `fill` in a temporary sibling, then move it into place (see commit_dir); on any
+    error the temporary folder is deleted and `out` is left as it was. `inputs`: see check_out_path."""
+    tmp, out = prepare_out_dir(out, overwrite, inputs)
+    try:
+        fill(tmp)
+    except BaseException:
+        remove_path(tmp)
+        raise
+    return commit_dir(tmp, out)
 
 
 def history_csv(result: TrainResult) -> str:
@@ -89,9 +239,8 @@ def save_weights(model: GenreNet, path: Path, model_name: str) -> None:
     atomic_write_bytes(path, safetensors_bytes(state, metadata={RUN_KIND: model_name}))
 
 
-def save_run(result: TrainResult, out: str | os.PathLike, overwrite: bool = False, extra: dict | None = None) -> Path:
-    """Write a run directory: model.safetensors, config.json, history.json/.csv, metrics.json."""
-    tmp, out = prepare_out_dir(out, overwrite)
+def _fill_run(tmp: Path, result: TrainResult, extra: dict | None) -> None:
+    """Write a run's files into the folder `tmp`."""
     save_weights(result.model, tmp / WEIGHTS, result.config.model)
     atomic_write_json(
         tmp / "config.json",
@@ -118,7 +267,30 @@ def save_run(result: TrainResult, out: str | os.PathLike, overwrite: bool = Fals
             "val": result.metrics,
         },
     )
-    return commit_dir(tmp, out)
+
+
+def save_run(result: TrainResult, out: str | os.PathLike, overwrite: bool = False, extra: dict | None = None) -> Path:
+    """Write a run directory: model.safetensors, config.json, history.json/.csv, metrics.json."""
+    return write_dir(out, overwrite, lambda tmp: _fill_run(tmp, result, extra))
+
+
+def _load_weights(model: GenreNet, state: dict[str, torch.Tensor]) -> bool:
+    """Whether `state` fits `model` exactly (then it is loaded)."""
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError:
+        return False
+    return True
+
+
+def weights_classes(model_name: str, state: dict[str, torch.Tensor]) -> int | None:
+    """How many classes `state` was trained for, if it is a `model_name` model of some class count, else None."""
+    one, two = build_model(model_name, 1).state_dict(), build_model(model_name, 2).state_dict()
+    out_bias = [k for k in one if one[k].ndim == 1 and one[k].shape != two[k].shape]
+    if not out_bias or out_bias[0] not in state or state[out_bias[0]].ndim != 1:
+        return None
+    n = len(state[out_bias[0]])
+    return n if n > 0 and _load_weights(build_model(model_name, n), state) else None
 
 
 def load_run(path: str | os.PathLike, device: str | torch.device = "cpu") -> Run:
@@ -132,11 +304,14 @@ def load_run(path: str | os.PathLike, device: str | torch.device = "cpu") -> Run
     meta = read_json(cfg_path)
     if not isinstance(meta, dict) or meta.get("kind") != RUN_KIND:
         raise MusicGenreError(f"{cfg_path}: not a musicgenre run configuration (kind is not {RUN_KIND!r})")
-    try:
-        config, classes = TrainConfig.from_dict(meta["config"]), tuple(meta["classes"])
-    except (KeyError, TypeError) as exc:
-        raise MusicGenreError(f"{cfg_path}: incomplete run configuration (no {exc})") from None
-    model = build_model(config.model, len(classes))
+    check_fields(meta, {"config": (dict,), "classes": (list,)}, str(cfg_path))
+    config = train_config_from_json(meta["config"], f"{cfg_path}: 'config'")
+    classes = meta["classes"]
+    if not classes or not all(isinstance(c, str) and c for c in classes) or len(set(classes)) != len(classes):
+        raise MusicGenreError(f"{cfg_path}: 'classes' must be a list of distinct genre names, not {json.dumps(classes)[:60]}")
+    check_fields(meta, {"sweep_split": (str,)}, str(cfg_path), required=False)
+    if "sweep_metrics" in meta:
+        check_eval_metrics(meta["sweep_metrics"], f"{cfg_path}: 'sweep_metrics'")
     weights = path / WEIGHTS
     try:
         state = load_file(str(weights))
@@ -144,24 +319,32 @@ def load_run(path: str | os.PathLike, device: str | torch.device = "cpu") -> Run
         raise MusicGenreError(f"{weights}: missing") from None
     except (SafetensorError, OSError, ValueError) as exc:
         raise MusicGenreError(f"{weights}: not a safetensors weights file ({exc})") from None
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError:
-        raise MusicGenreError(f"{weights}: weights do not fit model {config.model} (a model file of another kind)") from None
+    model = build_model(config.model, len(classes))
+    if not _load_weights(model, state):
+        n = weights_classes(config.model, state)
+        if n is not None:
+            raise MusicGenreError(f"{cfg_path}: lists {len(classes)} classes, but {weights} holds a model of {n} classes")
+        raise MusicGenreError(f"{weights}: weights do not fit model {config.model} (a model file of another kind)")
+    if not all(torch.isfinite(t).all() for t in state.values()):
+        raise MusicGenreError(f"{weights}: holds NaN or infinite weights (its training diverged)")
     metrics_path = path / "metrics.json"
     metrics = read_json(metrics_path) if metrics_path.is_file() else {}
+    if not isinstance(metrics, dict):
+        raise MusicGenreError(f"{metrics_path}: expected a JSON object, not {json.dumps(metrics)[:60]}")
     model.to(device).eval()
-    return Run(path=path, model=model, config=config, classes=classes, metrics=metrics)
+    return Run(path=path, model=model, config=config, classes=tuple(classes), metrics=metrics, meta=meta)
 
 
 def save_seed_runs(results: list[TrainResult], out: str | os.PathLike, overwrite: bool = False) -> tuple[Path, dict]:
     """One run directory per seed (OUT/seed-K) and OUT/summary.json with validation mean ± sample std."""
-    tmp, out = prepare_out_dir(out, overwrite)
-    for r in results:
-        save_run(r, tmp / f"seed-{r.config.seed}")
     summary: dict = {"config": replace(results[0].config, seed=None).to_dict(), "seeds": [r.config.seed for r in results]}
     if results[0].metrics is not None:
         for key in ("accuracy", "f1_macro"):
             summary[f"val_{key}"] = seed_summary([r.metrics[key] for r in results])
-    atomic_write_json(tmp / "summary.json", summary)
-    return commit_dir(tmp, out), summary
+
+    def fill(tmp: Path) -> None:
+        for r in results:
+            save_run(r, tmp / f"seed-{r.config.seed}")
+        atomic_write_json(tmp / "summary.json", summary)
+
+    return write_dir(out, overwrite, fill), summary

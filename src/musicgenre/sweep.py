@@ -19,7 +19,7 @@ from musicgenre.datasets import load_dataset, resolve_data_root
 from musicgenre.errors import MusicGenreError
 from musicgenre.io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
 from musicgenre.metrics import mean_std
-from musicgenre.runs import save_run
+from musicgenre.runs import NUMBER, check_fields, check_out_path, save_run, train_config_from_json
 from musicgenre.tables import markdown_table
 from musicgenre.training import TrainResult, evaluate_model, train_seeds
 
@@ -40,6 +40,9 @@ class SweepConfig:
 
     def __post_init__(self) -> None:
         self.optimizers = tuple(canonical_optimizer(o) for o in self.optimizers)
+        twice = sorted({o for o in self.optimizers if self.optimizers.count(o) > 1})
+        if twice:
+            raise MusicGenreError(f"optimizers: {', '.join(twice)} listed more than once")
         if self.seeds < 1:
             raise MusicGenreError("--seeds must be at least 1")
         if self.split not in ("val", "test"):
@@ -65,10 +68,23 @@ class OptimizerResult:
         return mean_std([r[key] for r in self.runs])
 
 
-def read_result(path: Path, optimizer: str) -> OptimizerResult:
-    """A finished optimizer's results.json, read back."""
-    saved = read_json(path)
-    return OptimizerResult(optimizer, saved["lr"], saved["runs"])
+RESULT_TYPES = {"optimizer": (str,), "lr": NUMBER, "seed": (int,), "accuracy": NUMBER, "f1_macro": NUMBER,
+                "best_epoch": (int,), "epochs_run": (int,), "train_seconds": NUMBER}
+
+
+def read_result(path: Path, optimizer: str, seeds: int) -> OptimizerResult:
+    """A finished optimizer's results.json, read back and checked: one row of RESULT_FIELDS per seed 0..seeds-1."""
+    saved = check_fields(read_json(path), {"lr": NUMBER, "runs": (list,)}, str(path))
+    runs = [check_fields(row, RESULT_TYPES, f"{path}: run {i + 1}") for i, row in enumerate(saved["runs"])]
+    for i, row in enumerate(runs):
+        unknown = sorted(set(row) - set(RESULT_FIELDS))
+        if unknown:
+            raise MusicGenreError(f"{path}: run {i + 1}: unknown field(s) {', '.join(unknown)}")
+        if row["optimizer"] != optimizer:
+            raise MusicGenreError(f"{path}: run {i + 1} is of optimizer {row['optimizer']!r}, not {optimizer}")
+    if sorted(row["seed"] for row in runs) != list(range(seeds)):
+        raise MusicGenreError(f"{path}: holds seeds {sorted(row['seed'] for row in runs)}, not the sweep's 0..{seeds - 1}")
+    return OptimizerResult(optimizer, saved["lr"], runs)
 
 
 def default_lr(optimizer: str, fallback: float) -> float:
@@ -86,22 +102,37 @@ def seed_row(optimizer: str, lr: float, result: TrainResult, metrics: dict) -> d
     }
 
 
-def check_config(cfg: SweepConfig, out: Path) -> None:
-    """Record the configuration in a new sweep dir; refuse to continue a sweep of another configuration."""
+def read_sweep_config(path: Path) -> SweepConfig:
+    """A sweep_config.json read back and checked (fields added to TrainConfig since take their defaults)."""
+    d = read_json(path)
+    if not isinstance(d, dict) or d.get("kind") != SWEEP_KIND:
+        raise MusicGenreError(f"{path}: not a musicgenre sweep configuration (kind is not {SWEEP_KIND!r})")
+    check_fields(d, {"base": (dict,), "data": (str,), "optimizers": (list,), "seeds": (int,),
+                     "lr_per_optimizer": (bool,), "split": (str,)}, str(path))
+    if not all(isinstance(o, str) for o in d["optimizers"]):
+        raise MusicGenreError(f"{path}: 'optimizers' must be a list of optimizer names")
+    base = train_config_from_json(d["base"], f"{path}: 'base'")
+    try:
+        return SweepConfig(base=base, data=d["data"], optimizers=tuple(d["optimizers"]), seeds=d["seeds"],
+                           lr_per_optimizer=d["lr_per_optimizer"], split=d["split"])
+    except MusicGenreError as exc:
+        raise MusicGenreError(f"{path}: {exc}") from None
+
+
+def check_config(cfg: SweepConfig, out: Path) -> bool:
+    """Whether `out` already holds this sweep (False: it is new); refuse a sweep of another configuration,
+    or a folder or file that is not a sweep. Writes nothing."""
     path = out / "sweep_config.json"
     if path.is_file():
-        old = read_json(path)
-        if isinstance(old, dict) and isinstance(old.get("base"), dict):  # fields added since it was written: defaults
-            old["base"] = TrainConfig.from_dict(old["base"]).to_dict()
-        new = json.loads(json.dumps(cfg.to_dict()))
+        old, new = (json.loads(json.dumps(c.to_dict())) for c in (read_sweep_config(path), cfg))
         if old != new:
             diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
             raise MusicGenreError(f"{path}: {out} holds a sweep with another configuration "
                                   f"(differs in {', '.join(diff)}); choose another --out")
-    elif out.exists() and any(out.iterdir()):
+        return True
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise MusicGenreError(f"{out}: already exists and is not a sweep directory (choose another --out)")
-    else:
-        atomic_write_json(path, cfg.to_dict())
+    return False
 
 
 def write_tensorboard(result: TrainResult, log_dir: Path) -> None:
@@ -124,11 +155,15 @@ def run_sweep(cfg: SweepConfig, out: str | os.PathLike, progress: bool = True) -
     which marks it finished."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    out = Path(out)
-    check_config(cfg, out)
+    out = check_out_path(out, [cfg.data])
+    resuming = check_config(cfg, out)
     data = load_dataset(cfg.data, cfg.base.features, ("train", "val", cfg.split))
     if cfg.split not in data:
         raise MusicGenreError(f"{cfg.data}: no {cfg.split} split of {cfg.base.features} features to evaluate on")
+    done = {opt: read_result(path, opt, cfg.seeds) for opt in cfg.optimizers
+            if (path := out / "runs" / opt / "results.json").is_file()}
+    if not resuming:  # only now that the data and options are known to be good
+        atomic_write_json(out / "sweep_config.json", cfg.to_dict())
     seeds = list(range(cfg.seeds))
     epochs = cfg.base.epochs
     results: list[OptimizerResult] = []
@@ -137,9 +172,8 @@ def run_sweep(cfg: SweepConfig, out: str | os.PathLike, progress: bool = True) -
     with Progress(*columns, disable=not progress) as bar:
         task = bar.add_task("sweep", total=len(cfg.optimizers) * len(seeds) * epochs)
         for i, opt in enumerate(cfg.optimizers):
-            done_path = out / "runs" / opt / "results.json"
-            if done_path.is_file():
-                results.append(read_result(done_path, opt))
+            if opt in done:
+                results.append(done[opt])
                 bar.update(task, completed=(i + 1) * len(seeds) * epochs)
                 continue
             lr = cfg.lr_for(opt)
@@ -153,7 +187,8 @@ def run_sweep(cfg: SweepConfig, out: str | os.PathLike, progress: bool = True) -
                 run_dir = out / "runs" / opt / f"seed{r.config.seed}"
                 save_run(r, run_dir, overwrite=True, extra={"sweep_split": cfg.split, "sweep_metrics": metrics})
                 write_tensorboard(r, out / "tensorboard" / opt / f"seed{r.config.seed}")
-            atomic_write_json(done_path, {"optimizer": opt, "lr": lr, "split": cfg.split, "runs": res.runs})
+            atomic_write_json(out / "runs" / opt / "results.json",
+                              {"optimizer": opt, "lr": lr, "split": cfg.split, "runs": res.runs})
             results.append(res)
             bar.update(task, completed=(i + 1) * len(seeds) * epochs)
             acc, f1 = res.mean_std("accuracy"), res.mean_std("f1_macro")
@@ -243,16 +278,12 @@ def load_sweep(path: str | os.PathLike) -> tuple[SweepConfig, list[OptimizerResu
     cfg_path = path / "sweep_config.json"
     if not cfg_path.is_file():
         raise MusicGenreError(f"{cfg_path}: missing: {path} is not a sweep directory")
-    d = read_json(cfg_path)
-    if d.get("kind") != SWEEP_KIND:
-        raise MusicGenreError(f"{cfg_path}: not a musicgenre sweep configuration")
-    cfg = SweepConfig(base=TrainConfig.from_dict(d["base"]), data=d["data"], optimizers=tuple(d["optimizers"]),
-                      seeds=d["seeds"], lr_per_optimizer=d["lr_per_optimizer"], split=d["split"])
+    cfg = read_sweep_config(cfg_path)
     results = []
     for opt in cfg.optimizers:
         done = path / "runs" / opt / "results.json"
         if done.is_file():
-            results.append(read_result(done, opt))
+            results.append(read_result(done, opt, cfg.seeds))
     return cfg, results
 
 

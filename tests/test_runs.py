@@ -1,0 +1,162 @@
+"""Run directories and output folders: what load_run refuses in config.json and metrics.json, and how
+--out is checked and replaced (never under a file, never an input or the current folder, no leftovers)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import GENRES, write_split
+from musicgenre.cli import main
+from musicgenre.errors import MusicGenreError
+from musicgenre.runs import load_run
+
+
+@pytest.fixture
+def tiny_root(tmp_path):
+    """A small random MFCC data root (64 train, 32 val clips): one epoch trains in well under a second."""
+    root = tmp_path / "data"
+    rng = np.random.default_rng(0)
+    for split, n in [("train", 64), ("val", 32)]:
+        write_split(root, split, "mfcc", rng.normal(size=(n, 26)).astype(np.float32), np.array(GENRES)[np.arange(n) % 4])
+    return root
+
+
+@pytest.fixture
+def run_dir(tiny_root, tmp_path):
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(tiny_root), "--out", str(run), "--epochs", "1", "--seed", "0"]) == 0
+    return run
+
+
+def edit_json(path, change) -> None:
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: d.update(config=None), "config.json: 'config' is null, expected a JSON object"),
+    (lambda d: d["config"].update(features="melgram"), "config.json: 'config': model mfcc-mlp reads mfcc features, not melgram"),
+    (lambda d: d["config"].update(lr="abc"), "config.json: 'config': 'lr' is \"abc\", expected a number"),
+    (lambda d: d["config"].update(standardize=1), "config.json: 'config': 'standardize' is 1, expected true or false"),
+    (lambda d: d["config"].update(model="zzz"), "config.json: 'config': unknown model 'zzz'"),
+    (lambda d: d.update(classes="blues"), "config.json: 'classes' is \"blues\", expected a list"),
+    (lambda d: d.update(classes=["blues", 2, "hiphop", "rock"]), "config.json: 'classes' must be a list of distinct genre names"),
+    (lambda d: d["classes"].append("jazz"), "config.json: lists 5 classes, but .*model.safetensors holds a model of 4 classes"),
+    (lambda d: d.update(sweep_metrics={"n": 3}), "config.json: 'sweep_metrics': 'accuracy' is missing"),
+])
+def test_load_run_names_config_json_and_the_problem(run_dir, change, message):
+    edit_json(run_dir / "config.json", change)
+    with pytest.raises(MusicGenreError, match=message) as err:
+        load_run(run_dir)
+    assert "\n" not in str(err.value)
+
+
+def test_load_run_refuses_metrics_that_are_not_an_object_and_non_finite_weights(run_dir):
+    (run_dir / "metrics.json").write_text("[1]")
+    with pytest.raises(MusicGenreError, match=r"metrics.json: expected a JSON object, not \[1\]"):
+        load_run(run_dir)
+    (run_dir / "metrics.json").unlink()
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(run_dir / "model.safetensors"))
+    state["body.layers.0.weight"][0, 0] = float("nan")
+    save_file(state, str(run_dir / "model.safetensors"))
+    with pytest.raises(MusicGenreError, match="model.safetensors: holds NaN or infinite weights"):
+        load_run(run_dir)
+
+
+def test_out_under_a_file_is_one_line_for_train_extract_and_report(tiny_root, run_dir, tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("hi")
+    for args in (["train", "--data", str(tiny_root), "--epochs", "1", "--out", str(afile / "sub")],
+                 ["extract", str(tmp_path), "--out", str(afile / "x")],
+                 ["report", str(run_dir), "--out", str(afile / "history.json")],
+                 ["report", str(run_dir), "--out", str(afile / "history.json" / "x")]):
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert err == f"error: {args[-1]}: {afile} is a file, not a folder (choose another --out)\n"
+    assert main(["report", str(run_dir), "--out", str(afile)]) == 2
+    assert capsys.readouterr().err == f"error: {afile}: is a file, not a folder (choose another --out)\n"
+    assert afile.read_text() == "hi"
+
+
+def test_out_current_folder_is_refused_without_leftovers(tiny_root, tmp_path, monkeypatch, capsys):
+    here = tmp_path / "here"
+    here.mkdir()
+    (here / "keep.txt").write_text("precious")
+    monkeypatch.chdir(here)
+    for out in (".", str(here), "sub/.."):
+        assert main(["train", "--data", str(tiny_root), "--epochs", "1", "--out", out, "--overwrite"]) == 2
+        assert "is or holds the current folder" in capsys.readouterr().err
+    assert main(["train", "--data", str(tiny_root), "--epochs", "1", "--out", "..", "--overwrite"]) == 2
+    assert sorted(p.name for p in here.iterdir()) == ["keep.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "here"]
+
+
+def test_overwrite_never_replaces_an_input(tiny_root, tmp_path, capsys):
+    before = sorted(p.relative_to(tiny_root) for p in tiny_root.rglob("*"))
+    for out in (tiny_root, tiny_root / "train", tmp_path):
+        assert main(["train", "--data", str(tiny_root), "--epochs", "1", "--out", str(out), "--overwrite"]) == 2
+        assert f"overlaps the input {tiny_root}" in capsys.readouterr().err
+    assert sorted(p.relative_to(tiny_root) for p in tiny_root.rglob("*")) == before
+
+    lib = tmp_path / "lib"
+    (lib / "blues").mkdir(parents=True)
+    (lib / "blues" / "song.wav").write_bytes(b"RIFF")
+    for out in (lib, lib / "blues"):
+        assert main(["extract", str(lib), "--out", str(out), "--overwrite"]) == 2
+        assert f"overlaps the input {lib}" in capsys.readouterr().err
+    assert (lib / "blues" / "song.wav").read_bytes() == b"RIFF"
+
+
+def test_overwrite_onto_a_file_leaves_nothing_behind(tiny_root, tmp_path):
+    afile = tmp_path / "out" / "afile"
+    afile.parent.mkdir()
+    afile.write_text("hi")
+    assert main(["train", "--data", str(tiny_root), "--epochs", "1", "--out", str(afile), "--overwrite"]) == 0
+    assert load_run(afile).config.epochs == 1
+    assert [p.name for p in afile.parent.iterdir()] == ["afile"]
+
+
+def test_failed_save_leaves_no_temporary_folder(tiny_root, tmp_path, monkeypatch):
+    import musicgenre.runs as runs
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(runs, "history_csv", broken)
+    with pytest.raises(OSError, match="disk full"):
+        main(["train", "--data", str(tiny_root), "--epochs", "1", "--out", str(tmp_path / "run")])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+
+
+def test_report_validates_run_dirs_as_evaluate_does(run_dir, tmp_path):
+    from musicgenre.report import build_report
+
+    broken = {
+        "config.json": ('{"kind": "something-else"}', "config.json: not a musicgenre run configuration"),
+        "metrics.json": ("[1]", r"metrics.json: expected a JSON object, not \[1\]"),
+        "history.json": ('{"a": 1}', "history.json: expected a non-empty list of epoch records"),
+    }
+    for name, (text, message) in broken.items():
+        bad = tmp_path / f"bad-{name}"
+        shutil.copytree(run_dir, bad)
+        (bad / name).write_text(text)
+        with pytest.raises(MusicGenreError, match=message):
+            build_report(bad, tmp_path / "rep")
+    bad = tmp_path / "bad-epoch"
+    shutil.copytree(run_dir, bad)
+    (bad / "history.json").write_text('[{"epoch": "x"}]')
+    with pytest.raises(MusicGenreError, match="history.json: epoch record 1: 'epoch' is \"x\", expected an integer"):
+        build_report(bad, tmp_path / "rep")
+    bad = tmp_path / "bad-metrics"
+    shutil.copytree(run_dir, bad)
+    edit_json(bad / "metrics.json", lambda d: d["val"].update(confusion_matrix=[[1]]))
+    with pytest.raises(MusicGenreError, match=r"metrics.json: 'val': 'confusion_matrix' is not a 4 x 4 table of counts"):
+        build_report(bad, tmp_path / "rep")
+    assert not (tmp_path / "rep").exists()  # checked before the report folder is made
