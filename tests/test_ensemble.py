@@ -80,14 +80,9 @@ def test_calibration_fits_and_stores_the_temperature(mfcc, tmp_path, capsys):
 
 
 @pytest.fixture
-def tiny_run(tmp_path):
-    """A one-epoch run on a small random MFCC data root, and that root."""
-    from conftest import GENRES, write_split
-
-    root = tmp_path / "data"
-    rng = np.random.default_rng(0)
-    for split, n in [("train", 64), ("val", 32)]:
-        write_split(root, split, "mfcc", rng.normal(size=(n, 26)).astype(np.float32), np.array(GENRES)[np.arange(n) % 4])
+def tiny_run(small_mfcc_root, tmp_path):
+    """A one-epoch run on a small slice of the real MFCC data, and that data root."""
+    root = small_mfcc_root
     assert main(["train", "--data", str(root), "--out", str(tmp_path / "run"), "--epochs", "1", "--seed", "0"]) == 0
     return tmp_path / "run", root
 

@@ -111,20 +111,7 @@ def test_reproduce_sweeps_the_cnn_where_melgrams_exist(mel_root, small_mfcc_root
     assert (out / "reports" / "mel-cnn" / "mel_examples.png").is_file()
 
 
-@pytest.fixture
-def tiny_root(tmp_path):
-    """A small random MFCC data root (64 train, 32 val clips)."""
-    import numpy as np
-
-    root = tmp_path / "data"
-    rng = np.random.default_rng(0)
-    for split, n in [("train", 64), ("val", 32)]:
-        labels = np.array(["blues", "classical", "hiphop", "rock"])[np.arange(n) % 4]
-        write_split(root, split, "mfcc", rng.normal(size=(n, 26)).astype(np.float32), labels)
-    return root
-
-
-def test_reproduce_checks_options_and_data_before_training_or_making_out(tiny_root, tmp_path, capsys, monkeypatch):
+def test_reproduce_checks_options_and_data_before_training_or_making_out(small_mfcc_root, tmp_path, capsys, monkeypatch):
     import numpy as np
 
     from musicgenre import reproduce
@@ -132,11 +119,11 @@ def test_reproduce_checks_options_and_data_before_training_or_making_out(tiny_ro
     trained = []
     monkeypatch.setattr(reproduce, "train", lambda *a, **k: trained.append(a))
     out = tmp_path / "study"
-    assert main(["reproduce", "--data", str(tiny_root), "--out", str(out), "--optimizers", "sgd,Foo"]) == 2
+    assert main(["reproduce", "--data", str(small_mfcc_root), "--out", str(out), "--optimizers", "sgd,Foo"]) == 2
     assert "unknown optimizer 'Foo'" in capsys.readouterr().err
-    X = np.load(tiny_root / "val/mfccs/X.npy")
+    X = np.load(small_mfcc_root / "val/mfccs/X.npy")
     X[0, 0] = np.inf
-    np.save(tiny_root / "val/mfccs/X.npy", X)
-    assert main(["reproduce", "--data", str(tiny_root), "--out", str(out), "--optimizers", "sgd"]) == 2
+    np.save(small_mfcc_root / "val/mfccs/X.npy", X)
+    assert main(["reproduce", "--data", str(small_mfcc_root), "--out", str(out), "--optimizers", "sgd"]) == 2
     assert "val/mfccs/X.npy" in capsys.readouterr().err
     assert trained == [] and not out.exists()

@@ -6,29 +6,17 @@ from __future__ import annotations
 import json
 import shutil
 
-import numpy as np
 import pytest
 
-from conftest import GENRES, write_split
 from musicgenre.cli import main
 from musicgenre.errors import MusicGenreError
 from musicgenre.runs import load_run
 
 
 @pytest.fixture
-def tiny_root(tmp_path):
-    """A small random MFCC data root (64 train, 32 val clips): one epoch trains in well under a second."""
-    root = tmp_path / "data"
-    rng = np.random.default_rng(0)
-    for split, n in [("train", 64), ("val", 32)]:
-        write_split(root, split, "mfcc", rng.normal(size=(n, 26)).astype(np.float32), np.array(GENRES)[np.arange(n) % 4])
-    return root
-
-
-@pytest.fixture
-def run_dir(tiny_root, tmp_path):
+def run_dir(small_mfcc_root, tmp_path):
     run = tmp_path / "run"
-    assert main(["train", "--data", str(tiny_root), "--out", str(run), "--epochs", "1", "--seed", "0"]) == 0
+    assert main(["train", "--data", str(small_mfcc_root), "--out", str(run), "--epochs", "1", "--seed", "0"]) == 0
     return run
 
 
@@ -70,10 +58,10 @@ def test_load_run_refuses_metrics_that_are_not_an_object_and_non_finite_weights(
         load_run(run_dir)
 
 
-def test_out_under_a_file_is_one_line_for_train_extract_and_report(tiny_root, run_dir, tmp_path, capsys):
+def test_out_under_a_file_is_one_line_for_train_extract_and_report(small_mfcc_root, run_dir, tmp_path, capsys):
     afile = tmp_path / "afile"
     afile.write_text("hi")
-    for args in (["train", "--data", str(tiny_root), "--epochs", "1", "--out", str(afile / "sub")],
+    for args in (["train", "--data", str(small_mfcc_root), "--epochs", "1", "--out", str(afile / "sub")],
                  ["extract", str(tmp_path), "--out", str(afile / "x")],
                  ["report", str(run_dir), "--out", str(afile / "history.json")],
                  ["report", str(run_dir), "--out", str(afile / "history.json" / "x")]):
@@ -85,25 +73,25 @@ def test_out_under_a_file_is_one_line_for_train_extract_and_report(tiny_root, ru
     assert afile.read_text() == "hi"
 
 
-def test_out_current_folder_is_refused_without_leftovers(tiny_root, tmp_path, monkeypatch, capsys):
+def test_out_current_folder_is_refused_without_leftovers(small_mfcc_root, tmp_path, monkeypatch, capsys):
     here = tmp_path / "here"
     here.mkdir()
     (here / "keep.txt").write_text("precious")
     monkeypatch.chdir(here)
     for out in (".", str(here), "sub/.."):
-        assert main(["train", "--data", str(tiny_root), "--epochs", "1", "--out", out, "--overwrite"]) == 2
+        assert main(["train", "--data", str(small_mfcc_root), "--epochs", "1", "--out", out, "--overwrite"]) == 2
         assert "is or holds the current folder" in capsys.readouterr().err
-    assert main(["train", "--data", str(tiny_root), "--epochs", "1", "--out", "..", "--overwrite"]) == 2
+    assert main(["train", "--data", str(small_mfcc_root), "--epochs", "1", "--out", "..", "--overwrite"]) == 2
     assert sorted(p.name for p in here.iterdir()) == ["keep.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "here"]
 
 
-def test_overwrite_never_replaces_an_input(tiny_root, tmp_path, capsys):
-    before = sorted(p.relative_to(tiny_root) for p in tiny_root.rglob("*"))
-    for out in (tiny_root, tiny_root / "train", tmp_path):
-        assert main(["train", "--data", str(tiny_root), "--epochs", "1", "--out", str(out), "--overwrite"]) == 2
-        assert f"overlaps the input {tiny_root}" in capsys.readouterr().err
-    assert sorted(p.relative_to(tiny_root) for p in tiny_root.rglob("*")) == before
+def test_overwrite_never_replaces_an_input(small_mfcc_root, tmp_path, capsys):
+    before = sorted(p.relative_to(small_mfcc_root) for p in small_mfcc_root.rglob("*"))
+    for out in (small_mfcc_root, small_mfcc_root / "train", tmp_path):
+        assert main(["train", "--data", str(small_mfcc_root), "--epochs", "1", "--out", str(out), "--overwrite"]) == 2
+        assert f"overlaps the input {small_mfcc_root}" in capsys.readouterr().err
+    assert sorted(p.relative_to(small_mfcc_root) for p in small_mfcc_root.rglob("*")) == before
 
     lib = tmp_path / "lib"
     (lib / "blues").mkdir(parents=True)
@@ -114,16 +102,16 @@ def test_overwrite_never_replaces_an_input(tiny_root, tmp_path, capsys):
     assert (lib / "blues" / "song.wav").read_bytes() == b"RIFF"
 
 
-def test_overwrite_onto_a_file_leaves_nothing_behind(tiny_root, tmp_path):
+def test_overwrite_onto_a_file_leaves_nothing_behind(small_mfcc_root, tmp_path):
     afile = tmp_path / "out" / "afile"
     afile.parent.mkdir()
     afile.write_text("hi")
-    assert main(["train", "--data", str(tiny_root), "--epochs", "1", "--out", str(afile), "--overwrite"]) == 0
+    assert main(["train", "--data", str(small_mfcc_root), "--epochs", "1", "--out", str(afile), "--overwrite"]) == 0
     assert load_run(afile).config.epochs == 1
     assert [p.name for p in afile.parent.iterdir()] == ["afile"]
 
 
-def test_failed_save_leaves_no_temporary_folder(tiny_root, tmp_path, monkeypatch):
+def test_failed_save_leaves_no_temporary_folder(small_mfcc_root, tmp_path, monkeypatch):
     import musicgenre.runs as runs
 
     def broken(*args, **kwargs):
@@ -131,7 +119,7 @@ def test_failed_save_leaves_no_temporary_folder(tiny_root, tmp_path, monkeypatch
 
     monkeypatch.setattr(runs, "history_csv", broken)
     with pytest.raises(OSError, match="disk full"):
-        main(["train", "--data", str(tiny_root), "--epochs", "1", "--out", str(tmp_path / "run")])
+        main(["train", "--data", str(small_mfcc_root), "--epochs", "1", "--out", str(tmp_path / "run")])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
 
 

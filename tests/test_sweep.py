@@ -144,28 +144,17 @@ def test_test_split_evaluates_kept_models_on_test(study_data, tmp_path, capsys):
     assert "test split" in (out / "sweep.md").read_text()
 
 
-@pytest.fixture
-def tiny_root(tmp_path):
-    """A small random MFCC data root (64 train, 32 val clips)."""
-    root = tmp_path / "data"
-    rng = np.random.default_rng(0)
-    for split, n in [("train", 64), ("val", 32)]:
-        labels = np.array(["blues", "classical", "hiphop", "rock"])[np.arange(n) % 4]
-        write_split(root, split, "mfcc", rng.normal(size=(n, 26)).astype(np.float32), labels)
-    return root
-
-
 @pytest.mark.parametrize("name, text, message", [
     ("runs/SGD/results.json", "{}", "runs/SGD/results.json: 'lr' is missing"),
     ("runs/SGD/results.json", '{"lr": 0.002, "runs": [{"x": 1}]}', "runs/SGD/results.json: run 1: 'optimizer' is missing"),
     ("runs/SGD/results.json", '{"lr": 0.002, "runs": []}', r"runs/SGD/results.json: holds seeds \[\], not the sweep's 0..0"),
     ("sweep_config.json", "[1]", "sweep_config.json: not a musicgenre sweep configuration"),
 ])
-def test_corrupted_sweep_dir_is_one_line_for_resume_and_report(tiny_root, tmp_path, spy_train_seeds, capsys, name, text, message):
+def test_corrupted_sweep_dir_is_one_line_for_resume_and_report(small_mfcc_root, tmp_path, spy_train_seeds, capsys, name, text, message):
     from musicgenre.report import build_report
 
     out = tmp_path / "sweep"
-    args = sweep_args(tiny_root, out, "--optimizers", "sgd,adam", "--seeds", "1", "--epochs", "1")
+    args = sweep_args(small_mfcc_root, out, "--optimizers", "sgd,adam", "--seeds", "1", "--epochs", "1")
     assert main(args) == 0
     (out / name).write_text(text)
     spy_train_seeds.clear()
@@ -178,9 +167,9 @@ def test_corrupted_sweep_dir_is_one_line_for_resume_and_report(tiny_root, tmp_pa
         build_report(out, tmp_path / "rep")
 
 
-def test_unknown_result_field_is_named(tiny_root, tmp_path):
+def test_unknown_result_field_is_named(small_mfcc_root, tmp_path):
     out = tmp_path / "sweep"
-    assert main(sweep_args(tiny_root, out, "--optimizers", "sgd", "--seeds", "1", "--epochs", "1")) == 0
+    assert main(sweep_args(small_mfcc_root, out, "--optimizers", "sgd", "--seeds", "1", "--epochs", "1")) == 0
     done = out / "runs" / "SGD" / "results.json"
     saved = json.loads(done.read_text())
     saved["runs"][0]["x"] = 1
@@ -189,21 +178,21 @@ def test_unknown_result_field_is_named(tiny_root, tmp_path):
         sweep_mod.load_sweep(out)
 
 
-def test_failed_sweep_leaves_nothing_that_blocks_the_corrected_command(tiny_root, tmp_path, capsys):
+def test_failed_sweep_leaves_nothing_that_blocks_the_corrected_command(small_mfcc_root, tmp_path, capsys):
     out = tmp_path / "sweep"
-    assert main(sweep_args(tiny_root, out, "--optimizers", "sgd", "--seeds", "1", "--epochs", "1", "--split", "test")) == 2
+    assert main(sweep_args(small_mfcc_root, out, "--optimizers", "sgd", "--seeds", "1", "--epochs", "1", "--split", "test")) == 2
     assert "no test split" in capsys.readouterr().err and not out.exists()
-    X = np.load(tiny_root / "train/mfccs/X.npy")
+    X = np.load(small_mfcc_root / "train/mfccs/X.npy")
     X[3, 0] = np.nan
-    np.save(tiny_root / "train/mfccs/X.npy", X)
-    assert main(sweep_args(tiny_root, out, "--optimizers", "sgd", "--seeds", "1", "--epochs", "1")) == 2
+    np.save(small_mfcc_root / "train/mfccs/X.npy", X)
+    assert main(sweep_args(small_mfcc_root, out, "--optimizers", "sgd", "--seeds", "1", "--epochs", "1")) == 2
     assert "X.npy" in capsys.readouterr().err and not out.exists()
     X[3, 0] = 0
-    np.save(tiny_root / "train/mfccs/X.npy", X)
-    assert main(sweep_args(tiny_root, out, "--optimizers", "sgd", "--seeds", "1", "--epochs", "1")) == 0
+    np.save(small_mfcc_root / "train/mfccs/X.npy", X)
+    assert main(sweep_args(small_mfcc_root, out, "--optimizers", "sgd", "--seeds", "1", "--epochs", "1")) == 0
 
 
-def test_repeated_optimizer_is_refused(tiny_root, tmp_path, spy_train_seeds, capsys):
-    assert main(sweep_args(tiny_root, tmp_path / "sweep", "--optimizers", "SGD,adam,sgd", "--seeds", "1")) == 2
+def test_repeated_optimizer_is_refused(small_mfcc_root, tmp_path, spy_train_seeds, capsys):
+    assert main(sweep_args(small_mfcc_root, tmp_path / "sweep", "--optimizers", "SGD,adam,sgd", "--seeds", "1")) == 2
     assert capsys.readouterr().err == "error: optimizers: SGD listed more than once\n"
     assert spy_train_seeds == [] and not (tmp_path / "sweep").exists()
