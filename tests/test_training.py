@@ -13,11 +13,12 @@ import torch
 from musicgenre.config import TrainConfig, recipe
 from musicgenre.datasets import Dataset, load_dataset
 from musicgenre.errors import MusicGenreError
+from musicgenre.cli import main
 from musicgenre.metrics import macro_f1
-from musicgenre.models import GenreNet
+from musicgenre.models import GenreNet, build_model
 from musicgenre.multiseed import StackedChain
 from musicgenre.runs import load_run, save_run
-from musicgenre.training import batch_sizes, evaluate_model, train, train_seeds, val_scores
+from musicgenre.training import batch_sizes, evaluate_model, seed_everything, train, train_seeds, val_scores
 
 
 @pytest.fixture(scope="session")
@@ -154,9 +155,23 @@ def test_batch_norm_recipe_trains_when_one_clip_is_left_over(mfcc):
         train(replace(recipe("mfcc-mlp-plus"), batch_size=1, epochs=1, seed=0), mfcc["train"], mfcc["val"])
 
 
-def test_a_run_that_diverges_at_once_is_an_error(mfcc):
-    with pytest.raises(MusicGenreError, match="training diverged: the loss is nan in epoch 1"):
-        train(TrainConfig(lr=1e10, epochs=3, seed=0, device="cpu"), subset(mfcc["train"], 800), mfcc["val"])
+def test_a_run_that_diverges_at_once_keeps_its_initial_weights_and_the_cli_saves_nothing(mfcc, small_mfcc_root,
+                                                                                         tmp_path, capsys):
+    cfg = TrainConfig(lr=1e10, epochs=3, seed=0, device="cpu")
+    result = train(cfg, subset(mfcc["train"], 800), mfcc["val"])
+    assert result.best_epoch == 0 and len(result.history) == 1 and math.isnan(result.history[0].loss)
+    seed_everything(0)
+    initial = build_model("mfcc-mlp", 4)
+    for p, q in zip(result.model.parameters(), initial.parameters()):
+        assert torch.equal(p, q)  # epoch 0, what a sweep records for an optimizer that blows up at once
+    assert result.metrics["accuracy"] == evaluate_model(initial, mfcc["val"])["accuracy"]
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(small_mfcc_root), "--lr", "1e10", "--epochs", "2", "--seed", "0", "--out", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert "diverged: training stops here" in captured.out
+    assert captured.err == ("error: training diverged in epoch 1 (the loss is NaN or infinite) with seed 0: nothing "
+                            "was learned, so no run is saved; try a lower learning rate\n")
+    assert not out.exists()
 
 
 @pytest.mark.parametrize("seeds", [[0], [0, 1]])  # one run, and two seeds stacked

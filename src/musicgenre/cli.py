@@ -79,7 +79,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from musicgenre.datasets import load_dataset, resolve_data_root
     from musicgenre.models import build_model, count_parameters
     from musicgenre.runs import check_out_dir, save_run
-    from musicgenre.training import train
+    from musicgenre.training import check_learned, train
 
     cfg = train_config_from_args(args)
     root = resolve_data_root(args.data)
@@ -92,12 +92,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     def show(r) -> None:
         val_txt = f"  val acc {r.val_accuracy:.3f}  val F1 {r.val_f1:.3f}" if r.val_f1 is not None else ""
-        stop = "" if math.isfinite(r.loss) else "  diverged: training stops, keeping the best earlier epoch"
+        stop = "" if math.isfinite(r.loss) else "  diverged: training stops here"
         print(f"epoch {r.epoch:3d}/{cfg.epochs}  loss {r.loss:.4f}{val_txt}  ({r.seconds:.2f} s){stop}", flush=True)
 
     if args.seeds > 1:
         return train_many_seeds(cfg, args, data["train"], val, show)
     result = train(cfg, data["train"], val, on_epoch=show)
+    check_learned([result])
     out = save_run(result, args.out, args.overwrite)
     summary = f"trained in {result.train_seconds:.1f} s; kept epoch {result.best_epoch}"
     if result.metrics:
@@ -109,11 +110,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 def train_many_seeds(cfg: TrainConfig, args: argparse.Namespace, train_set, val_set, show) -> int:
     """Seeds seed..seed+N-1 trained together; OUT/seed-K per seed and OUT/summary.json."""
     from musicgenre.runs import save_seed_runs
-    from musicgenre.training import resolve_seed, train_seeds
+    from musicgenre.training import check_learned, resolve_seed, train_seeds
 
     cfg = resolve_seed(cfg)
     seeds = list(range(cfg.seed, cfg.seed + args.seeds))
-    out, summary = save_seed_runs(train_seeds(cfg, seeds, train_set, val_set, on_epoch=show), args.out, args.overwrite)
+    results = train_seeds(cfg, seeds, train_set, val_set, on_epoch=show)
+    check_learned(results)
+    out, summary = save_seed_runs(results, args.out, args.overwrite)
     for key in ("accuracy", "f1_macro"):
         if f"val_{key}" in summary:
             figures = summary[f"val_{key}"]

@@ -5,6 +5,7 @@ elementwise torch.optim optimizer stepping the stacked tensors, which is S indep
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -24,7 +25,6 @@ from musicgenre.training import (
     as_tensors,
     autocast,
     batch_sizes,
-    diverged,
     evaluate_model,
     make_optimizer,
     make_scheduler,
@@ -171,7 +171,7 @@ def train_stacked(cfg: TrainConfig, seeds: list[int], train_set: Dataset, val_se
             with torch.no_grad():
                 acc, f1 = (t.tolist() for t in val_scores(net(Zv).argmax(-1), yv, len(classes)))
         for s in list(active):
-            stop = diverged(epoch, epoch_loss[s], keepers[s].best_epoch > 0)
+            stop = not math.isfinite(epoch_loss[s])  # diverged: train keeps its best earlier epoch (or epoch 0)
             record = EpochRecord(epoch, epoch_loss[s], None if stop else acc[s], None if stop else f1[s], seconds)
             results[s].history.append(record)
             results[s].train_seconds += seconds

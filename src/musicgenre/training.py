@@ -222,16 +222,6 @@ def check_trainable(cfg: TrainConfig, model: nn.Module, n: int) -> None:
         )
 
 
-def diverged(epoch: int, loss: float, have_kept: bool) -> bool:
-    """Whether the epoch's loss is NaN or infinite (training stops there); an error when no earlier epoch
-    is left to keep, since the weights are no longer numbers."""
-    if math.isfinite(loss):
-        return False
-    if not have_kept:
-        raise MusicGenreError(f"training diverged: the loss is {loss} in epoch {epoch} (try a lower learning rate)")
-    return True
-
-
 def train(
     cfg: TrainConfig,
     train_set: Dataset,
@@ -239,7 +229,8 @@ def train(
     on_epoch: Callable[[EpochRecord], None] | None = None,
 ) -> TrainResult:
     """Train `cfg.model` on `train_set`; keep the epoch with the best validation macro F1
-    (the last epoch when there is no validation split)."""
+    (the last epoch when there is no validation split). A loss that turns NaN or infinite stops training
+    at that epoch; if that is epoch 1, the initial weights are kept (best_epoch 0: nothing learned)."""
     check_features(cfg, train_set)
     cfg = resolve_seed(cfg)
     device = resolve_device(cfg.device)
@@ -273,7 +264,9 @@ def _train(cfg, train_set, val_set, on_epoch, device) -> TrainResult:
         step = GraphedStep(step)
 
     result = TrainResult(model=model, config=cfg, classes=classes)
-    keeper, best_state = BestKeeper(cfg.patience), None
+    keeper = BestKeeper(cfg.patience)
+    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}  # epoch 0: kept if epoch 1 diverges
+    best_pred = None
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
         model.train()
@@ -288,7 +281,7 @@ def _train(cfg, train_set, val_set, on_epoch, device) -> TrainResult:
         epoch_loss = float(torch.stack(losses) @ weights) / n  # the one host sync of the epoch
         seconds = time.perf_counter() - t0
         result.train_seconds += seconds
-        stop = diverged(epoch, epoch_loss, best_state is not None)
+        stop = not math.isfinite(epoch_loss)  # diverged: the weights are no longer numbers
 
         acc = f1 = pred = None
         if Xv is not None and not stop:
@@ -310,8 +303,21 @@ def _train(cfg, train_set, val_set, on_epoch, device) -> TrainResult:
     model.load_state_dict(best_state)
     model.eval()
     if val_set is not None:  # the kept epoch's own predictions: no second pass over the split
+        if best_pred is None:  # the initial weights, kept because epoch 1 diverged
+            best_pred = predict_logits(model, Xv).argmax(1)
         result.metrics = classification_metrics(val_set.y, best_pred.cpu().numpy(), classes)
     return result
+
+
+def check_learned(results: list[TrainResult]) -> None:
+    """Refuse runs that kept their initial weights because their first epoch diverged (for `train`, which
+    would otherwise save an untrained model; a sweep records them, as the optimizer's result)."""
+    lost = [str(r.config.seed) for r in results if r.best_epoch == 0]
+    if lost:
+        raise MusicGenreError(
+            f"training diverged in epoch 1 (the loss is NaN or infinite) with seed {', '.join(lost)}: nothing was "
+            "learned, so no run is saved; try a lower learning rate"
+        )
 
 
 def evaluate_model(model: nn.Module, dataset: Dataset) -> dict:
