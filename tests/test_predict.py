@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +12,8 @@ import soundfile as sf
 
 from conftest import synthetic_melgrams, write_split
 from musicgenre.cli import main
-from musicgenre.predict import READY_MODEL, predict_paths
+from musicgenre.features import FileFeatures
+from musicgenre.predict import READY_MODEL, classify, predict_paths
 
 
 def _jsonl(capsys) -> list[dict]:
@@ -202,3 +204,16 @@ def test_a_device_is_not_audio(capsys):
     [record] = _jsonl(capsys)
     assert record == {"file": "/dev/null",
                       "error": "/dev/null: not a regular file (a device, pipe or socket), so not an audio file"}
+
+
+def test_a_short_last_second_counts_for_the_audio_it_holds():
+    # 2.02 s: two full seconds that say blues, a 20 ms zero-padded tail that says classical.
+    class Fixed:
+        classes, features = ("blues", "classical"), "mfcc"
+
+        def predict_proba(self, X):
+            return np.array([[0.9, 0.1], [0.9, 0.1], [0.0, 1.0]])
+
+    ff = FileFeatures(Path("f.wav"), {"mfcc": np.zeros((3, 26))}, np.zeros(3, dtype=bool), duration=2.02)
+    pred = classify(ff, Fixed())
+    assert pred.genre == "blues" and pred.probabilities["classical"] == pytest.approx((0.1 + 0.1 + 0.02) / 2.02, abs=1e-4)

@@ -49,6 +49,21 @@ def test_run_report(small_mfcc_root, tmp_path):
     assert f"| blues | {metrics['per_class']['blues']['precision']:.3f} |" in md
 
 
+def test_report_never_writes_into_a_folder_it_would_clobber(small_mfcc_root, tmp_path, capsys):
+    run, mine = tmp_path / "run", tmp_path / "mine"
+    assert main(["train", "--data", str(small_mfcc_root), "--out", str(run), "--epochs", "1", "--seed", "0"]) == 0
+    mine.mkdir()
+    (mine / "report.md").write_text("precious")
+    capsys.readouterr()
+    assert main(["report", str(run), "--out", str(mine)]) == 2
+    assert capsys.readouterr().err == f"error: {mine}: already exists and is not empty (choose another --out, or --overwrite)\n"
+    assert main(["report", str(run), "--out", str(run / "rep"), "--overwrite"]) == 2  # inside the run it reads
+    assert "overlaps the input" in capsys.readouterr().err
+    assert (mine / "report.md").read_text() == "precious" and not (run / "rep").exists()
+    assert main(["report", str(run), "--out", str(mine), "--overwrite"]) == 0
+    assert (mine / "report.md").read_text().startswith("# Training run: run")
+
+
 def test_sweep_report(small_mfcc_root, tmp_path):
     sweep = tmp_path / "sweep"
     assert main(["sweep", "--data", str(small_mfcc_root), "--out", str(sweep), "--optimizers", "sgd,adam",

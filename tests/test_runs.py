@@ -69,7 +69,7 @@ def test_out_under_a_file_is_one_line_for_train_extract_and_report(small_mfcc_ro
         err = capsys.readouterr().err
         assert err == f"error: {args[-1]}: {afile} is a file, not a folder (choose another --out)\n"
     assert main(["report", str(run_dir), "--out", str(afile)]) == 2
-    assert capsys.readouterr().err == f"error: {afile}: is a file, not a folder (choose another --out)\n"
+    assert capsys.readouterr().err == f"error: {afile}: already exists and is not empty (choose another --out, or --overwrite)\n"
     assert afile.read_text() == "hi"
 
 
@@ -148,3 +148,18 @@ def test_report_validates_run_dirs_as_evaluate_does(run_dir, tmp_path):
     with pytest.raises(MusicGenreError, match=r"metrics.json: 'val': 'confusion_matrix' is not a 4 x 4 table of counts"):
         build_report(bad, tmp_path / "rep")
     assert not (tmp_path / "rep").exists()  # checked before the report folder is made
+
+
+def test_a_multi_seed_folder_says_how_to_use_its_runs(small_mfcc_root, tmp_path, capsys):
+    out = tmp_path / "five"
+    assert main(["train", "--data", str(small_mfcc_root), "--out", str(out), "--epochs", "1", "--seed", "0", "--seeds", "2"]) == 0
+    with pytest.raises(MusicGenreError, match=f"{out}: holds one run per seed .*musicgenre ensemble {out}/seed-\\*"):
+        load_run(out)
+    assert load_run(out / "seed-1").config.seed == 1
+
+
+def test_seeds_beyond_the_range_are_refused_before_training(small_mfcc_root, tmp_path, capsys):
+    args = ["train", "--data", str(small_mfcc_root), "--out", str(tmp_path / "s"), "--seeds", "3", "--seed", str(2**63 - 2)]
+    assert main(args) == 2
+    out = capsys.readouterr()
+    assert out.out == "" and out.err == f"error: --seed {2**63 - 2} with --seeds 3: the last seed, {2**63}, is beyond 2**63 - 1\n"

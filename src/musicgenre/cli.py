@@ -79,9 +79,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     from musicgenre.datasets import load_dataset, resolve_data_root
     from musicgenre.models import build_model, count_parameters
     from musicgenre.runs import check_out_dir, save_run
-    from musicgenre.training import check_learned, train
+    from musicgenre.config import seed_range
+    from musicgenre.training import check_learned, resolve_seed, train
 
-    cfg = train_config_from_args(args)
+    cfg = resolve_seed(train_config_from_args(args))
+    seeds = seed_range(cfg.seed, args.seeds)
     root = resolve_data_root(args.data)
     check_out_dir(args.out, args.overwrite, [root])  # fail before training, not after
     data = load_dataset(root, cfg.features)
@@ -95,8 +97,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         stop = "" if math.isfinite(r.loss) else "  diverged: training stops here"
         print(f"epoch {r.epoch:3d}/{cfg.epochs}  loss {r.loss:.4f}{val_txt}  ({r.seconds:.2f} s){stop}", flush=True)
 
-    if args.seeds > 1:
-        return train_many_seeds(cfg, args, data["train"], val, show)
+    if len(seeds) > 1:
+        return train_many_seeds(cfg, seeds, args, data["train"], val, show)
     result = train(cfg, data["train"], val, on_epoch=show)
     check_learned([result])
     out = save_run(result, args.out, args.overwrite)
@@ -107,13 +109,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def train_many_seeds(cfg: TrainConfig, args: argparse.Namespace, train_set, val_set, show) -> int:
-    """Seeds seed..seed+N-1 trained together; OUT/seed-K per seed and OUT/summary.json."""
+def train_many_seeds(cfg: TrainConfig, seeds: list[int], args: argparse.Namespace, train_set, val_set, show) -> int:
+    """The seeds trained together; OUT/seed-K per seed and OUT/summary.json."""
     from musicgenre.runs import save_seed_runs
-    from musicgenre.training import check_learned, resolve_seed, train_seeds
+    from musicgenre.training import check_learned, train_seeds
 
-    cfg = resolve_seed(cfg)
-    seeds = list(range(cfg.seed, cfg.seed + args.seeds))
     results = train_seeds(cfg, seeds, train_set, val_set, on_epoch=show)
     check_learned(results)
     out, summary = save_seed_runs(results, args.out, args.overwrite)
@@ -228,7 +228,7 @@ def cmd_bench_devices(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from musicgenre.report import build_report
 
-    out = build_report(args.path, args.out, args.data)
+    out = build_report(args.path, args.out, args.data, args.overwrite)
     print(f"report written to {out / 'report.md'} and {out / 'report.html'}")
     return 0
 
@@ -330,6 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", help="a run directory or a sweep directory")
     p.add_argument("--out", required=True, help="folder for report.md, report.html and the PNGs")
     p.add_argument("--data", default=None, help="data root for the example mel-spectrograms of melgram runs (default: $MUSICGENRE_DATA)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing report folder")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("reproduce", help="the whole study in one command: runs, optimizer sweep, devices, report")

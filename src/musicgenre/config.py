@@ -12,6 +12,7 @@ OPTIMIZERS = ("Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "ASGD", "NAdam",
 SCHEDULERS = ("none", "cosine", "onecycle")
 PRECISIONS = ("fp32", "bf16")
 CUDA_DEVICE = r"cuda(:\d+)?"  # cuda or cuda:N
+SEED_LIMIT = 2**63  # seeds are 0..2**63-1, what torch.manual_seed takes as a signed 64-bit number
 
 
 @dataclass
@@ -44,7 +45,7 @@ class TrainConfig:
             raise MusicGenreError(f"unknown precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
         if self.epochs < 1 or self.batch_size < 1 or not (math.isfinite(self.lr) and self.lr > 0):
             raise MusicGenreError(f"epochs, batch size and learning rate must be positive numbers (lr {self.lr})")
-        if self.seed is not None and not 0 <= self.seed < 2**63:
+        if self.seed is not None and not 0 <= self.seed < SEED_LIMIT:
             raise MusicGenreError(f"seed {self.seed} out of range: give a whole number from 0 to 2**63 - 1")
         if not re.fullmatch(rf"auto|cpu|{CUDA_DEVICE}", self.device):
             raise MusicGenreError(f"unknown device {self.device!r}: choose auto, cpu, cuda or cuda:N")
@@ -65,6 +66,13 @@ class TrainConfig:
         """Rebuild from a saved config, ignoring keys this version does not know."""
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def seed_range(first: int, n: int) -> list[int]:
+    """The n seeds first..first+n-1 of a multi-seed run, refused before any training if they run out of range."""
+    if first + n > SEED_LIMIT:
+        raise MusicGenreError(f"--seed {first} with --seeds {n}: the last seed, {first + n - 1}, is beyond 2**63 - 1")
+    return list(range(first, first + n))
 
 
 def canonical_optimizer(name: str) -> str:

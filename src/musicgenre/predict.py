@@ -47,7 +47,8 @@ class FilePrediction:
 
 
 def classify(ff: FileFeatures, predictor) -> FilePrediction:
-    """Per-second probabilities from the model, averaged over the non-silent seconds."""
+    """Per-second probabilities from the model, averaged over the non-silent seconds, each weighted by
+    how much audio it holds (a last segment of 10 ms counts a hundredth of a full second)."""
     if ff.error is not None:
         return FilePrediction(ff.path, error=ff.error)
     classes = predictor.classes
@@ -63,7 +64,8 @@ def classify(ff: FileFeatures, predictor) -> FilePrediction:
     if ff.silent.all():
         pred.silent = True
         return pred
-    mean = probs[~ff.silent].mean(axis=0)
+    seconds = np.minimum(ff.duration - np.arange(len(probs)), 1.0)  # the zero-padded last one holds less
+    mean = np.average(probs[~ff.silent], axis=0, weights=seconds[~ff.silent])
     pred.genre = classes[int(mean.argmax())]
     pred.probabilities = {c: round(float(p), 4) for c, p in zip(classes, mean)}
     return pred

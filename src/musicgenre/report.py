@@ -16,7 +16,7 @@ import numpy as np
 from musicgenre.errors import MusicGenreError
 from musicgenre.io import atomic_write_bytes, atomic_write_text
 from musicgenre.models import count_parameters
-from musicgenre.runs import Run, load_run, out_folder, read_history, training_record
+from musicgenre.runs import Run, load_run, read_history, training_record, write_dir
 from musicgenre.tables import markdown_table
 
 if TYPE_CHECKING:
@@ -204,11 +204,12 @@ def render_html(title: str, blocks: list[Block], out: Path) -> str:
     return "\n".join(parts) + "\n</body></html>\n"
 
 
-def build_report(path: str | os.PathLike, out: str | os.PathLike, data: str | None = None) -> Path:
+def build_report(path: str | os.PathLike, out: str | os.PathLike, data: str | None = None, overwrite: bool = False) -> Path:
     """Write report.md, report.html and the PNGs for a run directory or a sweep directory (its best
-    optimizer's best seed as a run) into `out`; `data` (default $MUSICGENRE_DATA) is where melgram runs
-    find their example mel-spectrograms. The input is loaded and checked (as `evaluate` does) before
-    `out` is made."""
+    optimizer's best seed as a run) into the folder `out`, built aside and moved into place (an existing
+    non-empty `out` only with `overwrite`, never inside the input); `data` (default $MUSICGENRE_DATA) is
+    where melgram runs find their example mel-spectrograms. The input is loaded and checked (as
+    `evaluate` does) before `out` is made."""
     from musicgenre.datasets import DATA_ENV
     from musicgenre.sweep import by_f1, load_sweep
 
@@ -229,11 +230,13 @@ def build_report(path: str | os.PathLike, out: str | os.PathLike, data: str | No
         raise MusicGenreError(f"{path}: neither a run directory (config.json) nor a sweep directory "
                               f"(sweep_config.json)")
     record, history = training_record(run), read_history(run)
-    out = out_folder(out)
-    blocks = []
-    if cfg is not None:
-        blocks = sweep_blocks(cfg, results, out) + [Block("h2", f"Best: {best.optimizer}, seed {seed}")]
-    blocks += run_blocks(run, record, history, out, prefix, data)
-    atomic_write_text(out / "report.md", render_markdown(title, blocks))
-    atomic_write_text(out / "report.html", render_html(title, blocks, out))
-    return out
+
+    def fill(tmp: Path) -> None:
+        blocks = []
+        if cfg is not None:
+            blocks = sweep_blocks(cfg, results, tmp) + [Block("h2", f"Best: {best.optimizer}, seed {seed}")]
+        blocks += run_blocks(run, record, history, tmp, prefix, data)
+        atomic_write_text(tmp / "report.md", render_markdown(title, blocks))
+        atomic_write_text(tmp / "report.html", render_html(title, blocks, tmp))
+
+    return write_dir(out, overwrite, fill, inputs=[path])

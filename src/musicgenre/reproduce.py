@@ -83,7 +83,7 @@ def reproduce(data: str | os.PathLike | None, out: str | os.PathLike, seeds: int
 
     reports = {name: out / name for name in ["mfcc-net", "mel-cnn", "sweep"] if (out / name).is_dir()}
     for name, path in reports.items():
-        build_report(path, out / "reports" / name, str(root))
+        build_report(path, out / "reports" / name, str(root), overwrite=True)  # a rerun makes them anew
 
     header = ("Figure", "Study, its test split (acc / F1)", "Ours, seed 0, val split", "Ours, sweep mean ± std, val split")
     table = markdown_table(header, comparison_rows(runs, base.model, sweep), "lrrr")

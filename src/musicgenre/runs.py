@@ -300,6 +300,9 @@ def load_run(path: str | os.PathLike, device: str | torch.device = "cpu") -> Run
     if not path.is_dir():
         raise MusicGenreError(f"{path}: no such run directory")
     if not cfg_path.is_file():
+        if (path / "summary.json").is_file():  # `train --seeds N` writes one run per seed under it
+            raise MusicGenreError(f"{path}: holds one run per seed (seed-K folders): pass one of them, "
+                                  f"or all of them to `musicgenre ensemble {path}/seed-*`")
         raise MusicGenreError(f"{cfg_path}: missing: {path} is not a musicgenre run directory")
     meta = read_json(cfg_path)
     if not isinstance(meta, dict) or meta.get("kind") != RUN_KIND:
