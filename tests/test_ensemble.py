@@ -9,6 +9,7 @@ import pytest
 from safetensors.torch import load_file
 
 from musicgenre.cli import main
+from musicgenre.report import build_report
 from musicgenre.config import RECIPES
 from musicgenre.datasets import Dataset, load_dataset
 from musicgenre.ensemble import evaluate_predictor, load_ensemble, load_predictor
@@ -77,6 +78,9 @@ def test_calibration_fits_and_stores_the_temperature(mfcc, tmp_path, capsys):
     assert report["nll_before"] == pytest.approx(before["nll"], abs=1e-4)
     assert after["accuracy"] == before["accuracy"]  # a temperature never changes the predicted class
     assert "ECE" in capsys.readouterr().out
+    md = (build_report(run, tmp_path / "rep") / "report.md").read_text()
+    assert (f"temperature of {t:.3f}, fitted on the val split: NLL {report['nll_before']:.3f} -> {report['nll_after']:.3f}, "
+            f"expected calibration error {report['ece_before']:.3f} -> {report['ece_after']:.3f}") in md
 
 
 @pytest.fixture

@@ -16,11 +16,13 @@ import numpy as np
 from musicgenre.errors import MusicGenreError
 from musicgenre.io import atomic_write_bytes, atomic_write_text
 from musicgenre.models import count_parameters
-from musicgenre.runs import Run, load_run, read_history, training_record, write_dir
+from musicgenre.runs import NUMBER, Run, check_fields, load_run, read_history, training_record, write_dir
 from musicgenre.tables import markdown_table
 
 if TYPE_CHECKING:
     from musicgenre.sweep import OptimizerResult, SweepConfig
+
+CALIBRATION_FIGURES = ("nll_before", "nll_after", "ece_before", "ece_after")
 
 
 @dataclass
@@ -131,6 +133,17 @@ def plot_mel_examples(data: str | os.PathLike, classes: tuple[str, ...], path: P
     _save(fig, path)
 
 
+def calibration_text(run: Run, record: dict) -> str:
+    """One sentence on a calibrated run: its temperature, and NLL/ECE before and after where metrics.json has them."""
+    text = f"Calibrated (`musicgenre calibrate`): its logits are divided by a temperature of {float(run.model.temperature):.3f}"
+    if "calibration" in record:
+        cal = check_fields(record["calibration"], {"split": (str,), **{k: NUMBER for k in CALIBRATION_FIGURES}},
+                           f"{run.path / 'metrics.json'}: 'calibration'")
+        text += (f", fitted on the {cal['split']} split: NLL {cal['nll_before']:.3f} -> {cal['nll_after']:.3f}, "
+                 f"expected calibration error {cal['ece_before']:.3f} -> {cal['ece_after']:.3f}")
+    return text + " (accuracy and F1 do not change: a temperature never changes the top class)."
+
+
 def run_blocks(run: Run, record: dict, history: list[dict], out: Path, prefix: str, data: str | None) -> list[Block]:
     """Figures and tables of one loaded run with its training record and history (runs.training_record,
     runs.read_history); PNGs are named `prefix`*.png in `out`."""
@@ -153,6 +166,8 @@ def run_blocks(run: Run, record: dict, history: list[dict], out: Path, prefix: s
         plot_confusion(metrics, out / f"{prefix}confusion.png")
         plot_per_class(metrics, out / f"{prefix}per_class.png")
         blocks += [Block("img", f"{prefix}confusion.png"), Block("img", f"{prefix}per_class.png")]
+    if float(run.model.temperature) != 1.0:
+        blocks.append(Block("p", calibration_text(run, record)))
     if run.features == "melgram" and data is not None:
         plot_mel_examples(data, run.classes, out / f"{prefix}mel_examples.png")
         blocks += [Block("p", "One training mel-spectrogram per genre:"), Block("img", f"{prefix}mel_examples.png")]
