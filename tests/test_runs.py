@@ -111,15 +111,16 @@ def test_overwrite_onto_a_file_leaves_nothing_behind(small_mfcc_root, tmp_path):
     assert [p.name for p in afile.parent.iterdir()] == ["afile"]
 
 
-def test_failed_save_leaves_no_temporary_folder(small_mfcc_root, tmp_path, monkeypatch):
+def test_failed_save_is_one_line_and_leaves_no_temporary_folder(small_mfcc_root, tmp_path, monkeypatch, capsys):
     import musicgenre.runs as runs
 
     def broken(*args, **kwargs):
-        raise OSError("disk full")
+        raise OSError(28, "No space left on device", str(tmp_path / "run"))
 
     monkeypatch.setattr(runs, "history_csv", broken)
-    with pytest.raises(OSError, match="disk full"):
-        main(["train", "--data", str(small_mfcc_root), "--epochs", "1", "--out", str(tmp_path / "run")])
+    capsys.readouterr()
+    assert main(["train", "--data", str(small_mfcc_root), "--epochs", "1", "--out", str(tmp_path / "run")]) == 1
+    assert capsys.readouterr().err == f"error: [Errno 28] No space left on device: '{tmp_path / 'run'}'\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
 
 
