@@ -196,3 +196,12 @@ def test_repeated_optimizer_is_refused(small_mfcc_root, tmp_path, spy_train_seed
     assert main(sweep_args(small_mfcc_root, tmp_path / "sweep", "--optimizers", "SGD,adam,sgd", "--seeds", "1")) == 2
     assert capsys.readouterr().err == "error: optimizers: SGD listed more than once\n"
     assert spy_train_seeds == [] and not (tmp_path / "sweep").exists()
+
+
+def test_an_optimizer_that_diverges_at_once_is_a_result_not_a_crash(small_mfcc_root, tmp_path):
+    # The study reports optimizers that collapse; a NaN loss in epoch 1 keeps the initial weights (epoch 0).
+    out = tmp_path / "sweep"
+    assert main(sweep_args(small_mfcc_root, out, "--optimizers", "sgd", "--seeds", "2", "--lr", "1e10")) == 0
+    runs = json.loads((out / "runs" / "SGD" / "results.json").read_text())["runs"]
+    assert [r["best_epoch"] for r in runs] == [0, 0]
+    assert "0: the initial weights, kept where the loss diverged in epoch 1" in (out / "sweep.md").read_text()

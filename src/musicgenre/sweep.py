@@ -225,7 +225,8 @@ def sweep_intro(cfg: SweepConfig) -> list[str]:
     lr_line = ("lr: each optimizer's own default (from its torch.optim signature)" if cfg.lr_per_optimizer
                else f"lr: {b.lr:g} for every optimizer")
     return [f"Optimizer sweep: {b.model} on {b.features}, {split} split, {cfg.seeds} seeds (0..{cfg.seeds - 1}), "
-            f"{b.epochs} epochs, batch {b.batch_size}; kept epoch = best validation macro F1.",
+            f"{b.epochs} epochs, batch {b.batch_size}; kept epoch = best validation macro F1 (0: the initial "
+            "weights, kept where the loss diverged in epoch 1).",
             f"{lr_line}. Figures are mean ± sample std over seeds."]
 
 
