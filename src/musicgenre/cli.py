@@ -76,10 +76,10 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from musicgenre.config import seed_range
     from musicgenre.datasets import load_dataset, resolve_data_root
     from musicgenre.models import build_model, count_parameters
     from musicgenre.runs import check_out_dir, save_run
-    from musicgenre.config import seed_range
     from musicgenre.training import check_learned, resolve_seed, train
 
     cfg = resolve_seed(train_config_from_args(args))
