@@ -84,9 +84,12 @@ def test_pickled_object_array_is_refused(tmp_path):
     assert "allow_pickle" not in str(err.value)  # numpy's hint to unpickle is not passed on
 
 
-def test_missing_and_corrupt_files(tmp_path):
-    with pytest.raises(MusicGenreError, match="X.npy: file not found"):
+def test_missing_and_corrupt_files(tmp_path, monkeypatch):
+    with pytest.raises(MusicGenreError, match="no train split of mfcc features \\(no folder train/mfccs\\)"):
         load_split(tmp_path, "train", "mfcc")
+    monkeypatch.setenv("MUSICGENRE_DATA", str(tmp_path / "nowhere"))
+    with pytest.raises(MusicGenreError, match="nowhere \\(from \\$MUSICGENRE_DATA\\): not a data root"):
+        resolve_data_root(None)
     d = tmp_path / "train" / "mfccs"
     d.mkdir(parents=True)
     (d / "X.npy").write_bytes(b"not numpy at all")

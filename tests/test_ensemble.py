@@ -9,11 +9,11 @@ import pytest
 from safetensors.torch import load_file
 
 from musicgenre.cli import main
-from musicgenre.report import build_report
 from musicgenre.config import RECIPES
 from musicgenre.datasets import Dataset, load_dataset
 from musicgenre.ensemble import evaluate_predictor, load_ensemble, load_predictor
 from musicgenre.errors import MusicGenreError
+from musicgenre.report import build_report
 from musicgenre.runs import save_run
 from musicgenre.training import train
 
@@ -57,6 +57,11 @@ def test_ensemble_of_mismatched_runs_is_a_one_line_error(runs, mfcc, tmp_path):
     with pytest.raises(MusicGenreError, match="ensemble members must agree") as err:
         load_ensemble([runs[0], other])
     assert "\n" not in str(err.value)
+
+
+def test_the_same_run_twice_is_not_an_ensemble(runs):
+    with pytest.raises(MusicGenreError, match="given twice; an ensemble averages different runs"):
+        load_ensemble([runs[0], runs[1], runs[0].parent / ".." / runs[0].parent.name / runs[0].name])
 
 
 def test_ensemble_cli_json(runs, capsys):

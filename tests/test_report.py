@@ -8,7 +8,7 @@ import re
 import matplotlib.image
 import pytest
 
-from conftest import synthetic_melgrams, write_split
+from conftest import STUDY_DATA, synthetic_melgrams, write_split
 from musicgenre.cli import main
 from musicgenre.errors import MusicGenreError
 from musicgenre.report import build_report
@@ -87,6 +87,9 @@ def test_melgram_report_shows_examples_with_data(mel_root, tmp_path, monkeypatch
     assert "One training mel-spectrogram per genre" in md
     monkeypatch.setenv("MUSICGENRE_DATA", str(mel_root))  # the data root from the environment, as elsewhere
     assert_report(build_report(run, tmp_path / "from-env"), plain | {"mel_examples.png"})
+    # The study's own root has melgram labels but no melgram arrays: the report is written without examples.
+    md = assert_report(build_report(run, tmp_path / "study-root", str(STUDY_DATA)), plain)
+    assert f"No example mel-spectrograms: {STUDY_DATA} has no train split of melgrams" in md
 
 
 def test_report_of_other_folder_is_an_error(tmp_path):

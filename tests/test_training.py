@@ -18,7 +18,17 @@ from musicgenre.metrics import macro_f1
 from musicgenre.models import GenreNet, build_model
 from musicgenre.multiseed import StackedChain
 from musicgenre.runs import load_run, save_run
-from musicgenre.training import batch_sizes, evaluate_model, seed_everything, train, train_seeds, val_scores
+from musicgenre.training import (
+    batch_sizes,
+    evaluate_model,
+    make_optimizer,
+    make_scheduler,
+    seed_everything,
+    train,
+    train_seeds,
+    train_threads,
+    val_scores,
+)
 
 
 @pytest.fixture(scope="session")
@@ -212,3 +222,23 @@ def test_a_run_that_diverges_later_stops_and_keeps_its_best_sound_epoch(mfcc, mo
 def test_non_finite_or_out_of_range_options_are_refused(options, message):
     with pytest.raises(MusicGenreError, match=message):
         TrainConfig(**options)
+
+
+@pytest.mark.parametrize("optimizer", ["SGD", "Adagrad", "Rprop"])
+def test_onecycle_shapes_the_lr_only_and_works_with_every_optimizer(mfcc, optimizer):
+    # OneCycleLR's default would switch SGD's momentum on (0.95) and refuse optimizers without momentum.
+    cfg = TrainConfig(optimizer=optimizer, scheduler="onecycle", epochs=2, seed=0, device="cpu")
+    model = build_model("mfcc-mlp", 4)
+    opt = make_optimizer(cfg, model.parameters())
+    defaults = dict(opt.param_groups[0])
+    make_scheduler(cfg, opt, 10)
+    assert {k: v for k, v in opt.param_groups[0].items() if k in defaults and k not in ("lr", "params")} == \
+        {k: v for k, v in defaults.items() if k not in ("lr", "params")}
+    assert len(train(cfg, subset(mfcc["train"], 320), mfcc["val"]).history) == 2
+
+
+@pytest.mark.parametrize("value", ["0", "abc", "\u00b2", "100000", "99999999999999999999"])
+def test_thread_setting_out_of_range_is_a_one_line_error(monkeypatch, value):
+    monkeypatch.setenv("MUSICGENRE_THREADS", value)
+    with pytest.raises(MusicGenreError, match="give a number of threads from 1 to 1024"):
+        train_threads("mfcc-mlp")

@@ -266,12 +266,17 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from musicgenre.compare import compare, table_markdown, write_tables
+    from musicgenre.datasets import resolve_data_root
+    from musicgenre.runs import check_out_dir
+
+    root = resolve_data_root(args.data)
+    check_out_dir(args.out, args.overwrite, [root])  # fail before training, not after
 
     def show(row) -> None:
         print(table_markdown([row]).splitlines()[-1], flush=True)
 
-    rows = compare(args.data, list(range(args.seeds)), on_row=show)
-    out = write_tables(rows, args.out)
+    rows = compare(root, list(range(args.seeds)), on_row=show)
+    out = write_tables(rows, args.out, args.overwrite, [root])
     print(f"\n{table_markdown(rows)}\nwritten to {out / 'compare.md'} and {out / 'compare.csv'}")
     return 0
 
@@ -357,6 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default=None, help="data root (default: $MUSICGENRE_DATA)")
     p.add_argument("--seeds", type=positive_int, default=5, help="seeds 0..N-1 per model (default 5)")
     p.add_argument("--out", required=True, help="folder for compare.md and compare.csv")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.set_defaults(func=cmd_compare)
     return parser
 

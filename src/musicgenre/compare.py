@@ -7,9 +7,9 @@ import csv
 import io
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -17,9 +17,11 @@ import torch
 from musicgenre.baselines import BASELINES, evaluate_baseline, fit_baseline
 from musicgenre.config import RECIPES
 from musicgenre.datasets import FEATURE_SHAPES, has_split, load_dataset, resolve_data_root
+from musicgenre.errors import MusicGenreError
 from musicgenre.io import atomic_write_text
 from musicgenre.metrics import mean_std
 from musicgenre.models import build_model, count_parameters, model_features
+from musicgenre.runs import write_dir
 from musicgenre.tables import markdown_table
 from musicgenre.training import cpu_threads, predict_logits, train_seeds
 
@@ -70,7 +72,8 @@ def compare(
     data: str | os.PathLike | None, seeds: list[int], on_row: Callable[[Row], None] | None = None
 ) -> list[Row]:
     """Train every recipe whose features the data root has (over `seeds`) and every baseline on MFCC;
-    recipes without data are listed with their cost only."""
+    recipes without data are listed with their cost only. Scores are on the val split, which every
+    representation with a train split must have."""
     root = resolve_data_root(data)
     rows: list[Row] = []
 
@@ -79,7 +82,10 @@ def compare(
         if on_row is not None:
             on_row(row)
 
-    splits = {f: load_dataset(root, f, ("train", "val")) for f in ("mfcc", "melgram") if has_split(root, "val", f)}
+    splits = {f: load_dataset(root, f, ("train", "val")) for f in FEATURE_SHAPES if has_split(root, "train", f)}
+    for features, d in splits.items():
+        if "val" not in d:
+            raise MusicGenreError(f"{root}: no val split of {features} features, which compare scores the models on")
     n_classes = len(next(iter(splits.values()))["train"].classes) if splits else 4
     for name, recipe in RECIPES.items():
         row = Row(name, recipe.features)
@@ -107,7 +113,10 @@ def compare(
 
 
 def _mean_std(values: list[float]) -> str:
-    return "{:.4f} ± {:.4f}".format(*mean_std(values)) if values else "—"
+    """mean ± sample std over seeds (the mean alone for one seed, whose spread is unknown)."""
+    if len(values) < 2:
+        return f"{values[0]:.4f}" if values else "—"
+    return "{:.4f} ± {:.4f}".format(*mean_std(values))
 
 
 COLUMNS = ("model", "features", "seeds", "val accuracy", "val macro F1", "parameters", "CPU µs/clip")
@@ -134,15 +143,22 @@ def table_csv(rows: list[Row]) -> str:
     w.writerow(["model", "features", "seeds", "accuracy_mean", "accuracy_std", "f1_macro_mean", "f1_macro_std",
                 "parameters", "cpu_us_per_clip"])
     for r in rows:
-        stats = [f"{x:.6f}" if v else "" for v in (r.accuracy, r.f1_macro) for x in (mean_std(v) if v else ("", ""))]
+        stats = []
+        for values in (r.accuracy, r.f1_macro):  # empty cells: no scores; no std for one seed
+            mean, std = mean_std(values) if values else (None, None)
+            stats += ["" if x is None else f"{x:.6f}" for x in (mean, std if len(values) > 1 else None)]
         w.writerow([r.name, r.features, len(r.accuracy), *stats, r.parameters or "",
                     f"{r.us_per_clip:.3f}" if r.us_per_clip is not None else ""])
     return buf.getvalue()
 
 
-def write_tables(rows: list[Row], out: str | os.PathLike) -> Path:
-    """Write DIR/compare.md and DIR/compare.csv atomically."""
-    out = Path(out)
-    atomic_write_text(out / "compare.md", table_markdown(rows))
-    atomic_write_text(out / "compare.csv", table_csv(rows))
-    return out
+def write_tables(rows: list[Row], out: str | os.PathLike, overwrite: bool = False,
+                 inputs: Sequence[str | os.PathLike] = ()) -> Path:
+    """Write the folder `out` with compare.md and compare.csv, built aside and moved into place (see
+    runs.write_dir: an existing non-empty `out` only with `overwrite`, never one overlapping `inputs`)."""
+
+    def fill(tmp: Path) -> None:
+        atomic_write_text(tmp / "compare.md", table_markdown(rows))
+        atomic_write_text(tmp / "compare.csv", table_csv(rows))
+
+    return write_dir(out, overwrite, fill, inputs)

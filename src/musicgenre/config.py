@@ -94,6 +94,7 @@ RECIPES: dict[str, TrainConfig] = {
     "mfcc-mlp-plus": TrainConfig(model="mfcc-mlp-plus", **_MLP),
     "mfcc-mlp-log": TrainConfig(model="mfcc-mlp-log", **_MLP),  # the same net and settings, log deviations
     "mel-cnn": TrainConfig(features="melgram", model="mel-cnn", optimizer="Adagrad"),  # the study's best CNN run
+    "mel-cnn-relu": TrainConfig(features="melgram", model="mel-cnn-relu", optimizer="Adagrad"),  # as its text says
     "mel-cnn-bn": TrainConfig(model="mel-cnn-bn", **_MEL),
     "mel-resnet": TrainConfig(model="mel-resnet", **_MEL),
 }

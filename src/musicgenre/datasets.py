@@ -36,13 +36,14 @@ class Dataset:
 
 def resolve_data_root(data: str | os.PathLike | None) -> Path:
     """The data root from --data, else $MUSICGENRE_DATA, else a clear error saying where to get it."""
+    source = ""
     if data is None:
-        data = os.environ.get(DATA_ENV)
+        data, source = os.environ.get(DATA_ENV), f" (from ${DATA_ENV})"
     if not data:
         raise MusicGenreError(f"no data root given: {DATA_HINT}")
     root = Path(data)
     if not (root / "train").is_dir():
-        raise MusicGenreError(f"{root}: not a data root (no train/ folder inside); {DATA_HINT}")
+        raise MusicGenreError(f"{root}{source}: not a data root (no train/ folder inside); {DATA_HINT}")
     return root
 
 
@@ -95,6 +96,8 @@ def load_split(
 ) -> Dataset:
     """Load one split and validate it; `classes` (from train) fixes the label order, else the sorted unique labels."""
     d = split_dir(Path(root), split, features)
+    if not d.is_dir():
+        raise MusicGenreError(f"{root}: no {split} split of {features} features (no folder {d.relative_to(root)})")
     X = _load_npy(d / "X.npy")
     labels_path = d / "labels.npy"
     labels = _load_npy(labels_path)

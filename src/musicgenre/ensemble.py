@@ -46,6 +46,10 @@ def load_ensemble(paths: list[str | os.PathLike]) -> Predictor:
     if not paths:
         raise MusicGenreError("an ensemble needs at least one run directory")
     runs = [load_run(p) for p in paths]
+    where = [r.path.resolve() for r in runs]
+    for i, r in enumerate(runs):
+        if where[i] in where[:i]:
+            raise MusicGenreError(f"{r.path}: given twice; an ensemble averages different runs")
     first = runs[0]
     for r in runs[1:]:
         if r.features != first.features or r.classes != first.classes:

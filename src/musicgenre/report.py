@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from musicgenre.datasets import has_split
 from musicgenre.errors import MusicGenreError
 from musicgenre.io import atomic_write_bytes, atomic_write_text
 from musicgenre.models import count_parameters
@@ -169,8 +170,12 @@ def run_blocks(run: Run, record: dict, history: list[dict], out: Path, prefix: s
     if float(run.model.temperature) != 1.0:
         blocks.append(Block("p", calibration_text(run, record)))
     if run.features == "melgram" and data is not None:
-        plot_mel_examples(data, run.classes, out / f"{prefix}mel_examples.png")
-        blocks += [Block("p", "One training mel-spectrogram per genre:"), Block("img", f"{prefix}mel_examples.png")]
+        if has_split(Path(data), "train", "melgram"):
+            plot_mel_examples(data, run.classes, out / f"{prefix}mel_examples.png")
+            blocks += [Block("p", "One training mel-spectrogram per genre:"), Block("img", f"{prefix}mel_examples.png")]
+        else:
+            blocks.append(Block("p", f"No example mel-spectrograms: {data} has no train split of melgrams "
+                                     "(pass --data ROOT of one that has)."))
     return blocks
 
 

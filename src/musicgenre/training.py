@@ -96,7 +96,11 @@ def make_scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, steps_per_epoch
     if cfg.scheduler == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
     if cfg.scheduler == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch)
+        # cycle_momentum off: the schedule shapes the lr only, and leaves the configured optimizer as it is (it
+        # would switch SGD's momentum on, and fails for optimizers without momentum or beta1, such as Adagrad)
+        return torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch, cycle_momentum=False
+        )
     return None
 
 
@@ -116,6 +120,9 @@ def predict_logits(model: nn.Module, X: torch.Tensor, batch_size: int = 64) -> t
     return torch.cat([model(X[i : i + batch_size]) for i in range(0, len(X), batch_size)])
 
 
+MAX_THREADS = 1024  # far more than any CPU here; torch crashes on absurd thread counts (100000)
+
+
 def train_threads(model: str) -> int:
     """CPU threads for training `model`: MUSICGENRE_THREADS when set; else 1 for the fully connected
     MFCC models (their ops are too small to share out: extra threads only wait on each other, and
@@ -124,8 +131,8 @@ def train_threads(model: str) -> int:
     value = os.environ.get("MUSICGENRE_THREADS")
     if value is None:
         return 1 if model_features(model) == "mfcc" else os.cpu_count() or 1
-    if not value.isdigit() or int(value) < 1:
-        raise MusicGenreError(f"MUSICGENRE_THREADS={value!r}: give a number of threads, at least 1")
+    if not (value.isascii() and value.isdigit() and 1 <= int(value) <= MAX_THREADS):
+        raise MusicGenreError(f"MUSICGENRE_THREADS={value!r}: give a number of threads from 1 to {MAX_THREADS}")
     return int(value)
 
 
