@@ -108,10 +108,13 @@ def check_eval_metrics(m: Any, source: str) -> dict:
 
 
 def training_record(run: Run) -> dict:
-    """The run's metrics.json as `train` writes it (kept epoch, epochs run, times, val evaluation or null), checked."""
-    source = str(run.path / "metrics.json")
-    m = check_fields(read_json(source), {"best_epoch": (int,), "epochs_run": (int,), "train_seconds": NUMBER,
-                                         "seconds_per_epoch": NUMBER, "val": (dict, type(None))}, source)
+    """The run's metrics.json as `train` writes it (kept epoch, epochs run, times, val evaluation or null), checked;
+    load_run has read it already, into run.metrics."""
+    source = run.path / "metrics.json"
+    if not source.is_file():
+        raise MusicGenreError(f"{source}: missing")
+    m = check_fields(run.metrics, {"best_epoch": (int,), "epochs_run": (int,), "train_seconds": NUMBER,
+                                   "seconds_per_epoch": NUMBER, "val": (dict, type(None))}, str(source))
     if m["val"] is not None:
         check_eval_metrics(m["val"], f"{source}: 'val'")
     return m
@@ -331,9 +334,7 @@ def load_run(path: str | os.PathLike, device: str | torch.device = "cpu") -> Run
     if not all(torch.isfinite(t).all() for t in state.values()):
         raise MusicGenreError(f"{weights}: holds NaN or infinite weights (its training diverged)")
     metrics_path = path / "metrics.json"
-    metrics = read_json(metrics_path) if metrics_path.is_file() else {}
-    if not isinstance(metrics, dict):
-        raise MusicGenreError(f"{metrics_path}: expected a JSON object, not {json.dumps(metrics)[:60]}")
+    metrics = check_fields(read_json(metrics_path), {}, str(metrics_path)) if metrics_path.is_file() else {}
     model.to(device).eval()
     return Run(path=path, model=model, config=config, classes=tuple(classes), metrics=metrics, meta=meta)
 
