@@ -4,12 +4,16 @@ the same arithmetic, side by side on the real MFCC data, 5 epochs (1000 steps) e
 our training loop (`musicgenre.training.train`'s step: batches sliced from resident tensors),
 the gradients written out by hand in eager PyTorch (no autograd, no optimizer object), the same
 hand-written step under TorchScript and under torch.compile (first call = compilation, reported
-apart), and in NumPy. It answers how far a 10x target for this net is from what a
-PyTorch step can cost. Run: PYTHONPATH=src python bench/bench_step_floor.py"""
+apart), in NumPy, and the whole epoch compiled by numba (musicgenre.fused, what `train` runs for this
+net; its compile time from an empty cache, and its load from the disk cache, in fresh processes). It
+answers how far a 10x target for this net is from what a PyTorch step can cost, and what the fused epoch gets. Run: PYTHONPATH=src python bench/bench_step_floor.py"""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +23,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from bench_training import timed
 from musicgenre.datasets import load_split
+from musicgenre import fused
+from musicgenre.training import batch_sizes
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "music_genre_data_di"
 EPOCHS, BATCH, LR = 5, 16, 0.002
@@ -131,6 +137,28 @@ def hand_numpy_step(X: np.ndarray, y: np.ndarray) -> None:
             b1 -= g1.sum(0)
 
 
+def fused_numba(X: np.ndarray, y: np.ndarray) -> None:
+    """EPOCHS of the fused epoch (musicgenre.fused: forward, loss, backward and SGD in one compiled call)."""
+    linears = [m for m in study_net() if isinstance(m, nn.Linear)]
+    weights, biases = tuple(m.weight.detach().numpy() for m in linears), tuple(m.bias.detach().numpy() for m in linears)
+    sizes = np.asarray(batch_sizes(len(y), BATCH))
+    for _ in range(EPOCHS):
+        fused.compiled_epoch()(X, y, torch.randperm(len(y)).numpy(), sizes, weights, biases, LR, 0.0, 0.0)
+
+
+def numba_compile_seconds() -> tuple[float, float]:
+    """Seconds to compile the fused epoch with an empty numba cache, then to load it from that cache
+    (each in a fresh process, numba's import included; the process start-up and torch's import are not)."""
+    script = ("import time, numpy as np; from musicgenre.fused import compiled_epoch; t0 = time.perf_counter(); "
+              "w = (np.ones((2, 2), np.float32),); b = (np.zeros(2, np.float32),); x = np.ones((2, 2), np.float32); "
+              "compiled_epoch()(x, np.zeros(2, np.int64), np.arange(2), np.array([2]), w, b, 0.1, 0.0, 0.0); "
+              "print(time.perf_counter() - t0)")
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "NUMBA_CACHE_DIR": cache}
+        return tuple(float(subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                                          check=True).stdout) for _ in range(2))
+
+
 def main() -> list[dict]:
     from threadpoolctl import threadpool_limits
 
@@ -149,6 +177,7 @@ def main() -> list[dict]:
             ("gradients by hand, TorchScript", hand_written, (X, y, scripted_epoch)),
             ("gradients by hand, torch.compile", hand_written, (X, y, compiled_epoch())),
             ("gradients by hand, NumPy", hand_numpy_step, (split.X, split.y)),
+            ("fused epoch compiled by numba (what train runs)", fused_numba, (np.ascontiguousarray(split.X), split.y)),
         ]:
             first, _ = timed(lambda: fn(*args))  # the first call: compilation, caches
             ours, _ = timed(lambda: fn(*args), 3)
@@ -156,8 +185,11 @@ def main() -> list[dict]:
                  "ours_s": round(ours, 3), "ratio": round(ref / ours, 2),
                  "reference_us_per_step": round(ref / steps * 1e6), "ours_us_per_step": round(ours / steps * 1e6),
                  "first_call_s": round(first, 2)}
-            print(r, flush=True)
             rows.append(r)
+        compile_s, load_s = numba_compile_seconds()
+        rows[-1].update(numba_compile_s=round(compile_s, 2), numba_cached_load_s=round(load_s, 2))
+        for r in rows:
+            print(r, flush=True)
     torch.set_num_threads(before)
     return rows
 

@@ -1,8 +1,9 @@
 """Training speed against a loop written the way the study wrote it (TensorDataset + DataLoader,
 shuffle, per-batch steps, validation through a DataLoader, torch's default threads), side by side in
-one process: the MFCC MLP (one seed, and ten seeds trained together) and the mel CNN (ours in float32
-and in bf16 mixed precision). The machine is shared, so the MLP timings are the best of REPEATS runs
-(the study loop at torch's default threads, about a minute, runs once). Run: PYTHONPATH=src python bench/bench_training.py"""
+one process: the MFCC MLP (one seed, fused and with PyTorch's loop; ten seeds, fused one after another
+and stacked into one batched model) and the mel CNN (ours in float32 and in bf16 mixed precision). The
+machine is shared, so the MLP timings are the best of REPEATS runs (the study loop at torch's default
+threads runs once). Run: PYTHONPATH=src python bench/bench_training.py"""
 
 from __future__ import annotations
 
@@ -123,22 +124,27 @@ def matmul_row(n: int = 2048, repeats: int = 10) -> dict:
 def main() -> list[dict]:
     data = load_dataset(DATA, "mfcc", ("train", "val"))
     tr, va = data["train"], data["val"]
-    train(replace(MLP, epochs=1), tr, va)  # warm-up: lazy imports (torch._dynamo via torch.optim, sklearn)
+    for fused in (True, False):  # warm-up: lazy imports (torch._dynamo via torch.optim, sklearn, numba's cache)
+        train(replace(MLP, epochs=1, fused=fused), tr, va)
     reference_train(replace(MLP, epochs=1), tr, va)
 
     ref_s, (ref_acc, _) = timed(lambda: reference_train(MLP, tr, va))
     ref1_s, (ref1_acc, _) = timed(lambda: reference_train(MLP, tr, va, threads=1), REPEATS)
-    ours_s, ours = timed(lambda: train(MLP, tr, va), REPEATS)
+    unfused = replace(MLP, fused=False)  # PyTorch's own loop: resident tensors, foreach SGD, one thread
+    unfused_s, unfused_run = timed(lambda: train(unfused, tr, va), REPEATS)
+    ours_s, ours = timed(lambda: train(MLP, tr, va), REPEATS)  # the fused epoch (fused.py)
     rows = [
         row("mlp 30 epochs vs study loop", ref_s, ours_s, reference_acc=ref_acc, ours_acc=ours.metrics["accuracy"],
             ours_last_epoch_acc=ours.history[-1].val_accuracy),
         row("mlp 30 epochs vs study loop at 1 thread", ref1_s, ours_s, reference_acc=ref1_acc, ours_acc=ours.metrics["accuracy"]),
+        row("mlp 30 epochs, our PyTorch loop (--no-fused) vs study loop", ref_s, unfused_s,
+            ours_acc=unfused_run.metrics["accuracy"]),
     ]
-    seeds_s, runs = timed(lambda: train_seeds(MLP, list(range(10)), tr, va), REPEATS)
-    accs = [r.metrics["accuracy"] for r in runs]
-    rows.append(row("mlp 10 seeds together vs ONE study-loop run", ref_s, seeds_s,
-                    ours_acc_mean=round(float(np.mean(accs)), 4), ours_acc_std=round(float(np.std(accs)), 4)))
-    rows.append(row("mlp 10 seeds together vs ONE study-loop run at 1 thread", ref1_s, seeds_s))
+    for name, cfg in [("fused, one seed after another", MLP), ("stacked, --no-fused", unfused)]:
+        seeds_s, runs = timed(lambda cfg=cfg: train_seeds(cfg, list(range(10)), tr, va), REPEATS)
+        accs = [r.metrics["accuracy"] for r in runs]
+        rows.append(row(f"mlp 10 seeds ({name}) vs ONE study-loop run", ref_s, seeds_s,
+                        ours_acc_mean=round(float(np.mean(accs)), 4), ours_acc_std=round(float(np.std(accs)), 4)))
 
     mel = synthetic_melgrams(1024)
     warm = synthetic_melgrams(64, seed=1)  # warm-up: oneDNN primitives for each loop and precision

@@ -27,7 +27,7 @@ def positive_int(text: str) -> int:
 # Every training option defaults to None, meaning "not given": the recipe's (or the study's) value stays.
 TRAIN_OPTIONS = ("features", "model", "optimizer", "lr", "epochs", "batch_size", "weight_decay", "label_smoothing",
                  "scheduler", "patience", "standardize", "device", "seed", "mixup", "spec_augment", "precision",
-                 "cuda_graphs")
+                 "cuda_graphs", "fused")
 
 
 def _add_train_options(p: argparse.ArgumentParser) -> None:
@@ -53,6 +53,8 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
                    help="fp32 (default) or bf16 mixed precision: weights stay fp32; CNNs train faster on CPUs with bf16 units (bench/README.md)")
     p.add_argument("--cuda-graphs", action=argparse.BooleanOptionalAction,
                    help="on a GPU, replay each training step as a CUDA graph (default: on where the settings allow; docs/results.md)")
+    p.add_argument("--fused", action=argparse.BooleanOptionalAction,
+                   help="on the CPU, train plain MLPs with SGD in one compiled call per epoch (default: on where the settings allow; bench/README.md)")
     p.add_argument("--data", default=None, help="data root (default: $MUSICGENRE_DATA)")
 
 

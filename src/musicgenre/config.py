@@ -36,6 +36,7 @@ class TrainConfig:
     spec_augment: bool = False  # time/frequency masking of melgram batches
     precision: str = "fp32"  # "bf16": mixed-precision training (weights stay fp32), fast on CPUs with bf16 units
     cuda_graphs: bool = True  # on a GPU, replay training steps as CUDA graphs where cudagraph.can_graph allows
+    fused: bool = True  # on the CPU, train plain MLPs with SGD in one compiled call per epoch where fused.can_fuse allows
 
     def __post_init__(self) -> None:
         self.optimizer = canonical_optimizer(self.optimizer)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Callable, NamedTuple
 
 import torch
+import torch.fx
 from torch import nn
 
 from musicgenre.datasets import FEATURE_SHAPES
@@ -192,6 +193,35 @@ def build_model(name: str, n_classes: int) -> GenreNet:
     features = model_features(name)
     spec = MODELS[name]
     return GenreNet(spec.body(n_classes), norm_shape(features), spec.prepare() if spec.prepare else None)
+
+
+# Layers that act on each number alone, hold no tensors and draw no random numbers: applied as they are
+# to a stack of models' activations, they give each model what its own gives.
+ELEMENTWISE_LAYERS = (nn.ReLU, nn.LeakyReLU, nn.GELU, nn.ELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.Identity)
+
+
+def layer_chain(model: GenreNet) -> list[nn.Module] | None:
+    """The body's layers in call order when its forward is a plain chain of Linear and elementwise
+    layers (each the input of the next, as in an nn.Sequential, read from a torch.fx trace), else None."""
+    try:
+        graph = torch.fx.symbolic_trace(model.body).graph
+    except (torch.fx.proxy.TraceError, RuntimeError):  # data-dependent control flow, len(): no plain chain
+        return None
+    modules = dict(model.body.named_modules())
+    chain: list[nn.Module] = []
+    prev = None
+    for node in graph.nodes:
+        if node.op == "placeholder" and prev is None:
+            prev = node
+        elif node.op == "output":
+            return chain if node.args == (prev,) and chain else None
+        elif (node.op == "call_module" and node.args == (prev,) and not node.kwargs
+              and isinstance(modules[node.target], (nn.Linear, *ELEMENTWISE_LAYERS))):
+            chain.append(modules[node.target])
+            prev = node
+        else:
+            return None
+    return None
 
 
 def count_parameters(model: nn.Module) -> int:

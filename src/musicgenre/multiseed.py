@@ -11,13 +11,12 @@ from collections.abc import Callable
 from dataclasses import replace
 
 import torch
-import torch.fx
 from torch import nn
 
 from musicgenre.config import TrainConfig
 from musicgenre.cudagraph import GraphedStep, can_graph
 from musicgenre.datasets import Dataset
-from musicgenre.models import GenreNet
+from musicgenre.models import GenreNet, layer_chain
 from musicgenre.training import (
     BestKeeper,
     EpochRecord,
@@ -31,35 +30,6 @@ from musicgenre.training import (
     new_model,
     val_scores,
 )
-
-# Layers that act on each number alone, hold no tensors and draw no random numbers: applied as they are
-# to (S, B, features) activations, they give each seed what its own model gives.
-ELEMENTWISE_LAYERS = (nn.ReLU, nn.LeakyReLU, nn.GELU, nn.ELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.Identity)
-
-
-def layer_chain(model: GenreNet) -> list[nn.Module] | None:
-    """The body's layers in call order when its forward is a plain chain of Linear and elementwise
-    layers (each the input of the next, as in an nn.Sequential, read from a torch.fx trace), else None."""
-    try:
-        graph = torch.fx.symbolic_trace(model.body).graph
-    except (torch.fx.proxy.TraceError, RuntimeError):  # data-dependent control flow, len(): no plain chain
-        return None
-    modules = dict(model.body.named_modules())
-    chain: list[nn.Module] = []
-    prev = None
-    for node in graph.nodes:
-        if node.op == "placeholder" and prev is None:
-            prev = node
-        elif node.op == "output":
-            return chain if node.args == (prev,) and chain else None
-        elif (node.op == "call_module" and node.args == (prev,) and not node.kwargs
-              and isinstance(modules[node.target], (nn.Linear, *ELEMENTWISE_LAYERS))):
-            chain.append(modules[node.target])
-            prev = node
-        else:
-            return None
-    return None
-
 
 def can_stack(model: GenreNet) -> bool:
     """Whether seeds of this model can train stacked (convolutions, BatchNorm, dropout fall back to a loop)."""
