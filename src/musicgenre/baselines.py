@@ -5,19 +5,30 @@ from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
+import torch
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from sklearn.svm import SVC
 
 from musicgenre.datasets import Dataset
 from musicgenre.errors import MusicGenreError
 from musicgenre.metrics import classification_metrics
+from musicgenre.models import LogStd
+
+
+def log_std(X: np.ndarray) -> np.ndarray:
+    """mfcc-mlp-log's input transform (models.LogStd: the 13 deviations as logs) on a numpy array."""
+    return LogStd()(torch.from_numpy(X)).numpy()
+
 
 # name -> factory(seed) -> unfitted pipeline
 BASELINES: dict[str, Callable[[int], Pipeline]] = {
     "sk-logreg": lambda seed: make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=seed)),
+    "sk-logreg-log": lambda seed: make_pipeline(FunctionTransformer(log_std), StandardScaler(),
+                                                LogisticRegression(max_iter=2000, random_state=seed)),
     "sk-svm-rbf": lambda seed: make_pipeline(StandardScaler(), SVC(kernel="rbf", C=1.0, random_state=seed)),
     "sk-hist-gb": lambda seed: make_pipeline(StandardScaler(), HistGradientBoostingClassifier(random_state=seed)),
 }

@@ -94,6 +94,9 @@ RECIPES: dict[str, TrainConfig] = {
     "mfcc-mlp-std": TrainConfig(standardize=True),  # the same with standardised input
     "mfcc-mlp-plus": TrainConfig(model="mfcc-mlp-plus", **_MLP),
     "mfcc-mlp-log": TrainConfig(model="mfcc-mlp-log", **_MLP),  # the same net and settings, log deviations
+    # its input into one linear layer; no mixup, smoothing or decay (with them: 0.722 on val, 5 seeds)
+    "mfcc-linear": TrainConfig(model="mfcc-linear", optimizer="AdamW", lr=1e-2, batch_size=64, epochs=60,
+                               scheduler="cosine", standardize=True),
     "mel-cnn": TrainConfig(features="melgram", model="mel-cnn", optimizer="Adagrad"),  # the study's best CNN run
     "mel-cnn-relu": TrainConfig(features="melgram", model="mel-cnn-relu", optimizer="Adagrad"),  # as its text says
     "mel-cnn-bn": TrainConfig(model="mel-cnn-bn", **_MEL),

@@ -171,6 +171,8 @@ MODELS: dict[str, ModelSpec] = {
     "mel-cnn-relu": ModelSpec("melgram", lambda n: MelCNN(n, relu_head=True)),
     "mfcc-mlp-plus": ModelSpec("mfcc", MfccMLPPlus),
     "mfcc-mlp-log": ModelSpec("mfcc", MfccMLPPlus, LogStd),
+    # multinomial logistic regression on mfcc-mlp-log's input: what the network adds over a linear model
+    "mfcc-linear": ModelSpec("mfcc", lambda n: nn.Sequential(nn.Linear(FEATURE_SHAPES["mfcc"][-1], n)), LogStd),
     "mel-cnn-bn": ModelSpec("melgram", MelCNNBN),
     "mel-resnet": ModelSpec("melgram", MelResNet),
 }
