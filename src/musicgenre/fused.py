@@ -82,7 +82,10 @@ def compiled_epoch():
     """sgd_epoch compiled by numba (imported here: start-up stays fast), cached on disk after the first compile."""
     from numba import njit
 
-    return njit(cache=True)(sgd_epoch)
+    try:
+        return njit(cache=True)(sgd_epoch)
+    except RuntimeError:  # numba finds no writable cache directory: compile in memory, once per process
+        return njit(sgd_epoch)
 
 
 class FusedSGD:
