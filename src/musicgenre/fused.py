@@ -28,7 +28,7 @@ def can_fuse(cfg: TrainConfig, model: GenreNet, device: torch.device) -> bool:
             and cfg.scheduler == "none" and cfg.mixup == 0 and all(p.dtype == torch.float32 for p in model.parameters()))
 
 
-def sgd_epoch(X, y, order, sizes, weights, biases, lr, weight_decay, smoothing):  # pragma: no cover (compiled)
+def sgd_epoch(X, y, order, sizes, weights, biases, lr, weight_decay, smoothing):
     """One epoch over X[order] in batches of `sizes`: Linear layers (weights (out, in), biases), ReLU between
     them, cross-entropy with label smoothing averaged over each batch, and SGD with weight decay updating
     weights and biases in place. Returns the sum of the examples' losses."""
