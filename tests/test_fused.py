@@ -32,7 +32,8 @@ def mfcc(study_data) -> dict[str, Dataset]:
 @pytest.mark.parametrize("cfg", [
     TrainConfig(epochs=8, seed=0, device="cpu"),  # the study's run
     TrainConfig(epochs=4, seed=3, device="cpu", lr=0.05, standardize=True, weight_decay=1e-2, label_smoothing=0.1),
-], ids=["study", "options"])
+    TrainConfig(epochs=4, seed=1, device="cpu", model="mfcc-linear", standardize=True),  # one layer, log input
+], ids=["study", "options", "linear"])
 def test_fused_epochs_train_as_autograd_and_torch_sgd(mfcc, monkeypatch, cfg):
     epochs = []
     real = FusedSGD.epoch
