@@ -14,7 +14,7 @@ from musicgenre.config import TrainConfig
 from musicgenre.datasets import Dataset, load_dataset
 from musicgenre.fused import FusedSGD, can_fuse
 from musicgenre.models import GenreNet, LogStd, build_model
-from musicgenre.training import train, train_seeds
+from musicgenre.training import batch_sizes, train, train_seeds
 
 CPU = torch.device("cpu")
 
@@ -81,5 +81,27 @@ def test_fused_only_where_it_computes_what_was_asked():
         assert not can_fuse(study, GenreNet(body, (26,)), CPU)
     for name in ["mfcc-mlp-plus", "mfcc-mlp-log", "mel-cnn"]:  # batch norm, dropout, convolutions
         assert not can_fuse(study, build_model(name, 4), CPU)
+    # Parameters the kernel would train wrongly or not at all: tied, frozen, parametrized, outside the chain.
+    shared = nn.Linear(8, 8)
+    tied = GenreNet(nn.Sequential(nn.Linear(26, 8), nn.ReLU(), shared, nn.ReLU(), shared, nn.ReLU(), nn.Linear(8, 4)), (26,))
+    frozen = build_model("mfcc-mlp", 4)
+    frozen.body.layers[0].weight.requires_grad_(False)
+    normed = GenreNet(nn.Sequential(nn.utils.parametrizations.weight_norm(nn.Linear(26, 8)), nn.ReLU(), nn.Linear(8, 4)), (26,))
+    learned_input = GenreNet(nn.Sequential(nn.Linear(26, 8), nn.ReLU(), nn.Linear(8, 4)), (26,), nn.Linear(26, 26))
+    calibrated = build_model("mfcc-mlp", 4)
+    calibrated.temperature.fill_(0.5)
+    for model in [tied, frozen, normed, learned_input, calibrated]:
+        assert not can_fuse(study, model, CPU)
     args = build_parser().parse_args(["train", "--no-fused", "--data", "d", "--out", "o"])
     assert train_config_from_args(args).fused is False
+
+
+def test_nan_in_a_hidden_layer_reaches_the_loss_as_in_torch(mfcc):
+    """A diverging run's NaN must not vanish in a ReLU (torch keeps it): the loss turns NaN and training stops."""
+    model = build_model("mfcc-mlp", 4)
+    with torch.no_grad():
+        model.body.layers[0].weight[0, 0] = float("nan")
+    X, y = torch.from_numpy(mfcc["train"].X), torch.from_numpy(mfcc["train"].y)
+    assert torch.isnan(nn.functional.cross_entropy(model(X), y))
+    fused = FusedSGD(TrainConfig(), model, X, y, batch_sizes(len(y), 16))
+    assert np.isnan(fused.epoch(torch.randperm(len(y))))

@@ -20,12 +20,19 @@ from musicgenre.models import GenreNet, layer_chain
 
 def can_fuse(cfg: TrainConfig, model: GenreNet, device: torch.device) -> bool:
     """Whether the compiled epoch trains `model` as `cfg` asks: on the CPU in float32 with SGD, a constant
-    learning rate and no mixup, and a body that alternates Linear (with bias) and ReLU, ending in a Linear."""
+    learning rate and no mixup, and a body that alternates Linear (with bias) and ReLU, ending in a Linear,
+    whose weights and biases are all the model's parameters, each used once and trained (no tied,
+    frozen or parametrized weights, no trainable input transform) and no calibration temperature."""
     chain = layer_chain(model) or []
-    plain = (len(chain) % 2 == 1 and all(isinstance(m, nn.Linear) and m.bias is not None for m in chain[::2])
+    linears = chain[::2]
+    plain = (len(chain) % 2 == 1 and all(type(m) is nn.Linear and m.bias is not None for m in linears)
              and all(type(m) is nn.ReLU for m in chain[1::2]))
-    return (plain and cfg.fused and device.type == "cpu" and cfg.optimizer == "SGD" and cfg.precision == "fp32"
-            and cfg.scheduler == "none" and cfg.mixup == 0 and all(p.dtype == torch.float32 for p in model.parameters()))
+    params = [p for m in linears for p in (m.weight, m.bias)] if plain else []
+    own = (len({id(p) for p in params}) == len(params) == len(list(model.parameters()))
+           and {id(p) for p in params} == {id(p) for p in model.parameters()}
+           and all(isinstance(p, nn.Parameter) and p.requires_grad and p.dtype == torch.float32 for p in params))
+    return (plain and own and float(model.temperature) == 1.0 and cfg.fused and device.type == "cpu"
+            and cfg.optimizer == "SGD" and cfg.precision == "fp32" and cfg.scheduler == "none" and cfg.mixup == 0)
 
 
 def sgd_epoch(X, y, order, sizes, weights, biases, lr, weight_decay, smoothing):
@@ -47,7 +54,7 @@ def sgd_epoch(X, y, order, sizes, weights, biases, lr, weight_decay, smoothing):
             for i in range(size):
                 for j in range(z.shape[1]):
                     v = z[i, j] + b[j]
-                    z[i, j] = v if layer == n_layers - 1 or v > 0 else 0
+                    z[i, j] = v if layer == n_layers - 1 or not v <= 0 else 0  # ReLU; NaN stays NaN, as in torch
             acts[layer + 1] = z
         logits = acts[n_layers]
         g = np.empty_like(logits)  # gradient of the batch's mean loss, from the logits back
