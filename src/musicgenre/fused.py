@@ -8,6 +8,7 @@ same steps as autograd and torch.optim.SGD (tests/test_fused.py), up to float ro
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
 
 import numpy as np
@@ -35,7 +36,8 @@ def can_fuse(cfg: TrainConfig, model: GenreNet, device: torch.device) -> bool:
             and cfg.optimizer == "SGD" and cfg.precision == "fp32" and cfg.scheduler == "none" and cfg.mixup == 0)
 
 
-def sgd_epoch(X, y, order, sizes, weights, biases, lr, weight_decay, smoothing):
+def sgd_epoch(X: np.ndarray, y: np.ndarray, order: np.ndarray, sizes: np.ndarray, weights: tuple[np.ndarray, ...],
+              biases: tuple[np.ndarray, ...], lr: float, weight_decay: float, smoothing: float) -> float:
     """One epoch over X[order] in batches of `sizes`: Linear layers (weights (out, in), biases), ReLU between
     them, cross-entropy with label smoothing averaged over each batch, and SGD with weight decay updating
     weights and biases in place. Returns the sum of the examples' losses."""
@@ -85,7 +87,7 @@ def sgd_epoch(X, y, order, sizes, weights, biases, lr, weight_decay, smoothing):
 
 
 @cache
-def compiled_epoch():
+def compiled_epoch() -> Callable[..., float]:
     """sgd_epoch compiled by numba (imported here: start-up stays fast), cached on disk after the first compile."""
     from numba import njit
 
