@@ -102,8 +102,8 @@ class FusedSGD:
     `epoch` to train in place."""
 
     def __init__(self, cfg: TrainConfig, model: GenreNet, X: torch.Tensor, y: torch.Tensor, sizes: list[int]) -> None:
-        with torch.no_grad():  # the input side of GenreNet.forward, applied once
-            self.X = ((model.prepare(X) - model.mean) / model.std).float().contiguous().numpy()
+        with torch.no_grad():  # the body's input, computed once
+            self.X = model.standardize(X).float().contiguous().numpy()
         self.y = y.numpy()
         linears = [m for m in layer_chain(model) if isinstance(m, nn.Linear)]
         self.weights = tuple(m.weight.detach().numpy() for m in linears)

@@ -152,9 +152,13 @@ class GenreNet(nn.Module):
         self.register_buffer("std", torch.ones(norm_shape))
         self.register_buffer("temperature", torch.ones(()))
 
+    def standardize(self, x: torch.Tensor) -> torch.Tensor:
+        """The body's input: the fixed transform, then the training split's standardisation."""
+        return (self.prepare(x) - self.mean) / self.std
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits divided by the calibration temperature (1 until calibrated)."""
-        return self.body((self.prepare(x) - self.mean) / self.std) / self.temperature
+        return self.body(self.standardize(x)) / self.temperature
 
 
 class ModelSpec(NamedTuple):
