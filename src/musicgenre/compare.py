@@ -112,11 +112,20 @@ def compare(
     return rows
 
 
+def _summary(values: list[float]) -> tuple[float | None, float | None]:
+    """Mean and sample std over seeds: None for no scores, and no std for one seed (its spread is unknown)."""
+    if not values:
+        return None, None
+    mean, std = mean_std(values)
+    return mean, std if len(values) > 1 else None
+
+
 def _mean_std(values: list[float]) -> str:
-    """mean ± sample std over seeds (the mean alone for one seed, whose spread is unknown)."""
-    if len(values) < 2:
-        return f"{values[0]:.4f}" if values else "—"
-    return "{:.4f} ± {:.4f}".format(*mean_std(values))
+    """mean ± sample std over seeds, as _summary gives them."""
+    mean, std = _summary(values)
+    if mean is None:
+        return "—"
+    return f"{mean:.4f}" if std is None else f"{mean:.4f} ± {std:.4f}"
 
 
 COLUMNS = ("model", "features", "seeds", "val accuracy", "val macro F1", "parameters", "CPU µs/clip")
@@ -143,10 +152,7 @@ def table_csv(rows: list[Row]) -> str:
     w.writerow(["model", "features", "seeds", "accuracy_mean", "accuracy_std", "f1_macro_mean", "f1_macro_std",
                 "parameters", "cpu_us_per_clip"])
     for r in rows:
-        stats = []
-        for values in (r.accuracy, r.f1_macro):  # empty cells: no scores; no std for one seed
-            mean, std = mean_std(values) if values else (None, None)
-            stats += ["" if x is None else f"{x:.6f}" for x in (mean, std if len(values) > 1 else None)]
+        stats = ["" if x is None else f"{x:.6f}" for values in (r.accuracy, r.f1_macro) for x in _summary(values)]
         w.writerow([r.name, r.features, len(r.accuracy), *stats, r.parameters or "",
                     f"{r.us_per_clip:.3f}" if r.us_per_clip is not None else ""])
     return buf.getvalue()
