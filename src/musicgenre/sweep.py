@@ -87,6 +87,12 @@ def read_result(path: Path, optimizer: str, seeds: int) -> OptimizerResult:
     return OptimizerResult(optimizer, saved["lr"], runs)
 
 
+def finished_results(cfg: SweepConfig, out: Path) -> dict[str, OptimizerResult]:
+    """The optimizers of `cfg` that the sweep in `out` has finished (their results.json), read back and checked."""
+    return {opt: read_result(path, opt, cfg.seeds) for opt in cfg.optimizers
+            if (path := out / "runs" / opt / "results.json").is_file()}
+
+
 def default_lr(optimizer: str, fallback: float) -> float:
     """The lr default in the optimizer's signature (torch 2.x gives one for all 11); `fallback` if none."""
     param = inspect.signature(getattr(torch.optim, optimizer)).parameters.get("lr")
@@ -160,8 +166,7 @@ def run_sweep(cfg: SweepConfig, out: str | os.PathLike, progress: bool = True) -
     data = load_dataset(cfg.data, cfg.base.features, ("train", "val", cfg.split))
     if cfg.split not in data:
         raise MusicGenreError(f"{cfg.data}: no {cfg.split} split of {cfg.base.features} features to evaluate on")
-    done = {opt: read_result(path, opt, cfg.seeds) for opt in cfg.optimizers
-            if (path := out / "runs" / opt / "results.json").is_file()}
+    done = finished_results(cfg, out)
     if not resuming:  # only now that the data and options are known to be good
         atomic_write_json(out / "sweep_config.json", cfg.to_dict())
     seeds = list(range(cfg.seeds))
@@ -280,12 +285,7 @@ def load_sweep(path: str | os.PathLike) -> tuple[SweepConfig, list[OptimizerResu
     if not cfg_path.is_file():
         raise MusicGenreError(f"{cfg_path}: missing: {path} is not a sweep directory")
     cfg = read_sweep_config(cfg_path)
-    results = []
-    for opt in cfg.optimizers:
-        done = path / "runs" / opt / "results.json"
-        if done.is_file():
-            results.append(read_result(done, opt, cfg.seeds))
-    return cfg, results
+    return cfg, list(finished_results(cfg, path).values())
 
 
 def sweep_config_from(base: TrainConfig, data: str | None, optimizers: str, seeds: int,
