@@ -22,8 +22,10 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from bench_training import timed
+from musicgenre.config import TrainConfig
 from musicgenre.datasets import load_split
-from musicgenre import fused
+from musicgenre.fused import FusedSGD
+from musicgenre.models import GenreNet
 from musicgenre.training import batch_sizes
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "music_genre_data_di"
@@ -137,13 +139,12 @@ def hand_numpy_step(X: np.ndarray, y: np.ndarray) -> None:
             b1 -= g1.sum(0)
 
 
-def fused_numba(X: np.ndarray, y: np.ndarray) -> None:
-    """EPOCHS of the fused epoch (musicgenre.fused: forward, loss, backward and SGD in one compiled call)."""
-    linears = [m for m in study_net() if isinstance(m, nn.Linear)]
-    weights, biases = tuple(m.weight.detach().numpy() for m in linears), tuple(m.bias.detach().numpy() for m in linears)
-    sizes = np.asarray(batch_sizes(len(y), BATCH))
+def fused_numba(X: torch.Tensor, y: torch.Tensor) -> None:
+    """EPOCHS of the fused epoch (musicgenre.fused.FusedSGD, as `train` runs it: forward, loss, backward and
+    SGD in one compiled call)."""
+    net = FusedSGD(TrainConfig(lr=LR), GenreNet(study_net(), (X.shape[1],)), X, y, batch_sizes(len(y), BATCH))
     for _ in range(EPOCHS):
-        fused.compiled_epoch()(X, y, torch.randperm(len(y)).numpy(), sizes, weights, biases, LR, 0.0, 0.0)
+        net.epoch(torch.randperm(len(y)))
 
 
 def numba_compile_seconds() -> tuple[float, float]:
@@ -177,7 +178,7 @@ def main() -> list[dict]:
             ("gradients by hand, TorchScript", hand_written, (X, y, scripted_epoch)),
             ("gradients by hand, torch.compile", hand_written, (X, y, compiled_epoch())),
             ("gradients by hand, NumPy", hand_numpy_step, (split.X, split.y)),
-            ("fused epoch compiled by numba (what train runs)", fused_numba, (np.ascontiguousarray(split.X), split.y)),
+            ("fused epoch compiled by numba (what train runs)", fused_numba, (X, y)),
         ]:
             first, _ = timed(lambda: fn(*args))  # the first call: compilation, caches
             ours, _ = timed(lambda: fn(*args), 3)
