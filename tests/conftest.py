@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from musicgenre.datasets import Dataset
+
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 STUDY_DATA = SHARED / "data" / "music_genre_data_di"
 GENRES = ("blues", "classical", "hiphop", "rock_metal_hardrock")
@@ -39,6 +41,12 @@ def small_mfcc_root(tmp_path: Path, study_data: Path) -> Path:
         keep = np.random.default_rng(0).permutation(len(X))[:n]
         write_split(root, split, "mfcc", X[keep], labels[keep])
     return root
+
+
+def subset(d: Dataset, n: int, seed: int = 0) -> Dataset:
+    """A seeded random n clips of a split."""
+    keep = np.random.default_rng(seed).permutation(len(d))[:n]
+    return Dataset(d.X[keep], d.y[keep], d.classes, d.features, d.split)
 
 
 def write_split(root: Path, split: str, features: str, X: np.ndarray, labels) -> None:

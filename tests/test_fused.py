@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import subset
 from musicgenre.cli import build_parser, train_config_from_args
 from musicgenre.config import TrainConfig
 from musicgenre.datasets import Dataset, load_dataset
@@ -23,10 +24,8 @@ CPU = torch.device("cpu")
 def mfcc(study_data) -> dict[str, Dataset]:
     """401 real training clips (batches of 16, the last 17: batch_sizes merges a batch of one) and 400 val clips."""
     d = load_dataset(study_data, "mfcc", ("train", "val"))
-    keep = np.random.default_rng(0).permutation(len(d["train"]))[:401]
-    tr, va = d["train"], d["val"]
-    return {"train": Dataset(tr.X[keep], tr.y[keep], tr.classes, "mfcc", "train"),
-            "val": Dataset(va.X[:400], va.y[:400], va.classes, "mfcc", "val")}
+    va = d["val"]
+    return {"train": subset(d["train"], 401), "val": Dataset(va.X[:400], va.y[:400], va.classes, "mfcc", "val")}
 
 
 @pytest.mark.parametrize("cfg", [

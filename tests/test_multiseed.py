@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import subset
 from musicgenre.config import OPTIMIZERS, TrainConfig
 from musicgenre.datasets import Dataset, load_dataset
 from musicgenre.models import GenreNet, build_model
@@ -22,9 +23,7 @@ CPU = torch.device("cpu")
 @pytest.fixture(scope="session")
 def mfcc(study_data) -> dict[str, Dataset]:
     d = load_dataset(study_data, "mfcc", ("train", "val"))
-    keep = np.random.default_rng(0).permutation(len(d["train"]))[:800]
-    tr = d["train"]
-    return {"train": Dataset(tr.X[keep], tr.y[keep], tr.classes, tr.features, tr.split), "val": d["val"]}
+    return {"train": subset(d["train"], 800), "val": d["val"]}
 
 
 class Residual(nn.Module):

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import subset
 from musicgenre.config import TrainConfig, recipe
 from musicgenre.datasets import Dataset, load_dataset
 from musicgenre.errors import MusicGenreError
@@ -34,11 +35,6 @@ from musicgenre.training import (
 @pytest.fixture(scope="session")
 def mfcc(study_data) -> dict[str, Dataset]:
     return load_dataset(study_data, "mfcc", ("train", "val"))
-
-
-def subset(d: Dataset, n: int, seed: int = 0) -> Dataset:
-    keep = np.random.default_rng(seed).permutation(len(d))[:n]
-    return Dataset(d.X[keep], d.y[keep], d.classes, d.features, d.split)
 
 
 def history_without_time(result) -> list[dict]:
