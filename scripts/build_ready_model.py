@@ -65,7 +65,7 @@ def main() -> None:
     result = train(cfg, both)  # no validation split: the last epoch is kept
     tmp, out = prepare_out_dir(OUT, overwrite=True)
     with tempfile.TemporaryDirectory() as scratch:  # keep only the files that do not hold timings
-        run = save_run(result, Path(scratch) / "run")
+        run = save_run(result, Path(scratch) / "run", extra={"training_splits": ["train", "val"]})
         for name in (WEIGHTS, "config.json"):
             shutil.copy(run / name, tmp / name)
     atomic_write_json(tmp / "metrics.json", {

@@ -175,3 +175,16 @@ def test_empty_path_is_not_the_current_folder():
         find_audio_files([""])
     with pytest.raises(MusicGenreError, match="empty path"):
         load_audio("")
+
+
+def test_folders_are_searched_through_symlinked_subfolders_without_looping(audio_dir, tmp_path):
+    """A library whose albums are links to folders elsewhere: their files are found, once, and a link back
+    to the library itself does not loop."""
+    album = tmp_path / "elsewhere" / "album"
+    album.mkdir(parents=True)
+    (album / "song.mp3").symlink_to(audio_dir / "rock_fma_001040.mp3")
+    library = tmp_path / "library"
+    library.mkdir()
+    (library / "album").symlink_to(album, target_is_directory=True)
+    (library / "loop").symlink_to(library, target_is_directory=True)
+    assert find_audio_files([library]) == [library / "album" / "song.mp3"]

@@ -52,6 +52,9 @@ GOOD_LABELS = np.array(GENRES * 2)
         (np.float64(3), GOOD_LABELS, r"shape \(\), expected \(N, 26\)"),
         (np.zeros((8, 26), dtype=complex), GOOD_LABELS, "dtype complex128, expected real numbers"),
         (np.where(np.eye(8, 26) > 0, 1e300, 0.0), GOOD_LABELS, "8 rows hold NaN, infinite or out-of-float32-range"),
+        # an empty name, or a stray space, would otherwise train a class of its own
+        (np.zeros((8, 26)), np.array(GENRES * 2)[:7].tolist() + [""], "labels.npy: '' is not a genre name"),
+        (np.zeros((8, 26)), np.array(GENRES * 2)[:7].tolist() + ["blues "], "labels.npy: 'blues ' is not a genre name"),
     ],
 )
 def test_validation_errors_name_the_file(tmp_path, X, labels, message):

@@ -1,6 +1,7 @@
 """Ensembles of real runs, the predictor spec, temperature scaling, and the best recipe's accuracy."""
 
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -138,3 +139,30 @@ def test_calibrate_writes_weights_and_metrics_or_neither(tiny_run, monkeypatch, 
     assert main(["calibrate", str(run), "--data", str(root)]) == 1
     assert capsys.readouterr().err == "error: disk full\n"
     assert run_files(run) == before  # the new temperature was taken back out of the weights
+
+
+def test_the_shipped_model_trained_on_val_is_not_calibrated_on_it_and_its_val_figures_are_flagged(tmp_path, capsys):
+    """The ready model was trained on train+val: a temperature fitted on val would fit its own training data,
+    and its val accuracy is a training figure, which evaluate and ensemble say on stderr."""
+    from musicgenre.predict import READY_MODEL
+
+    ready = tmp_path / "ready"
+    shutil.copytree(READY_MODEL, ready)
+    before = run_files(ready)
+    capsys.readouterr()
+    assert main(["calibrate", str(ready), "--data", str(DATA)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{ready}: trained on the val split" in err
+    assert run_files(ready) == before
+    for command in (["evaluate", str(ready)], ["ensemble", str(ready)]):
+        assert main([*command, "--data", str(DATA), "--split", "val"]) == 0
+        assert f"note: {ready} was trained on the val split" in capsys.readouterr().err
+        assert main([*command, "--data", str(DATA), "--split", "train"]) == 0
+        assert "note:" in capsys.readouterr().err
+
+
+def test_a_run_trained_on_train_alone_gets_no_note(tiny_run, capsys):
+    run, root = tiny_run
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--data", str(root), "--split", "val"]) == 0
+    assert "note:" not in capsys.readouterr().err

@@ -67,7 +67,9 @@ def test_arrays_have_the_study_layout(built):
         for label in {f["label"] for f in expected}:
             assert (mfcc_labels == label).sum() == sum(f["n_segments"] - f["n_silent"] for f in expected if f["label"] == label)
         totals += len(mfcc)
-    assert totals == 7 * 3 + 30 + 2  # seven 3 s clips, the 30 s mp3, the clip with a silent second dropped
+    # seven 3 s clips, the 30 s mp3, the clip with a silent second dropped; and the second blues clip's last
+    # second, the recording's last 0.33 s of fading noise (peaks near -78 dBFS), is silent too
+    assert totals == 7 * 3 + 30 + 2 - 1
     assert np.load(out / "train" / "mfccs" / "labels.npy").dtype == np.dtype("<U19")
 
 
@@ -174,6 +176,9 @@ def test_bad_audio_dirs(tmp_path):
     (tmp_path / "genres" / "jazz").mkdir(parents=True)
     with pytest.raises(MusicGenreError, match="jazz.*no audio files"):
         build_dataset(tmp_path / "genres", tmp_path / "out", progress=False)
+    (tmp_path / "spaced" / "blues ").mkdir(parents=True)  # would label its clips 'blues ', a genre of its own
+    with pytest.raises(MusicGenreError, match="'blues ' is not a genre name"):
+        build_dataset(tmp_path / "spaced", tmp_path / "out", progress=False)
 
 
 @pytest.mark.parametrize(

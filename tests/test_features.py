@@ -55,6 +55,10 @@ def test_silence_gives_finite_features_and_is_flagged():
     segments[1] = 0.25  # constant offset: no sound either
     segments = np.concatenate([segments, rng.normal(0, 0.1, (1, SEGMENT_SAMPLES)).astype(np.float32)])
     np.testing.assert_array_equal(silent_segments(segments), [True, True, True, False])
+    # a 16-bit noise floor (+-1 step, about -90 dBFS) is silence too; a quiet passage at -50 dBFS is not
+    lsb = rng.integers(-1, 2, (1, SEGMENT_SAMPLES)) / 32768
+    quiet = 10 ** (-50 / 20) * np.sin(2 * np.pi * 440 * np.arange(SEGMENT_SAMPLES) / SAMPLE_RATE)[None]
+    np.testing.assert_array_equal(silent_segments(np.concatenate([lsb, quiet]).astype(np.float32)), [True, False])
     for kind in FEATURE_SHAPES:
         assert np.isfinite(extract(segments, kind)).all(), kind
 

@@ -197,6 +197,10 @@ def test_empty_path_is_a_usage_error(audio_dir, capsys):
     assert main(["predict", "", str(audio_dir / "blues_sorohanro_solo_trumpet.ogg")]) == 2
     out = capsys.readouterr()
     assert out.out == "" and out.err == "error: '': an empty path names no file or folder\n"
+    # an empty --model names no run either: it must not fall back to the shipped model
+    assert main(["predict", str(audio_dir / "blues_sorohanro_solo_trumpet.ogg"), "--model", ""]) == 2
+    out = capsys.readouterr()
+    assert out.out == "" and out.err == "error: '': an empty path names no run directory\n"
 
 
 def test_a_device_is_not_audio(capsys):

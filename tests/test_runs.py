@@ -7,6 +7,7 @@ import json
 import shutil
 
 import pytest
+import torch
 
 from musicgenre.cli import main
 from musicgenre.errors import MusicGenreError
@@ -34,6 +35,7 @@ def edit_json(path, change) -> None:
     (lambda d: d["config"].update(model="zzz"), "config.json: 'config': unknown model 'zzz'"),
     (lambda d: d.update(classes="blues"), "config.json: 'classes' is \"blues\", expected a list"),
     (lambda d: d.update(classes=["blues", 2, "hiphop", "rock"]), "config.json: 'classes' must be a list of distinct genre names"),
+    (lambda d: d.update(classes=["blues", " rock", "hiphop", "jazz"]), "config.json: 'classes' must be a list of distinct genre names"),
     (lambda d: d["classes"].append("jazz"), "config.json: lists 5 classes, but .*model.safetensors holds a model of 4 classes"),
     (lambda d: d.update(sweep_metrics={"n": 3}), "config.json: 'sweep_metrics': 'accuracy' is missing"),
 ])
@@ -53,9 +55,34 @@ def test_load_run_refuses_metrics_that_are_not_an_object_and_non_finite_weights(
 
     state = load_file(str(run_dir / "model.safetensors"))
     state["body.layers.0.weight"][0, 0] = float("nan")
-    save_file(state, str(run_dir / "model.safetensors"))
+    save_file(state, str(run_dir / "model.safetensors"), metadata=OURS)
     with pytest.raises(MusicGenreError, match="model.safetensors: holds NaN or infinite weights"):
         load_run(run_dir)
+
+
+OURS = {"musicgenre-run": "mfcc-mlp"}  # the tag save_weights writes for the run_dir fixture's model
+
+
+@pytest.mark.parametrize("change, metadata, message", [
+    # a model file of another kind with the same tensor shapes: mfcc-mlp-plus and mfcc-mlp-log differ only in
+    # an input transform without weights, so only the tag tells them apart
+    (None, {"musicgenre-run": "mfcc-mlp-log"}, "holds a mfcc-mlp-log model, but .*config.json names model mfcc-mlp"),
+    (None, None, "holds weights not written by musicgenre, but .*config.json names model mfcc-mlp"),
+    (lambda s: s.update({k: v.to(torch.int32) for k, v in s.items()}), OURS, "'body.layers.0.(weight|bias)' is torch.int32, not torch.float32"),
+    (lambda s: s["temperature"].fill_(-1.0), OURS, "calibration temperature -1 .it must be above 0."),
+    (lambda s: s["temperature"].fill_(0.0), OURS, "calibration temperature 0 .it must be above 0."),
+])
+def test_load_run_refuses_weights_of_another_kind_or_a_meaningless_temperature(run_dir, change, metadata, message):
+    from safetensors.torch import load_file, save_file
+
+    path = run_dir / "model.safetensors"
+    state = load_file(str(path))
+    if change is not None:
+        change(state)
+    save_file(state, str(path), metadata=metadata)
+    with pytest.raises(MusicGenreError, match=message) as err:
+        load_run(run_dir)
+    assert str(err.value).startswith(str(path)) and "\n" not in str(err.value)
 
 
 def test_out_under_a_file_is_one_line_for_train_extract_and_report(small_mfcc_root, run_dir, tmp_path, capsys):

@@ -83,6 +83,22 @@ def segment(y: np.ndarray) -> np.ndarray:
     return padded.reshape(n_segments, SEGMENT_SAMPLES)
 
 
+def _audio_under(folder: Path) -> set[Path]:
+    """Audio files anywhere under `folder`, through symlinked subfolders too (an album linked into a
+    library), each real folder walked once, so that a link loop ends."""
+    found: set[Path] = set()
+    walked: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in walked:
+            dirnames.clear()
+            continue
+        walked.add(real)
+        found |= {p for name in filenames
+                  if (p := Path(dirpath, name)).suffix.lower() in AUDIO_EXTENSIONS and p.is_file()}
+    return found
+
+
 def find_audio_files(paths: Iterable[str | Path]) -> list[Path]:
     """Expand files and folders (recursively) into a sorted list of audio files without repeats.
 
@@ -93,7 +109,7 @@ def find_audio_files(paths: Iterable[str | Path]) -> list[Path]:
         if path.is_file():
             found.add(path)
         elif path.is_dir():
-            in_dir = {p for p in path.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file()}
+            in_dir = _audio_under(path)
             if not in_dir:
                 kinds = ", ".join(ext.lstrip(".") for ext in AUDIO_EXTENSIONS)
                 raise MusicGenreError(f"{path}: no audio files ({kinds}) in this folder")

@@ -161,8 +161,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     run = load_run(args.run_dir)
     dataset = load_split(resolve_data_root(args.data), args.split, run.features, run.classes)
+    note_training_split([run], args.split)
     print_evaluation(evaluate_model(run.model, dataset), args, f"{run.path} on {args.split}", {"run": str(run.path)})
     return 0
+
+
+def note_training_split(runs: list, split: str) -> None:
+    """Say so (on stderr) when a model is scored on a split it was trained on, as the shipped model was on val."""
+    for run in runs:
+        if split in run.training_splits:
+            print(f"note: {run.path} was trained on the {split} split: its figures there are not a held-out estimate",
+                  file=sys.stderr)
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
@@ -248,6 +257,7 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
 
     predictor = load_ensemble(args.run_dirs)
     dataset = load_split(resolve_data_root(args.data), args.split, predictor.features, predictor.classes)
+    note_training_split(predictor.runs, args.split)
     print_evaluation(evaluate_predictor(predictor, dataset), args, f"ensemble of {len(predictor.runs)} runs on {args.split}",
                      {"runs": [str(r.path) for r in predictor.runs]})
     return 0

@@ -91,6 +91,12 @@ def validate_features(X: np.ndarray, features: str, source: str) -> np.ndarray:
     return X
 
 
+def is_genre_name(name: object) -> bool:
+    """A usable genre label: a non-empty string without spaces at either end (a stray space would make a
+    class of its own)."""
+    return isinstance(name, str) and bool(name) and name == name.strip()
+
+
 def load_split(
     root: str | os.PathLike, split: str, features: str, classes: tuple[str, ...] | None = None
 ) -> Dataset:
@@ -104,6 +110,9 @@ def load_split(
     if labels.ndim != 1 or labels.dtype.kind not in "US":
         raise MusicGenreError(f"{labels_path}: expected a 1-D array of genre names, got {labels.dtype} {labels.shape}")
     labels = labels.astype(str)
+    bad = [name for name in sorted(set(labels.tolist())) if not is_genre_name(name)]
+    if bad:
+        raise MusicGenreError(f"{labels_path}: {bad[0]!r} is not a genre name (empty, or spaces at either end)")
     X = validate_features(X, features, str(d / "X.npy"))
     if len(X) != len(labels):
         raise MusicGenreError(f"{d}: X.npy has {len(X)} rows but labels.npy has {len(labels)}")

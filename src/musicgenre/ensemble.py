@@ -63,6 +63,8 @@ def load_ensemble(paths: list[str | os.PathLike]) -> Predictor:
 def load_predictor(spec: str | os.PathLike) -> Predictor:
     """A run directory, or `ensemble:RUN1,RUN2,...` for the average of several."""
     spec = str(spec)
+    if not spec:
+        raise MusicGenreError("'': an empty path names no run directory")
     if spec.startswith(ENSEMBLE_PREFIX):
         return load_ensemble([p for p in spec[len(ENSEMBLE_PREFIX):].split(",") if p])
     return load_ensemble([spec])
@@ -102,6 +104,9 @@ def calibrate_run(run: Run, dataset: Dataset) -> dict:
     and record NLL and ECE before/after under "calibration" in its metrics.json. Everything is computed
     and checked first; if writing metrics.json fails, the old weights are put back."""
     weights = run.path / WEIGHTS
+    if dataset.split in run.training_splits:  # fitted on its own training data, T would make it over-confident
+        raise MusicGenreError(f"{run.path}: trained on the {dataset.split} split (config.json 'training_splits'), "
+                              f"so it cannot be calibrated on it: calibrate a run trained on train alone")
     if dataset.classes != run.classes or dataset.features != run.features:
         raise MusicGenreError(f"{run.path}: the run's classes/features do not match the {dataset.split} split")
     raw = predict_logits(run.model, torch.from_numpy(dataset.X)) * run.model.temperature  # undo the stored T

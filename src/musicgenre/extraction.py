@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from musicgenre.audio import as_path, find_audio_files
-from musicgenre.datasets import FEATURE_DIRS, FEATURE_SHAPES
+from musicgenre.datasets import FEATURE_DIRS, FEATURE_SHAPES, is_genre_name
 from musicgenre.errors import MusicGenreError
 from musicgenre.features import FileFeatures, iter_file_features
 from musicgenre.io import atomic_save_npy, atomic_write_json
@@ -132,6 +132,9 @@ def _genre_files(audio_dir: Path) -> dict[str, list[Path]]:
     genres = sorted(p for p in audio_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not genres:
         raise MusicGenreError(f"{audio_dir}: no genre subfolders (expected one folder of audio files per genre)")
+    for genre in genres:
+        if not is_genre_name(genre.name):
+            raise MusicGenreError(f"{genre}: {genre.name!r} is not a genre name (spaces at either end): rename the folder")
     return {genre.name: find_audio_files([genre]) for genre in genres}
 
 

@@ -25,7 +25,10 @@ from musicgenre.errors import MusicGenreError
 FRAME = 400  # samples per analysis frame, 50 ms at 8 kHz: both feature sets use it as window and hop
 N_MFCC = 13
 TOP_DB = 80.0
-SILENCE_LEVEL = 1e-8  # a segment varying less than this carries no sound
+# A second whose samples span less than this (peaks under about -66 dBFS: digital silence, padding, a
+# noise floor) is silent. Each second is scaled to full volume before its features, which would
+# otherwise describe the noise floor as if it were music.
+SILENCE_LEVEL = 1e-3
 
 
 def _mfcc_filterbank(n_fft_bins: int = FRAME // 2, sr: int = SAMPLE_RATE) -> np.ndarray:
@@ -98,7 +101,7 @@ def melgram(segments: np.ndarray) -> np.ndarray:
 
 
 def silent_segments(segments: np.ndarray) -> np.ndarray:
-    """Flag segments without sound (constant, e.g. digital silence or padding): their features are degenerate."""
+    """Flag segments without audible sound (peak-to-peak under SILENCE_LEVEL): they have no genre."""
     return np.ptp(_check_segments(segments), axis=1) < SILENCE_LEVEL
 
 

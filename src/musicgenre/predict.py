@@ -76,7 +76,7 @@ def predict_paths(paths: list[str | os.PathLike], model: str | None = None, work
     an `ensemble:RUN1,RUN2` spec, or the ready model that ships in the package."""
     from musicgenre.ensemble import load_predictor
 
-    predictor = load_predictor(model or str(READY_MODEL))
+    predictor = load_predictor(str(READY_MODEL) if model is None else model)
     items = _resolve_paths(paths)
     features = iter_file_features([path for path, error in items if error is None], (predictor.features,), workers)
     for path, error in items:

@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as safetensors_bytes
 
 from musicgenre import __version__
 from musicgenre.config import TrainConfig
+from musicgenre.datasets import SPLITS, is_genre_name
 from musicgenre.errors import MusicGenreError
 from musicgenre.io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
 from musicgenre.metrics import seed_summary
@@ -44,6 +44,11 @@ class Run:
     @property
     def features(self) -> str:
         return self.config.features
+
+    @property
+    def training_splits(self) -> tuple[str, ...]:
+        """The splits the model was trained on (config.json 'training_splits'; runs of `train`: train alone)."""
+        return tuple(self.meta.get("training_splits", ("train",)))
 
 
 NUMBER = (int, float)
@@ -313,19 +318,31 @@ def load_run(path: str | os.PathLike, device: str | torch.device = "cpu") -> Run
     check_fields(meta, {"config": (dict,), "classes": (list,)}, str(cfg_path))
     config = train_config_from_json(meta["config"], f"{cfg_path}: 'config'")
     classes = meta["classes"]
-    if not classes or not all(isinstance(c, str) and c for c in classes) or len(set(classes)) != len(classes):
+    if not classes or not all(map(is_genre_name, classes)) or len(set(classes)) != len(classes):
         raise MusicGenreError(f"{cfg_path}: 'classes' must be a list of distinct genre names, not {json.dumps(classes)[:60]}")
-    check_fields(meta, {"sweep_split": (str,)}, str(cfg_path), required=False)
+    check_fields(meta, {"sweep_split": (str,), "training_splits": (list,)}, str(cfg_path), required=False)
+    if not set(meta.get("training_splits", ["train"])) <= set(SPLITS):
+        raise MusicGenreError(f"{cfg_path}: 'training_splits' must list splits among {', '.join(SPLITS)}")
     if "sweep_metrics" in meta:
         check_eval_metrics(meta["sweep_metrics"], f"{cfg_path}: 'sweep_metrics'")
     weights = path / WEIGHTS
     try:
-        state = load_file(str(weights))
+        with safe_open(str(weights), framework="pt") as f:
+            kind = (f.metadata() or {}).get(RUN_KIND)
+            state = {k: f.get_tensor(k) for k in f.keys()}
     except FileNotFoundError:
         raise MusicGenreError(f"{weights}: missing") from None
     except (SafetensorError, OSError, ValueError) as exc:
         raise MusicGenreError(f"{weights}: not a safetensors weights file ({exc})") from None
+    if kind != config.model:  # same shapes as another model (mfcc-mlp-plus and -log) must not pass for it
+        held = f"a {kind} model" if kind else "weights not written by musicgenre"
+        raise MusicGenreError(f"{weights}: holds {held}, but {cfg_path} names model {config.model} (a model file of another kind)")
     model = build_model(config.model, len(classes))
+    own = model.state_dict()
+    wrong = [k for k, t in state.items() if k in own and t.dtype != own[k].dtype]
+    if wrong:  # load_state_dict would cast them (integers to whole-number weights) without a word
+        raise MusicGenreError(f"{weights}: '{wrong[0]}' is {state[wrong[0]].dtype}, not {own[wrong[0]].dtype} "
+                              f"(a model file of another kind)")
     if not _load_weights(model, state):
         n = weights_classes(config.model, state)
         if n is not None:
@@ -333,6 +350,8 @@ def load_run(path: str | os.PathLike, device: str | torch.device = "cpu") -> Run
         raise MusicGenreError(f"{weights}: weights do not fit model {config.model} (a model file of another kind)")
     if not all(torch.isfinite(t).all() for t in state.values()):
         raise MusicGenreError(f"{weights}: holds NaN or infinite weights (its training diverged)")
+    if not float(model.temperature) > 0:
+        raise MusicGenreError(f"{weights}: calibration temperature {float(model.temperature):g} (it must be above 0)")
     metrics_path = path / "metrics.json"
     metrics = check_fields(read_json(metrics_path), {}, str(metrics_path)) if metrics_path.is_file() else {}
     model.to(device).eval()
