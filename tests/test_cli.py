@@ -115,6 +115,10 @@ def test_given_options_override_a_recipe_even_at_study_defaults():
         _config("--recipe", "nope")
     with pytest.raises(MusicGenreError, match="model mfcc-mlp reads mfcc features, not melgram"):
         _config("--model", "mfcc-mlp", "--features", "melgram")
+    # a recipe's settings were chosen for its model: --features alone must not move them onto another one
+    with pytest.raises(MusicGenreError, match="recipe mel-cnn-bn reads melgram features, not mfcc"):
+        _config("--recipe", "mel-cnn-bn", "--features", "mfcc")
+    assert _config("--recipe", "mel-cnn-bn", "--features", "melgram").model == "mel-cnn-bn"
 
 
 @pytest.mark.parametrize("options, message", [

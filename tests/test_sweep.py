@@ -205,3 +205,11 @@ def test_an_optimizer_that_diverges_at_once_is_a_result_not_a_crash(small_mfcc_r
     runs = json.loads((out / "runs" / "SGD" / "results.json").read_text())["runs"]
     assert [r["best_epoch"] for r in runs] == [0, 0]
     assert "0: the initial weights, kept where the loss diverged in epoch 1" in (out / "sweep.md").read_text()
+
+
+def test_lr_and_lr_per_optimizer_together_are_refused_before_training(study_data, tmp_path, spy_train_seeds, capsys):
+    """--lr-per-optimizer replaces every learning rate, so an --lr beside it would be silently ignored."""
+    out = tmp_path / "sweep"
+    assert main(sweep_args(study_data, out, "--lr", "0.1", "--lr-per-optimizer", "--optimizers", "sgd")) == 2
+    assert "--lr and --lr-per-optimizer: choose one" in capsys.readouterr().err
+    assert spy_train_seeds == [] and not out.exists()

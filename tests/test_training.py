@@ -210,8 +210,9 @@ def test_a_run_that_diverges_later_stops_and_keeps_its_best_sound_epoch(mfcc, mo
 @pytest.mark.parametrize("options, message", [
     ({"lr": float("nan")}, "learning rate must be positive numbers"),
     ({"lr": float("inf")}, "learning rate must be positive numbers"),
-    ({"weight_decay": float("nan")}, "weight decay must be 0 \\(off\\) or positive numbers"),
-    ({"mixup": float("nan")}, "mixup alpha and weight decay"),
+    ({"weight_decay": float("nan")}, "^weight decay must be 0 \\(off\\) or a positive number, not nan$"),
+    ({"weight_decay": -1.0}, "^weight decay must be 0 \\(off\\) or a positive number, not -1.0$"),
+    ({"mixup": float("nan")}, "^mixup alpha must be 0 \\(off\\) or a positive number, not nan$"),
     ({"seed": 99999999999999999999}, "seed 99999999999999999999 out of range"),
     ({"seed": -1}, "seed -1 out of range"),
 ])

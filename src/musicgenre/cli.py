@@ -69,6 +69,9 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
     base = recipe(args.recipe) if args.recipe else TrainConfig()
     given = {k: getattr(args, k) for k in TRAIN_OPTIONS if getattr(args, k) is not None}
     if "model" not in given and "features" in given and given["features"] != base.features:
+        if args.recipe:  # its training settings were chosen for its own model: do not carry them to another
+            raise MusicGenreError(f"recipe {args.recipe} reads {base.features} features, not {given['features']}: "
+                                  f"choose a recipe for {given['features']}")
         given["model"] = "mel-cnn" if given["features"] == "melgram" else "mfcc-mlp"
     model = given.get("model", base.model)
     features = given.setdefault("features", model_features(model))
@@ -220,6 +223,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     from musicgenre.sweep import run_sweep, sweep_config_from
 
+    if args.lr_per_optimizer and args.lr is not None:
+        raise MusicGenreError("--lr and --lr-per-optimizer: choose one (the second replaces every lr by the optimizer's own default)")
     cfg = sweep_config_from(train_config_from_args(args), args.data, args.optimizers, args.seeds,
                             args.lr_per_optimizer, args.split)
     run_sweep(cfg, args.out)
@@ -306,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="accuracy, macro F1, per-class report and confusion matrix of a run")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help="a run directory (from train, sweep or compare)")
     p.add_argument("--data", default=None, help="data root (default: $MUSICGENRE_DATA)")
     p.add_argument("--split", choices=["train", "val", "test"], default="val")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -315,10 +320,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("extract", help="build a dataset in the study's format from one audio folder per genre")
     p.add_argument("audio_dir", help="folder with one subfolder of audio files per genre")
     p.add_argument("--out", required=True, help="data root to create")
-    p.add_argument("--split-ratio", default="0.8/0.2", help="train/val fractions of each genre's files")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--split-ratio", default="0.8/0.2",
+                   help="train/val shares of each genre's files, scaled to sum to 1 (default: 0.8/0.2)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the files' assignment to splits (default: 0)")
     p.add_argument("--workers", type=positive_int, default=None, help="decoding processes (default: all cores)")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing data root")
     p.set_defaults(func=cmd_extract)
 
     p = sub.add_parser("predict", help="genre of audio files (wav, flac, ogg, mp3), per file and per second")
@@ -359,14 +365,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("ensemble", help="evaluate the average of several runs' probabilities")
-    p.add_argument("run_dirs", nargs="+")
+    p.add_argument("run_dirs", nargs="+", help="run directories whose probabilities are averaged")
     p.add_argument("--data", default=None, help="data root (default: $MUSICGENRE_DATA)")
     p.add_argument("--split", choices=["train", "val", "test"], default="val")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_ensemble)
 
     p = sub.add_parser("calibrate", help="fit a run's temperature on the val split and store it in the run")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help="a run directory trained without the val split")
     p.add_argument("--data", default=None, help="data root (default: $MUSICGENRE_DATA)")
     p.set_defaults(func=cmd_calibrate)
 

@@ -50,10 +50,9 @@ class TrainConfig:
             raise MusicGenreError(f"seed {self.seed} out of range: give a whole number from 0 to 2**63 - 1")
         if not re.fullmatch(rf"auto|cpu|{CUDA_DEVICE}", self.device):
             raise MusicGenreError(f"unknown device {self.device!r}: choose auto, cpu, cuda or cuda:N")
-        if not all(math.isfinite(v) and v >= 0 for v in (self.mixup, self.weight_decay)):
-            raise MusicGenreError(
-                f"mixup alpha and weight decay must be 0 (off) or positive numbers (not {self.mixup}, {self.weight_decay})"
-            )
+        for name, v in (("mixup alpha", self.mixup), ("weight decay", self.weight_decay)):
+            if not (math.isfinite(v) and v >= 0):
+                raise MusicGenreError(f"{name} must be 0 (off) or a positive number, not {v}")
         if not 0 <= self.label_smoothing < 1:
             raise MusicGenreError(f"label smoothing must be in [0, 1), not {self.label_smoothing}")
         if self.patience is not None and self.patience < 1:
