@@ -119,6 +119,9 @@ def test_given_options_override_a_recipe_even_at_study_defaults():
     with pytest.raises(MusicGenreError, match="recipe mel-cnn-bn reads melgram features, not mfcc"):
         _config("--recipe", "mel-cnn-bn", "--features", "mfcc")
     assert _config("--recipe", "mel-cnn-bn", "--features", "melgram").model == "mel-cnn-bn"
+    with pytest.raises(MusicGenreError, match="--spec-augment masks melgram bands and frames: it does nothing to mfcc"):
+        _config("--spec-augment")
+    assert _config("--spec-augment", "--model", "mel-cnn").spec_augment is True
 
 
 @pytest.mark.parametrize("options, message", [

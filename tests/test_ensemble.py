@@ -65,6 +65,18 @@ def test_the_same_run_twice_is_not_an_ensemble(runs):
         load_ensemble([runs[0], runs[1], runs[0].parent / ".." / runs[0].parent.name / runs[0].name])
 
 
+def test_ensemble_cli_json_writes_an_infinite_nll_as_null(runs, monkeypatch, capsys):
+    """A member certain of a wrong class makes the NLL infinite: --json must stay valid JSON."""
+    import musicgenre.ensemble as ensemble
+
+    real = ensemble.evaluate_predictor
+    monkeypatch.setattr(ensemble, "evaluate_predictor", lambda p, d: {**real(p, d), "nll": float("inf")})
+    capsys.readouterr()
+    assert main(["ensemble", *map(str, runs), "--data", str(DATA), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out, parse_constant=lambda c: pytest.fail(f"JSON has {c}"))
+    assert out["nll"] is None and 0 < out["accuracy"] <= 1
+
+
 def test_ensemble_cli_json(runs, capsys):
     assert main(["ensemble", str(runs[0]), str(runs[1]), "--data", str(DATA), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)

@@ -178,6 +178,27 @@ def test_report_validates_run_dirs_as_evaluate_does(run_dir, tmp_path):
     assert not (tmp_path / "rep").exists()  # checked before the report folder is made
 
 
+def test_report_and_load_run_say_what_a_path_is_instead(run_dir, tmp_path):
+    """A missing folder, a file, a folder of seed runs and the shipped model (validation figures, no training
+    record) each get their own reason."""
+    from musicgenre.predict import READY_MODEL
+    from musicgenre.report import build_report
+
+    with pytest.raises(MusicGenreError, match="nowhere: no such run or sweep directory$"):
+        build_report(tmp_path / "nowhere", tmp_path / "rep")
+    with pytest.raises(MusicGenreError, match="model.safetensors: a file, not a run directory$"):
+        load_run(run_dir / "model.safetensors")
+    seeds = tmp_path / "five"
+    shutil.copytree(run_dir, seeds / "seed-0")
+    (seeds / "summary.json").write_text("{}")
+    with pytest.raises(MusicGenreError, match="five: holds one run per seed .seed-K folders.: report on one of them$"):
+        build_report(seeds, tmp_path / "rep")
+    with pytest.raises(MusicGenreError, match="metrics.json: holds no training record .'best_epoch' is missing.: "
+                                              ".*ready_model was not written by train, sweep or compare$"):
+        build_report(READY_MODEL, tmp_path / "rep")
+    assert not (tmp_path / "rep").exists()
+
+
 def test_a_multi_seed_folder_says_how_to_use_its_runs(small_mfcc_root, tmp_path, capsys):
     out = tmp_path / "five"
     assert main(["train", "--data", str(small_mfcc_root), "--out", str(out), "--epochs", "1", "--seed", "0", "--seeds", "2"]) == 0

@@ -77,6 +77,8 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
     features = given.setdefault("features", model_features(model))
     if model_features(model) != features:
         raise MusicGenreError(f"model {model} reads {model_features(model)} features, not {features}")
+    if given.get("spec_augment") and features != "melgram":
+        raise MusicGenreError(f"--spec-augment masks melgram bands and frames: it does nothing to {features} features")
     return replace(base, **given)
 
 
@@ -151,8 +153,10 @@ def print_metrics(m: dict, title: str) -> None:
 
 def print_evaluation(m: dict, args: argparse.Namespace, title: str, source: dict) -> None:
     """With --json one JSON object (what was evaluated, the split, the metrics), else the readable report."""
-    if args.json:
-        print(json.dumps({**source, "split": args.split, **m}))
+    if args.json:  # a non-finite figure (an infinite NLL) as null: NaN and Infinity are not JSON
+        from musicgenre.io import finite_or_null
+
+        print(json.dumps(finite_or_null({**source, "split": args.split, **m}), allow_nan=False))
     else:
         print_metrics(m, title)
 
@@ -298,6 +302,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_scoring_options(p: argparse.ArgumentParser) -> None:
+    """The data root, split and output options of the commands that score models on a split."""
+    p.add_argument("--data", default=None, help="data root (default: $MUSICGENRE_DATA)")
+    p.add_argument("--split", choices=["train", "val", "test"], default="val")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="musicgenre", description="Classify music into genres with small neural networks.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -312,9 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="accuracy, macro F1, per-class report and confusion matrix of a run")
     p.add_argument("run_dir", help="a run directory (from train, sweep or compare)")
-    p.add_argument("--data", default=None, help="data root (default: $MUSICGENRE_DATA)")
-    p.add_argument("--split", choices=["train", "val", "test"], default="val")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_scoring_options(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("extract", help="build a dataset in the study's format from one audio folder per genre")
@@ -366,9 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ensemble", help="evaluate the average of several runs' probabilities")
     p.add_argument("run_dirs", nargs="+", help="run directories whose probabilities are averaged")
-    p.add_argument("--data", default=None, help="data root (default: $MUSICGENRE_DATA)")
-    p.add_argument("--split", choices=["train", "val", "test"], default="val")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_scoring_options(p)
     p.set_defaults(func=cmd_ensemble)
 
     p = sub.add_parser("calibrate", help="fit a run's temperature on the val split and store it in the run")

@@ -246,6 +246,10 @@ def build_report(path: str | os.PathLike, out: str | os.PathLike, data: str | No
     elif (path / "config.json").is_file():
         cfg, run = None, load_run(path)
         title, prefix = f"Training run: {path.name}", ""
+    elif not path.is_dir():
+        raise MusicGenreError(f"{path}: no such run or sweep directory")
+    elif (path / "summary.json").is_file():  # `train --seeds N` writes one run per seed under it
+        raise MusicGenreError(f"{path}: holds one run per seed (seed-K folders): report on one of them")
     else:
         raise MusicGenreError(f"{path}: neither a run directory (config.json) nor a sweep directory "
                               f"(sweep_config.json)")

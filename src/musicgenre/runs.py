@@ -118,6 +118,9 @@ def training_record(run: Run) -> dict:
     source = run.path / "metrics.json"
     if not source.is_file():
         raise MusicGenreError(f"{source}: missing")
+    if "best_epoch" not in run.metrics:  # the shipped model keeps its validation figures, not a training record
+        raise MusicGenreError(f"{source}: holds no training record ('best_epoch' is missing): "
+                              f"{run.path} was not written by train, sweep or compare")
     m = check_fields(run.metrics, {"best_epoch": (int,), "epochs_run": (int,), "train_seconds": NUMBER,
                                    "seconds_per_epoch": NUMBER, "val": (dict, type(None))}, str(source))
     if m["val"] is not None:
@@ -306,7 +309,7 @@ def load_run(path: str | os.PathLike, device: str | torch.device = "cpu") -> Run
     path = Path(path)
     cfg_path = path / "config.json"
     if not path.is_dir():
-        raise MusicGenreError(f"{path}: no such run directory")
+        raise MusicGenreError(f"{path}: {'a file, not a' if path.exists() else 'no such'} run directory")
     if not cfg_path.is_file():
         if (path / "summary.json").is_file():  # `train --seeds N` writes one run per seed under it
             raise MusicGenreError(f"{path}: holds one run per seed (seed-K folders): pass one of them, "
