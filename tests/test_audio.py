@@ -188,3 +188,17 @@ def test_folders_are_searched_through_symlinked_subfolders_without_looping(audio
     (library / "album").symlink_to(album, target_is_directory=True)
     (library / "loop").symlink_to(library, target_is_directory=True)
     assert find_audio_files([library]) == [library / "album" / "song.mp3"]
+
+
+def test_a_corrupt_mp3_is_one_error_without_the_decoders_own_lines(audio_dir, tmp_path, capfd):
+    """libmpg123 writes its complaints (resync notes, dequantization errors) to the process's stderr itself;
+    they must not pile up above the one-line error."""
+    data = bytearray((audio_dir / "rock_fma_001040.mp3").read_bytes())
+    rng = np.random.default_rng(0)
+    start = len(data) // 3
+    data[start : start + 20000 : 7] = rng.integers(0, 256, len(range(start, start + 20000, 7)), dtype=np.uint8).tobytes()
+    path = tmp_path / "corrupt.mp3"
+    path.write_bytes(bytes(data))
+    with _error_naming(path, "truncated file"):
+        load_audio(path)
+    assert capfd.readouterr().err == ""

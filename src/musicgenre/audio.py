@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable
+import sys
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +43,25 @@ def _declared_frames(f: sf.SoundFile) -> int:
     return f.frames if declared >= _UNKNOWN_DATA_SIZE else f.frames * declared // max(present, 1)
 
 
+@contextmanager
+def _decoder_messages_dropped() -> Iterator[None]:
+    """Send the process's stderr (fd 2) to /dev/null meanwhile: libmpg123 writes its complaints about
+    broken MP3 data there directly, dozens of lines above the one-line error that says what matters."""
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr to keep clean
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def load_audio(path: str | Path) -> np.ndarray:
     """Decode an audio file to float32 mono at SAMPLE_RATE, as librosa.load(path, sr=8000) would.
 
@@ -51,7 +72,7 @@ def load_audio(path: str | Path) -> np.ndarray:
         problem = "is a folder, not an audio file" if path.is_dir() else _NOT_REGULAR if path.exists() else "no such file"
         raise MusicGenreError(f"{path}: {problem}")
     try:
-        with sf.SoundFile(path) as f:
+        with _decoder_messages_dropped(), sf.SoundFile(path) as f:
             declared, sr = _declared_frames(f), f.samplerate
             y = f.read(dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError) as e:
