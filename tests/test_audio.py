@@ -86,6 +86,25 @@ def test_text_file_renamed_mp3(tmp_path):
         load_audio(path)
 
 
+@pytest.mark.parametrize("keep", [0.5, 0.9])
+def test_truncated_ogg(tmp_path, audio_dir, keep):
+    """An Ogg header declares no length: a file cut short (mid-page, or at a page boundary before the
+    end-of-stream page) decodes without complaint unless its pages are checked. Every whole recording passes."""
+    for source in sorted(audio_dir.glob("*.ogg")):
+        assert len(load_audio(source)) > 0
+        data = source.read_bytes()
+        path = tmp_path / f"cut-{source.name}"
+        path.write_bytes(data[: int(len(data) * keep)])
+        with _error_naming(path, "truncated file: its Ogg stream stops before its end-of-stream page"):
+            load_audio(path)
+    first = sorted(audio_dir.glob("*.ogg"))[0].read_bytes()
+    end_of_page = first.rfind(b"OggS")  # cut exactly where the last (end-of-stream) page begins
+    path = tmp_path / "page-boundary.ogg"
+    path.write_bytes(first[:end_of_page])
+    with _error_naming(path, "truncated file"):
+        load_audio(path)
+
+
 def test_truncated_mp3(tmp_path, audio_dir):
     data = (audio_dir / "rock_fma_001040.mp3").read_bytes()
     path = tmp_path / "cut.mp3"

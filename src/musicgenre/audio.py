@@ -43,6 +43,23 @@ def _declared_frames(f: sf.SoundFile) -> int:
     return f.frames if declared >= _UNKNOWN_DATA_SIZE else f.frames * declared // max(present, 1)
 
 
+def _ogg_ends_cleanly(path: Path) -> bool:
+    """Whether an Ogg file's pages run whole to the last, which closes the stream (end-of-stream flag). An
+    Ogg header declares no length, so a file cut short decodes without complaint to wherever it stops:
+    this walk over the page headers (a few hundred reads for a song) is what tells."""
+    with open(path, "rb") as f:
+        size, pos, closed = os.fstat(f.fileno()).st_size, 0, False
+        while pos < size:
+            f.seek(pos)
+            header = f.read(27)  # "OggS", version, flags, granule, serial, sequence, CRC, segment count
+            if len(header) < 27 or header[:4] != b"OggS":
+                break  # bytes after the last page: judged by the pages before them
+            lacing = f.read(header[26])
+            pos += 27 + len(lacing) + sum(lacing)
+            closed = len(lacing) == header[26] and bool(header[5] & 0x04)
+    return closed and pos <= size
+
+
 @contextmanager
 def _decoder_messages_dropped() -> Iterator[None]:
     """Send the process's stderr (fd 2) to /dev/null meanwhile: libmpg123 writes its complaints about
@@ -73,7 +90,7 @@ def load_audio(path: str | Path) -> np.ndarray:
         raise MusicGenreError(f"{path}: {problem}")
     try:
         with _decoder_messages_dropped(), sf.SoundFile(path) as f:
-            declared, sr = _declared_frames(f), f.samplerate
+            declared, sr, container = _declared_frames(f), f.samplerate, f.format
             y = f.read(dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError) as e:
         raise MusicGenreError(f"{path}: not a readable audio file (unknown format or corrupt data)") from e
@@ -84,6 +101,8 @@ def load_audio(path: str | Path) -> np.ndarray:
             f"{path}: truncated file: only {len(y) / sr:.1f} s of the {declared / sr:.1f} s "
             "its header declares could be decoded"
         )
+    if container == "OGG" and not _ogg_ends_cleanly(path):
+        raise MusicGenreError(f"{path}: truncated file: its Ogg stream stops before its end-of-stream page")
     if not np.isfinite(y).all():
         raise MusicGenreError(f"{path}: the audio has NaN or infinite samples")
     mono = y.mean(axis=1)
