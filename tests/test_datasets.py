@@ -82,7 +82,7 @@ def test_pickled_object_array_is_refused(tmp_path):
     d.mkdir(parents=True)
     np.save(d / "X.npy", np.array([{"a": 1}] * 8, dtype=object), allow_pickle=True)
     np.save(d / "labels.npy", GOOD_LABELS)
-    with pytest.raises(MusicGenreError, match="not a .npy array of numbers or strings") as err:
+    with pytest.raises(MusicGenreError, match="not a readable .npy array of numbers or strings") as err:
         load_split(tmp_path, "train", "mfcc")
     assert "allow_pickle" not in str(err.value)  # numpy's hint to unpickle is not passed on
 
@@ -98,6 +98,14 @@ def test_missing_and_corrupt_files(tmp_path, monkeypatch):
     (d / "X.npy").write_bytes(b"not numpy at all")
     np.save(d / "labels.npy", GOOD_LABELS)
     with pytest.raises(MusicGenreError, match="X.npy"):
+        load_split(tmp_path, "train", "mfcc")
+    np.save(d / "X.npy", np.zeros((8, 26)))
+    (d / "X.npy").write_bytes((d / "X.npy").read_bytes()[:-100])  # cut short
+    with pytest.raises(MusicGenreError, match="X.npy: not a readable .npy array .*cut short"):
+        load_split(tmp_path, "train", "mfcc")
+    (d / "X.npy").unlink()
+    (d / "X.npy").mkdir()
+    with pytest.raises(MusicGenreError, match="X.npy: a folder, not a file$"):
         load_split(tmp_path, "train", "mfcc")
 
 

@@ -61,12 +61,14 @@ def has_split(root: Path, split: str, features: str) -> bool:
 
 
 def _load_npy(path: Path) -> np.ndarray:
+    """An array from a .npy file, never unpickled; a one-line error naming the file otherwise."""
     if not path.is_file():
-        raise MusicGenreError(f"{path}: file not found")
+        raise MusicGenreError(f"{path}: {'a folder, not a file' if path.is_dir() else 'file not found'}")
     try:
         return np.load(path, allow_pickle=False)
     except ValueError:  # numpy's message would suggest allow_pickle=True: we never unpickle
-        raise MusicGenreError(f"{path}: not a .npy array of numbers or strings (pickled objects, or not .npy)") from None
+        raise MusicGenreError(f"{path}: not a readable .npy array of numbers or strings "
+                              f"(cut short, pickled objects, or not .npy)") from None
     except (OSError, EOFError) as exc:
         raise MusicGenreError(f"{path}: unreadable .npy file ({exc})") from None
 
