@@ -176,6 +176,8 @@ def test_bad_audio_dirs(tmp_path):
     (tmp_path / "genres" / "jazz").mkdir(parents=True)
     with pytest.raises(MusicGenreError, match="jazz.*no audio files"):
         build_dataset(tmp_path / "genres", tmp_path / "out", progress=False)
+    with pytest.raises(MusicGenreError, match="seed -1 out of range"):  # before any audio is decoded
+        build_dataset(tmp_path / "genres", tmp_path / "out", seed=-1, progress=False)
     (tmp_path / "spaced" / "blues ").mkdir(parents=True)  # would label its clips 'blues ', a genre of its own
     with pytest.raises(MusicGenreError, match="'blues ' is not a genre name"):
         build_dataset(tmp_path / "spaced", tmp_path / "out", progress=False)
@@ -184,7 +186,8 @@ def test_bad_audio_dirs(tmp_path):
 @pytest.mark.parametrize(
     "n, ratios, expected",
     [(10, (0.8, 0.2), [8, 2]), (3, (0.8, 0.2), [2, 1]), (2, (0.8, 0.2), [1, 1]), (1, (0.8, 0.2), [1, 0]),
-     (4, (1.0, 0.0), [4, 0]), (0, (0.8, 0.2), [0, 0])],
+     (4, (1.0, 0.0), [4, 0]), (0, (0.8, 0.2), [0, 0]),
+     (1, (0.3, 0.7), [1, 0]), (2, (0.1, 0.9), [1, 1])],  # train first: a genre must be learnable
 )
 def test_split_counts(n, ratios, expected):
     assert _split_counts(n, np.array(ratios)).tolist() == expected

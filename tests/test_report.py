@@ -6,6 +6,7 @@ import json
 import re
 
 import matplotlib.image
+import numpy as np
 import pytest
 
 from conftest import STUDY_DATA, synthetic_melgrams, write_split
@@ -90,6 +91,12 @@ def test_melgram_report_shows_examples_with_data(mel_root, tmp_path, monkeypatch
     # The study's own root has melgram labels but no melgram arrays: the report is written without examples.
     md = assert_report(build_report(run, tmp_path / "study-root", str(STUDY_DATA)), plain)
     assert f"No example mel-spectrograms: {STUDY_DATA} has no train split of melgrams" in md
+    # A root of melgrams for other genres (say $MUSICGENRE_DATA set for another project): no examples, no failure.
+    other = tmp_path / "other"
+    X, labels = synthetic_melgrams(8)
+    write_split(other, "train", "melgram", X, np.array(["jazz", "folk"] * 4))
+    md = assert_report(build_report(run, tmp_path / "other-root", str(other)), plain)
+    assert "No example mel-spectrograms: " in md and "unknown genre label(s) 'folk', 'jazz'" in md
 
 
 def test_report_of_other_folder_is_an_error(tmp_path):
@@ -113,6 +120,12 @@ def test_reproduce_mfcc_only_end_to_end_and_resume(small_mfcc_root, tmp_path, ca
 
     mtime = (out / "mfcc-net" / "metrics.json").stat().st_mtime_ns
     assert main(args) == 0  # a rerun reads the finished parts back
+    assert (out / "mfcc-net" / "metrics.json").stat().st_mtime_ns == mtime
+    # ... but only with the same settings: a 1-epoch run must not pass for part of a 2-epoch reproduction
+    capsys.readouterr()
+    assert main([*args[:-3], "2", *args[-2:]]) == 2  # --epochs 2
+    err = capsys.readouterr().err
+    assert f"{out / 'reproduce_config.json'}: {out} holds a reproduction run with other settings (epochs 1, not 2)" in err
     assert (out / "mfcc-net" / "metrics.json").stat().st_mtime_ns == mtime
 
 

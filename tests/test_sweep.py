@@ -212,4 +212,6 @@ def test_lr_and_lr_per_optimizer_together_are_refused_before_training(study_data
     out = tmp_path / "sweep"
     assert main(sweep_args(study_data, out, "--lr", "0.1", "--lr-per-optimizer", "--optimizers", "sgd")) == 2
     assert "--lr and --lr-per-optimizer: choose one" in capsys.readouterr().err
+    assert main(sweep_args(study_data, out, "--seed", "7", "--optimizers", "sgd")) == 2  # seeds are 0..N-1
+    assert "--seed 7 is not used" in capsys.readouterr().err
     assert spy_train_seeds == [] and not out.exists()

@@ -215,10 +215,23 @@ def test_a_run_that_diverges_later_stops_and_keeps_its_best_sound_epoch(mfcc, mo
     ({"mixup": float("nan")}, "^mixup alpha must be 0 \\(off\\) or a positive number, not nan$"),
     ({"seed": 99999999999999999999}, "seed 99999999999999999999 out of range"),
     ({"seed": -1}, "seed -1 out of range"),
+    ({"standardize": "no"}, "standardize must be True or False, not 'no'"),  # a truthy string
 ])
 def test_non_finite_or_out_of_range_options_are_refused(options, message):
     with pytest.raises(MusicGenreError, match=message):
         TrainConfig(**options)
+
+
+def test_a_model_whose_features_the_configuration_contradicts_is_refused_before_training():
+    """TrainConfig(model="mel-cnn") keeps the default features="mfcc": trained, its run could not be loaded back."""
+    from conftest import GENRES, synthetic_melgrams
+
+    X, labels = synthetic_melgrams(8)
+    mel = Dataset(X, np.array([GENRES.index(v) for v in labels]), tuple(GENRES), "melgram", "train")
+    with pytest.raises(MusicGenreError, match="model mel-cnn reads melgram features, but the configuration says "
+                                              "features='mfcc': set features='melgram'"):
+        train(TrainConfig(model="mel-cnn", seed=0, epochs=1), mel)
+    assert train(TrainConfig(model="mel-cnn", features="melgram", seed=0, epochs=1), mel).best_epoch == 1
 
 
 @pytest.mark.parametrize("optimizer", ["SGD", "Adagrad", "Rprop"])

@@ -87,6 +87,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from musicgenre.datasets import load_dataset, resolve_data_root
     from musicgenre.models import build_model, count_parameters
     from musicgenre.runs import check_out_dir, save_run
+    from musicgenre.tables import plural
     from musicgenre.training import check_learned, resolve_seed, train
 
     cfg = resolve_seed(train_config_from_args(args))
@@ -97,7 +98,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     n_params = count_parameters(build_model(cfg.model, len(data["train"].classes)))
     val = data.get("val")
     print(f"{cfg.model} ({n_params:,} parameters) on {len(data['train'])} {cfg.features} clips, "
-          f"validating on {len(val) if val else 0}; {cfg.optimizer} lr {cfg.lr}, {cfg.epochs} epochs, batch {cfg.batch_size}")
+          f"validating on {len(val) if val else 0}; {cfg.optimizer} lr {cfg.lr}, {plural(cfg.epochs, 'epoch')}, batch {cfg.batch_size}")
 
     def show(r) -> None:
         val_txt = f"  val acc {r.val_accuracy:.3f}  val F1 {r.val_f1:.3f}" if r.val_f1 is not None else ""
@@ -227,6 +228,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     from musicgenre.sweep import run_sweep, sweep_config_from
 
+    if args.seed is not None:
+        raise MusicGenreError(f"sweep trains seeds 0..N-1 of each optimizer (--seeds N): --seed {args.seed} is not used")
     if args.lr_per_optimizer and args.lr is not None:
         raise MusicGenreError("--lr and --lr-per-optimizer: choose one (the second replaces every lr by the optimizer's own default)")
     cfg = sweep_config_from(train_config_from_args(args), args.data, args.optimizers, args.seeds,
@@ -318,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run directory to create")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     p.add_argument("--seeds", type=positive_int, default=1,
-                   help="train N seeds (seed..seed+N-1) together; OUT/seed-K each, OUT/summary.json")
+                   help="train N seeds (seed..seed+N-1; several at once where the model allows); OUT/seed-K each, OUT/summary.json")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="accuracy, macro F1, per-class report and confusion matrix of a run")
@@ -347,7 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sweep", help="train every optimizer x seed on one model; table, CSV and chart (resumable)")
     _add_train_options(p)
     p.add_argument("--optimizers", default="all", help="'all' (the 11 of torch.optim) or a comma list")
-    p.add_argument("--seeds", type=positive_int, default=5, help="seeds 0..N-1 per optimizer (--seed is not used)")
+    p.add_argument("--seeds", type=positive_int, default=5, help="seeds 0..N-1 per optimizer (no --seed)")
     p.add_argument("--lr-per-optimizer", action="store_true", help="each optimizer's own default lr instead of --lr")
     p.add_argument("--split", choices=["val", "test"], default="val", help="split the table reports")
     p.add_argument("--out", required=True, help="sweep directory (rerun the same command to resume)")

@@ -15,6 +15,12 @@ CUDA_DEVICE = r"cuda(:\d+)?"  # cuda or cuda:N
 SEED_LIMIT = 2**63  # seeds are 0..2**63-1, what torch.manual_seed takes as a signed 64-bit number
 
 
+def check_seed(seed: int) -> None:
+    """Refuse a seed out of 0..2**63-1 (torch and numpy take no other)."""
+    if not 0 <= seed < SEED_LIMIT:
+        raise MusicGenreError(f"seed {seed} out of range: give a whole number from 0 to 2**63 - 1")
+
+
 @dataclass
 class TrainConfig:
     """Everything that decides a training run; defaults are the study's settings."""
@@ -39,6 +45,9 @@ class TrainConfig:
     fused: bool = True  # on the CPU, train plain MLPs with SGD in one compiled call per epoch where fused.can_fuse allows
 
     def __post_init__(self) -> None:
+        for name in ("standardize", "spec_augment", "cuda_graphs", "fused"):  # "no" would be truthy
+            if not isinstance(getattr(self, name), bool):
+                raise MusicGenreError(f"{name} must be True or False, not {getattr(self, name)!r}")
         self.optimizer = canonical_optimizer(self.optimizer)
         if self.scheduler not in SCHEDULERS:
             raise MusicGenreError(f"unknown scheduler {self.scheduler!r}: choose one of {', '.join(SCHEDULERS)}")
@@ -46,8 +55,8 @@ class TrainConfig:
             raise MusicGenreError(f"unknown precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
         if self.epochs < 1 or self.batch_size < 1 or not (math.isfinite(self.lr) and self.lr > 0):
             raise MusicGenreError(f"epochs, batch size and learning rate must be positive numbers (lr {self.lr})")
-        if self.seed is not None and not 0 <= self.seed < SEED_LIMIT:
-            raise MusicGenreError(f"seed {self.seed} out of range: give a whole number from 0 to 2**63 - 1")
+        if self.seed is not None:
+            check_seed(self.seed)
         if not re.fullmatch(rf"auto|cpu|{CUDA_DEVICE}", self.device):
             raise MusicGenreError(f"unknown device {self.device!r}: choose auto, cpu, cuda or cuda:N")
         for name, v in (("mixup alpha", self.mixup), ("weight decay", self.weight_decay)):

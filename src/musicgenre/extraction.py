@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from musicgenre.audio import as_path, find_audio_files
+from musicgenre.config import check_seed
 from musicgenre.datasets import FEATURE_DIRS, FEATURE_SHAPES, is_genre_name
 from musicgenre.errors import MusicGenreError
 from musicgenre.features import FileFeatures, iter_file_features
@@ -42,6 +43,7 @@ def build_dataset(
 
     audio_dir = as_path(audio_dir)
     check_out_dir(out_root, overwrite, [audio_dir])  # before any audio is read
+    check_seed(seed)
     ratios = _check_ratios(split_ratio)
     genre_files = _genre_files(audio_dir)
     manifest: dict[str, Any] = {}
@@ -139,10 +141,14 @@ def _genre_files(audio_dir: Path) -> dict[str, list[Path]]:
 
 
 def _split_counts(n: int, ratios: np.ndarray) -> np.ndarray:
-    """Files per split: proportional (largest remainder), yet at least one for each nonzero share when n allows."""
+    """Files per split: proportional (largest remainder), yet at least one for train (a genre without
+    training files cannot be learned) and then for each nonzero share, when n allows."""
     exact = n * ratios
     counts = np.floor(exact).astype(int)
     counts[np.argsort(counts - exact, kind="stable")[: n - counts.sum()]] += 1
+    if n and counts[0] == 0:
+        counts[np.argmax(counts)] -= 1
+        counts[0] += 1
     for empty in np.flatnonzero((ratios > 0) & (counts == 0)):
         donor = np.argmax(counts)
         if counts[donor] > 1:

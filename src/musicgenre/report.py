@@ -169,13 +169,18 @@ def run_blocks(run: Run, record: dict, history: list[dict], out: Path, prefix: s
         blocks += [Block("img", f"{prefix}confusion.png"), Block("img", f"{prefix}per_class.png")]
     if float(run.model.temperature) != 1.0:
         blocks.append(Block("p", calibration_text(run, record)))
-    if run.features == "melgram" and data is not None:
-        if has_split(Path(data), "train", "melgram"):
-            plot_mel_examples(data, run.classes, out / f"{prefix}mel_examples.png")
-            blocks += [Block("p", "One training mel-spectrogram per genre:"), Block("img", f"{prefix}mel_examples.png")]
+    if run.features == "melgram" and data is not None:  # optional: without them the report goes on, saying why
+        missing = None
+        if not has_split(Path(data), "train", "melgram"):
+            missing = f"{data} has no train split of melgrams (pass --data ROOT of one that has)"
         else:
-            blocks.append(Block("p", f"No example mel-spectrograms: {data} has no train split of melgrams "
-                                     "(pass --data ROOT of one that has)."))
+            try:
+                plot_mel_examples(data, run.classes, out / f"{prefix}mel_examples.png")
+                blocks += [Block("p", "One training mel-spectrogram per genre:"), Block("img", f"{prefix}mel_examples.png")]
+            except MusicGenreError as exc:  # another dataset's genres, or a broken file
+                missing = f"{exc} (pass --data ROOT of the run's own data)"
+        if missing:
+            blocks.append(Block("p", f"No example mel-spectrograms: {missing}."))
     return blocks
 
 

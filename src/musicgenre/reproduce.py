@@ -1,6 +1,7 @@
 """The whole study in one command: the MFCC net, the CNN (where melgrams exist), the optimizer sweep,
 the device table and the reports, with the study's published figures beside ours. Resumable: parts
-already in the output folder are read back, not redone."""
+already in the output folder are read back, not redone, when it was made with the same settings
+(reproduce_config.json)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ from pathlib import Path
 from musicgenre.benchmark import compare_devices, device_table
 from musicgenre.config import TrainConfig
 from musicgenre.datasets import Dataset, has_split, load_dataset, resolve_data_root
+from musicgenre.errors import MusicGenreError
 from musicgenre.io import atomic_write_json, atomic_write_text, read_json
 from musicgenre.report import build_report
 from musicgenre.runs import load_run, out_folder, save_run, training_record
 from musicgenre.sweep import OptimizerResult, run_sweep, sweep_config_from
-from musicgenre.tables import markdown_table
+from musicgenre.tables import markdown_table, plural
 from musicgenre.training import train
 
 # The study's published figures (on its test split): (what, model, optimizer, accuracy, macro F1).
@@ -62,6 +64,14 @@ def reproduce(data: str | os.PathLike | None, out: str | os.PathLike, seeds: int
     sweep_cfg = sweep_config_from(base, str(root), optimizers, seeds, False, "val")
     data_of = {c.features: load_dataset(root, c.features) for c in ([mfcc, cnn] if has_mel else [mfcc])}
     out = out_folder(out, [root])
+    settings = {"data": str(root), "epochs": epochs, "seeds": seeds, "optimizers": list(sweep_cfg.optimizers)}
+    settings_path = out / "reproduce_config.json"
+    saved = read_json(settings_path) if settings_path.is_file() else settings
+    if saved != settings:  # its finished parts would be read back and mixed with parts run otherwise
+        diff = "; ".join(f"{k} {saved.get(k)!r}, not {v!r}" for k, v in settings.items() if saved.get(k) != v)
+        raise MusicGenreError(f"{settings_path}: {out} holds a reproduction run with other settings ({diff}): "
+                              "pass another --out, or delete it to start over")
+    atomic_write_json(settings_path, settings)
 
     print("MFCC net (the study's settings, seed 0)", flush=True)
     runs = {"mfcc-mlp": train_or_load(mfcc, data_of["mfcc"], out / "mfcc-net")}
@@ -88,11 +98,11 @@ def reproduce(data: str | os.PathLike | None, out: str | os.PathLike, seeds: int
     header = ("Figure", "Study, its test split (acc / F1)", "Ours, seed 0, val split", "Ours, sweep mean ± std, val split")
     table = markdown_table(header, comparison_rows(runs, base.model, sweep), "lrrr")
     text = "\n\n".join([
-        f"# The study, reproduced\n\nData: {root}; {epochs} epochs; sweep of {len(sweep)} optimizers x {seeds} seeds "
+        f"# The study, reproduced\n\nData: {root}; {plural(epochs, 'epoch')}; sweep of {len(sweep)} optimizers x {seeds} seeds "
         f"on {base.model}; validation split.",
         table,
         *notes,
-        f"## Devices ({base.model}, {base.epochs} epochs)\n\n" + device_table(devices).rstrip(),
+        f"## Devices ({base.model}, {plural(base.epochs, 'epoch')})\n\n" + device_table(devices).rstrip(),
         "## Reports\n\n" + "\n".join(f"- {name}: reports/{name}/report.html" for name in reports),
     ]) + "\n"
     atomic_write_text(out / "reproduce.md", text)

@@ -20,7 +20,7 @@ from musicgenre.errors import MusicGenreError
 from musicgenre.io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
 from musicgenre.metrics import mean_std
 from musicgenre.runs import NUMBER, check_fields, check_out_path, save_run, train_config_from_json
-from musicgenre.tables import markdown_table
+from musicgenre.tables import markdown_table, plural
 from musicgenre.training import TrainResult, evaluate_model, train_seeds
 
 SWEEP_KIND = "musicgenre-sweep"
@@ -230,7 +230,7 @@ def sweep_intro(cfg: SweepConfig) -> list[str]:
     lr_line = ("lr: each optimizer's own default (from its torch.optim signature)" if cfg.lr_per_optimizer
                else f"lr: {b.lr:g} for every optimizer")
     return [f"Optimizer sweep: {b.model} on {b.features}, {split} split, {cfg.seeds} seeds (0..{cfg.seeds - 1}), "
-            f"{b.epochs} epochs, batch {b.batch_size}; kept epoch = best validation macro F1 (0: the initial "
+            f"{plural(b.epochs, 'epoch')}, batch {b.batch_size}; kept epoch = best validation macro F1 (0: the initial "
             "weights, kept where the loss diverged in epoch 1).",
             f"{lr_line}. Figures are mean ± sample std over seeds."]
 
@@ -265,7 +265,7 @@ def sweep_figure(cfg: SweepConfig, results: list[OptimizerResult]) -> bytes:
     ax.set_ylim(0, 1)
     ax.set_ylabel(f"{cfg.split} score (mean ± std, {cfg.seeds} seeds)")
     lr = "own default lr" if cfg.lr_per_optimizer else f"lr {cfg.base.lr:g}"
-    ax.set_title(f"{cfg.base.model}: optimizers, {lr}, {cfg.base.epochs} epochs")
+    ax.set_title(f"{cfg.base.model}: optimizers, {lr}, {plural(cfg.base.epochs, 'epoch')}")
     ax.legend(loc="lower left")
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()

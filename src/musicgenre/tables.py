@@ -1,4 +1,4 @@
-"""Markdown tables for reports and summaries: one formatter, so that every table is written alike."""
+"""Markdown tables and counted nouns for reports and summaries: one formatter, so that every table is written alike."""
 
 from __future__ import annotations
 
@@ -11,3 +11,8 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]], align: 
     rule = "|" + "|".join("---:" if a == "r" else "---" for a in align.ljust(len(header), "l")) + "|"
     lines = ["| " + " | ".join(row) + " |" for row in [header, *rows]]
     return "\n".join([lines[0], rule, *lines[1:]])
+
+
+def plural(n: int, noun: str) -> str:
+    """'1 epoch', '2 epochs'."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"

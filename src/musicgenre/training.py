@@ -194,8 +194,13 @@ def resolve_seed(cfg: TrainConfig) -> TrainConfig:
 
 
 def check_features(cfg: TrainConfig, train_set: Dataset) -> None:
-    if model_features(cfg.model) != train_set.features:
-        raise MusicGenreError(f"model {cfg.model} reads {model_features(cfg.model)} features, not {train_set.features}")
+    """The model must read the configuration's features and the data's (a run saved otherwise could not be loaded)."""
+    features = model_features(cfg.model)
+    if cfg.features != features:
+        raise MusicGenreError(f"model {cfg.model} reads {features} features, but the configuration says "
+                              f"features={cfg.features!r}: set features={features!r}")
+    if features != train_set.features:
+        raise MusicGenreError(f"model {cfg.model} reads {features} features, not {train_set.features}")
 
 
 def new_model(cfg: TrainConfig, seed: int, train_set: Dataset, device: torch.device) -> GenreNet:
