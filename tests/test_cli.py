@@ -119,9 +119,15 @@ def test_given_options_override_a_recipe_even_at_study_defaults():
     with pytest.raises(MusicGenreError, match="recipe mel-cnn-bn reads melgram features, not mfcc"):
         _config("--recipe", "mel-cnn-bn", "--features", "mfcc")
     assert _config("--recipe", "mel-cnn-bn", "--features", "melgram").model == "mel-cnn-bn"
-    with pytest.raises(MusicGenreError, match="--spec-augment masks melgram bands and frames: it does nothing to mfcc"):
-        _config("--spec-augment")
-    assert _config("--spec-augment", "--model", "mel-cnn").spec_augment is True
+    with pytest.raises(MusicGenreError, match="recipe mel-cnn-bn reads melgram features, not mfcc"):
+        _config("--recipe", "mel-cnn-bn", "--model", "mfcc-mlp")  # nor --model
+    assert _config("--recipe", "mfcc-mlp-log", "--model", "mfcc-mlp").lr == 3e-3  # same features: settings kept
+
+
+def test_spec_augment_on_mfcc_is_refused_before_training(small_mfcc_root, tmp_path, capsys):
+    assert main(["train", "--data", str(small_mfcc_root), "--spec-augment", "--out", str(tmp_path / "run")]) == 2
+    assert "--spec-augment) masks melgram bands and frames: it does nothing to mfcc features" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("options, message", [

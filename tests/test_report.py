@@ -126,6 +126,12 @@ def test_reproduce_mfcc_only_end_to_end_and_resume(small_mfcc_root, tmp_path, ca
     assert main([*args[:-3], "2", *args[-2:]]) == 2  # --epochs 2
     err = capsys.readouterr().err
     assert f"{out / 'reproduce_config.json'}: {out} holds a reproduction run with other settings (epochs 1, not 2)" in err
+    mine = tmp_path / "mine"
+    (mine / "reports").mkdir(parents=True)
+    (mine / "reports" / "notes.txt").write_text("mine")
+    assert main([*args[:4], str(mine), *args[5:]]) == 2  # --out mine: a folder that is not a reproduction
+    assert "holds no reproduce_config.json: it is not a reproduction to resume" in capsys.readouterr().err
+    assert [p.name for p in mine.rglob("*")] == ["reports", "notes.txt"]
     assert (out / "mfcc-net" / "metrics.json").stat().st_mtime_ns == mtime
 
 

@@ -138,6 +138,26 @@ def test_overwrite_onto_a_file_leaves_nothing_behind(small_mfcc_root, tmp_path):
     assert [p.name for p in afile.parent.iterdir()] == ["afile"]
 
 
+def test_an_output_that_appears_while_it_is_written_is_not_replaced_without_overwrite(tmp_path):
+    """--out is checked before the work (extract decodes for minutes): something written there meanwhile
+    must survive the final rename unless --overwrite was given."""
+    from musicgenre.runs import write_dir
+
+    out = tmp_path / "data"
+
+    def fill(tmp):
+        (tmp / "new.txt").write_text("new")
+        out.mkdir()
+        (out / "precious.txt").write_text("mine")
+
+    with pytest.raises(MusicGenreError, match="data: appeared while this was being written"):
+        write_dir(out, False, fill)
+    assert [p.name for p in out.iterdir()] == ["precious.txt"] and [p.name for p in tmp_path.iterdir()] == ["data"]
+    (out / "precious.txt").unlink()
+    assert write_dir(out, False, lambda tmp: (tmp / "new.txt").write_text("new")) == out  # an empty folder: fine
+    assert [p.name for p in out.iterdir()] == ["new.txt"]
+
+
 def test_failed_save_is_one_line_and_leaves_no_temporary_folder(small_mfcc_root, tmp_path, monkeypatch, capsys):
     import musicgenre.runs as runs
 

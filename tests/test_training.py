@@ -252,3 +252,16 @@ def test_thread_setting_out_of_range_is_a_one_line_error(monkeypatch, value):
     monkeypatch.setenv("MUSICGENRE_THREADS", value)
     with pytest.raises(MusicGenreError, match="give a number of threads from 1 to 1024"):
         train_threads("mfcc-mlp")
+
+
+def test_a_gpu_index_beyond_the_machines_gpus_is_a_one_line_error(monkeypatch):
+    """cuda:3 on a one-GPU machine would otherwise fail deep inside torch (checked with CUDA faked present)."""
+    from musicgenre.benchmark import device_available
+    from musicgenre.training import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert resolve_device("cuda:0") == torch.device("cuda:0") and resolve_device("cuda") == torch.device("cuda")
+    with pytest.raises(MusicGenreError, match="^device 'cuda:3' asked for, but this machine has 1 CUDA GPU"):
+        resolve_device("cuda:3")
+    assert device_available("cuda:0") and not device_available("cuda:3")

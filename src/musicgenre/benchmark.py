@@ -12,7 +12,7 @@ from musicgenre.config import CUDA_DEVICE, TrainConfig
 from musicgenre.datasets import load_dataset
 from musicgenre.errors import MusicGenreError
 from musicgenre.tables import markdown_table
-from musicgenre.training import resolve_seed, train, train_threads
+from musicgenre.training import resolve_device, resolve_seed, train, train_threads
 
 
 def device_available(device: str) -> bool:
@@ -20,8 +20,11 @@ def device_available(device: str) -> bool:
     if device == "cpu":
         return True
     if re.fullmatch(CUDA_DEVICE, device):
-        index = int(device.partition(":")[2] or 0)
-        return torch.cuda.is_available() and index < torch.cuda.device_count()
+        try:
+            resolve_device(device)
+        except MusicGenreError:
+            return False
+        return True
     raise MusicGenreError(f"unknown device {device!r}: choose cpu, cuda or cuda:N")
 
 

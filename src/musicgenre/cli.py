@@ -69,16 +69,14 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
     base = recipe(args.recipe) if args.recipe else TrainConfig()
     given = {k: getattr(args, k) for k in TRAIN_OPTIONS if getattr(args, k) is not None}
     if "model" not in given and "features" in given and given["features"] != base.features:
-        if args.recipe:  # its training settings were chosen for its own model: do not carry them to another
-            raise MusicGenreError(f"recipe {args.recipe} reads {base.features} features, not {given['features']}: "
-                                  f"choose a recipe for {given['features']}")
         given["model"] = "mel-cnn" if given["features"] == "melgram" else "mfcc-mlp"
     model = given.get("model", base.model)
     features = given.setdefault("features", model_features(model))
     if model_features(model) != features:
         raise MusicGenreError(f"model {model} reads {model_features(model)} features, not {features}")
-    if given.get("spec_augment") and features != "melgram":
-        raise MusicGenreError(f"--spec-augment masks melgram bands and frames: it does nothing to {features} features")
+    if args.recipe and features != base.features:  # its settings were chosen for its own model, not this one
+        raise MusicGenreError(f"recipe {args.recipe} reads {base.features} features, not {features}: "
+                              f"choose a recipe for {features}")
     return replace(base, **given)
 
 

@@ -62,7 +62,8 @@ def timing_batch(features: str, seed: int = 0) -> np.ndarray:
 
 
 def model_cost(model_name: str, n_classes: int) -> tuple[int, float]:
-    """Parameters and CPU seconds per clip (batch of 256, 2 threads, inference mode) of a named model."""
+    """Parameters and CPU seconds per clip of a named model: 256 clips predicted as `predict` does them
+    (predict_logits, batches of 64, inference mode), 2 threads."""
     model = build_model(model_name, n_classes).eval()
     X = torch.from_numpy(timing_batch(model_features(model_name)))
     return count_parameters(model), seconds_per_clip(lambda x: predict_logits(model, x), X)

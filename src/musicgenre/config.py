@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
 from musicgenre.errors import MusicGenreError
 
@@ -113,7 +113,7 @@ RECIPES: dict[str, TrainConfig] = {
 
 
 def recipe(name: str) -> TrainConfig:
-    """The named recipe's configuration."""
+    """The named recipe's configuration (a copy: changing it leaves the recipe as it is)."""
     if name not in RECIPES:
         raise MusicGenreError(f"unknown recipe {name!r}: choose one of {', '.join(RECIPES)}")
-    return RECIPES[name]
+    return replace(RECIPES[name])

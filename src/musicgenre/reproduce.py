@@ -63,9 +63,12 @@ def reproduce(data: str | os.PathLike | None, out: str | os.PathLike, seeds: int
     base = cnn if has_mel else mfcc
     sweep_cfg = sweep_config_from(base, str(root), optimizers, seeds, False, "val")
     data_of = {c.features: load_dataset(root, c.features) for c in ([mfcc, cnn] if has_mel else [mfcc])}
-    out = out_folder(out, [root])
     settings = {"data": str(root), "epochs": epochs, "seeds": seeds, "optimizers": list(sweep_cfg.optimizers)}
-    settings_path = out / "reproduce_config.json"
+    settings_path = Path(out) / "reproduce_config.json"
+    if Path(out).is_dir() and any(Path(out).iterdir()) and not settings_path.is_file():  # its reports/ would be replaced
+        raise MusicGenreError(f"{out}: already exists, is not empty and holds no reproduce_config.json: "
+                              "it is not a reproduction to resume (choose another --out)")
+    out = out_folder(out, [root])
     saved = read_json(settings_path) if settings_path.is_file() else settings
     if saved != settings:  # its finished parts would be read back and mixed with parts run otherwise
         diff = "; ".join(f"{k} {saved.get(k)!r}, not {v!r}" for k, v in settings.items() if saved.get(k) != v)

@@ -198,11 +198,14 @@ def remove_path(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def commit_dir(tmp: Path, out: Path) -> Path:
+def commit_dir(tmp: Path, out: Path, overwrite: bool = True) -> Path:
     """Move a finished temporary directory into place in one rename; an old `out` (folder or file) is moved
-    aside first and deleted last, or put back if the rename fails, and `tmp` never outlives a failure."""
+    aside first and deleted last, or put back if the rename fails, and `tmp` never outlives a failure.
+    Without `overwrite`, an `out` that became a file or a non-empty folder meanwhile is refused, not replaced."""
     old = out.parent / f".{out.name}.old-{os.getpid()}" if out.exists() or out.is_symlink() else None
     try:
+        if old is not None and not overwrite and (not out.is_dir() or any(out.iterdir())):
+            raise MusicGenreError(f"{out}: appeared while this was being written (choose another --out, or --overwrite)")
         if old is not None:
             os.replace(out, old)
         try:
@@ -230,7 +233,7 @@ def write_dir(
     except BaseException:
         remove_path(tmp)
         raise
-    return commit_dir(tmp, out)
+    return commit_dir(tmp, out, overwrite)
 
 
 def history_csv(result: TrainResult) -> str:

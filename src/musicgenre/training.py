@@ -50,12 +50,15 @@ class TrainResult:
 
 
 def resolve_device(name: str) -> torch.device:
-    """'auto' picks CUDA when present; asking for CUDA where there is none is an error."""
+    """'auto' picks CUDA when present; asking for a GPU this machine lacks is an error."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise MusicGenreError("device 'cuda' asked for, but no CUDA GPU is available here")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise MusicGenreError(f"device {name!r} asked for, but this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    return device
 
 
 def autocast(device: torch.device, precision: str) -> torch.autocast:
@@ -194,13 +197,16 @@ def resolve_seed(cfg: TrainConfig) -> TrainConfig:
 
 
 def check_features(cfg: TrainConfig, train_set: Dataset) -> None:
-    """The model must read the configuration's features and the data's (a run saved otherwise could not be loaded)."""
+    """The model must read the configuration's features and the data's (a run saved otherwise could not be
+    loaded), and augmentation must fit them."""
     features = model_features(cfg.model)
     if cfg.features != features:
         raise MusicGenreError(f"model {cfg.model} reads {features} features, but the configuration says "
                               f"features={cfg.features!r}: set features={features!r}")
     if features != train_set.features:
         raise MusicGenreError(f"model {cfg.model} reads {features} features, not {train_set.features}")
+    if cfg.spec_augment and features != "melgram":
+        raise MusicGenreError(f"spec_augment (--spec-augment) masks melgram bands and frames: it does nothing to {features} features")
 
 
 def new_model(cfg: TrainConfig, seed: int, train_set: Dataset, device: torch.device) -> GenreNet:
@@ -351,9 +357,9 @@ def train_seeds(
     val_set: Dataset | None = None,
     on_epoch: Callable[[EpochRecord], None] | None = None,
 ) -> list[TrainResult]:
-    """One training run per seed of the same configuration, each as `train` would give it: models made
-    of stackable layers (the MLPs) train all seeds at once as one batched model (see multiseed.py),
-    others one seed after another, and so do runs of the fused CPU epoch (fused.py), faster still.
+    """One training run per seed of the same configuration, each as `train` would give it: plain chains of
+    Linear and elementwise layers without augmentation train all seeds at once as one batched model (see
+    multiseed.py), others one seed after another, and so do runs of the fused CPU epoch (fused.py), faster still.
     `on_epoch` gets every record of every seed."""
     from musicgenre.multiseed import can_stack, train_stacked
 
