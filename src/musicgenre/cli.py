@@ -13,7 +13,12 @@ from typing import TYPE_CHECKING
 from musicgenre.errors import MusicGenreError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from musicgenre.config import TrainConfig
+    from musicgenre.datasets import Dataset
+    from musicgenre.predict import FilePrediction
+    from musicgenre.training import EpochRecord
 
 
 def positive_int(text: str) -> int:
@@ -115,7 +120,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def train_many_seeds(cfg: TrainConfig, seeds: list[int], args: argparse.Namespace, train_set, val_set, show) -> int:
+def train_many_seeds(cfg: TrainConfig, seeds: list[int], args: argparse.Namespace, train_set: Dataset,
+                     val_set: Dataset | None, show: Callable[[EpochRecord], None]) -> int:
     """The seeds trained together; OUT/seed-K per seed and OUT/summary.json."""
     from musicgenre.runs import save_seed_runs
     from musicgenre.training import check_learned, train_seeds
@@ -197,6 +203,18 @@ def cmd_extract(args: argparse.Namespace) -> int:
     return 0
 
 
+def print_prediction(pred: FilePrediction, segments: bool) -> None:
+    """A file's genre and probabilities on one line, then (with `segments`) one line per second."""
+    if pred.silent:
+        print(f"{pred.path}  (silent: no genre)  [{pred.duration:.1f} s]")
+    else:
+        probs = "  ".join(f"{c} {p:.2f}" for c, p in pred.probabilities.items())
+        print(f"{pred.path}  {pred.genre} ({pred.probabilities[pred.genre]:.2f})   {probs}  [{pred.duration:.1f} s]")
+    if segments:
+        for s in pred.segments:
+            print(f"  {s.start:5d} s  {s.genre or '(silent)':20s} {'' if s.probability is None else f'{s.probability:.2f}'}")
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from musicgenre.predict import predict_paths
 
@@ -204,20 +222,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for pred in predict_paths(args.paths, args.model, args.workers):
         if pred.error is not None:
             failed.append(pred.error)
-            if args.json:
-                print(json.dumps(pred.to_json()), flush=True)
-            continue
-        if args.json:
+        if args.json:  # errors too, as {"file", "error"}
             print(json.dumps(pred.to_json(args.segments)), flush=True)
-            continue
-        if pred.silent:
-            print(f"{pred.path}  (silent: no genre)  [{pred.duration:.1f} s]")
-        else:
-            probs = "  ".join(f"{c} {p:.2f}" for c, p in pred.probabilities.items())
-            print(f"{pred.path}  {pred.genre} ({pred.probabilities[pred.genre]:.2f})   {probs}  [{pred.duration:.1f} s]")
-        if args.segments:
-            for s in pred.segments:
-                print(f"  {s.start:5d} s  {s.genre or '(silent)':20s} {'' if s.probability is None else f'{s.probability:.2f}'}")
+        elif pred.error is None:
+            print_prediction(pred, args.segments)
     for err in failed:
         print(f"error: {err}", file=sys.stderr)
     return 1 if failed else 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import re
 from dataclasses import asdict, dataclass, fields, replace
 
@@ -13,6 +14,12 @@ SCHEDULERS = ("none", "cosine", "onecycle")
 PRECISIONS = ("fp32", "bf16")
 CUDA_DEVICE = r"cuda(:\d+)?"  # cuda or cuda:N
 SEED_LIMIT = 2**63  # seeds are 0..2**63-1, what torch.manual_seed takes as a signed 64-bit number
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on: its affinity mask, which containers and taskset narrow (os.cpu_count
+    counts the machine's), at least 1."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def check_seed(seed: int) -> None:

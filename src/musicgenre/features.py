@@ -8,7 +8,6 @@ librosa's melspectrogram + power_to_db(ref=np.max), so models trained on the stu
 from __future__ import annotations
 
 import multiprocessing
-import os
 import sys
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -19,6 +18,7 @@ import numpy as np
 from scipy.fft import dct
 
 from musicgenre.audio import SAMPLE_RATE, SEGMENT_SAMPLES, load_audio, segment
+from musicgenre.config import usable_cpus
 from musicgenre.datasets import FEATURE_SHAPES
 from musicgenre.errors import MusicGenreError
 
@@ -150,7 +150,7 @@ def file_features(path: Path, kinds: tuple[str, ...]) -> FileFeatures:
 
 def iter_file_features(paths: Sequence[Path], kinds: tuple[str, ...], workers: int | None = None) -> Iterator[FileFeatures]:
     """file_features of each path, in order; several files are decoded at once in worker processes."""
-    workers = min(workers or os.cpu_count() or 1, len(paths))
+    workers = min(workers or usable_cpus(), len(paths))
     if workers <= 1:
         yield from (file_features(path, kinds) for path in paths)
         return

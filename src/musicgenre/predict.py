@@ -6,13 +6,16 @@ import os
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
 from musicgenre.audio import as_path, find_audio_files
 from musicgenre.errors import MusicGenreError
 from musicgenre.features import FileFeatures, iter_file_features
+
+if TYPE_CHECKING:  # imported lazily at run time: it brings torch
+    from musicgenre.ensemble import Predictor
 
 READY_MODEL = Path(str(files("musicgenre") / "ready_model"))
 
@@ -37,6 +40,7 @@ class FilePrediction:
     error: str | None = None
 
     def to_json(self, with_segments: bool = False) -> dict:
+        """The file's line of `predict --json`: its genre and probabilities (and seconds), or its error."""
         if self.error is not None:
             return {"file": str(self.path), "error": self.error}
         d = {"file": str(self.path), "genre": self.genre, "probabilities": self.probabilities,
@@ -46,7 +50,7 @@ class FilePrediction:
         return d
 
 
-def classify(ff: FileFeatures, predictor) -> FilePrediction:
+def classify(ff: FileFeatures, predictor: Predictor) -> FilePrediction:
     """Per-second probabilities from the model, averaged over the non-silent seconds, each weighted by
     how much audio it holds (a last segment of 10 ms counts a hundredth of a full second)."""
     if ff.error is not None:

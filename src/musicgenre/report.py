@@ -21,6 +21,10 @@ from musicgenre.runs import NUMBER, Run, check_fields, load_run, read_history, t
 from musicgenre.tables import markdown_table
 
 if TYPE_CHECKING:
+    from types import ModuleType
+
+    from matplotlib.figure import Figure
+
     from musicgenre.sweep import OptimizerResult, SweepConfig
 
 CALIBRATION_FIGURES = ("nll_before", "nll_after", "ece_before", "ece_after")
@@ -36,7 +40,7 @@ class Block:
     rows: tuple[tuple[str, ...], ...] = ()
 
 
-def pyplot():
+def pyplot() -> ModuleType:
     """matplotlib.pyplot on the Agg backend (files only, no display needed)."""
     import matplotlib
 
@@ -46,7 +50,7 @@ def pyplot():
     return plt
 
 
-def png_bytes(fig, dpi: int = 100) -> bytes:
+def png_bytes(fig: Figure, dpi: int = 100) -> bytes:
     """A figure as PNG bytes; the figure is closed."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)

@@ -9,14 +9,14 @@ import random
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
 from torch import nn
 
 from musicgenre.augment import augment_batch
-from musicgenre.config import TrainConfig
+from musicgenre.config import TrainConfig, usable_cpus
 from musicgenre.cudagraph import GraphedStep, can_graph, tensor_lr
 from musicgenre.datasets import Dataset
 from musicgenre.errors import MusicGenreError
@@ -75,7 +75,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def make_optimizer(cfg: TrainConfig, params, graph_device: torch.device | None = None) -> torch.optim.Optimizer:
+def make_optimizer(cfg: TrainConfig, params: Iterable[torch.Tensor], graph_device: torch.device | None = None) -> torch.optim.Optimizer:
     """The torch.optim optimizer named in the config, with its lr and weight decay; the foreach
     (multi-tensor) implementation, which updates all parameters in a few calls instead of one per tensor.
     For steps captured as CUDA graphs on `graph_device`, its state stays on that GPU (`capturable`),
@@ -95,7 +95,7 @@ def make_optimizer(cfg: TrainConfig, params, graph_device: torch.device | None =
     return cls(params, **kwargs)
 
 
-def make_scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, steps_per_epoch: int):
+def make_scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, steps_per_epoch: int) -> torch.optim.lr_scheduler.LRScheduler | None:
     """The configured learning-rate schedule (None for a constant rate)."""
     if cfg.scheduler == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
@@ -134,7 +134,7 @@ def train_threads(model: str) -> int:
     melgram models, whose convolutions do split well."""
     value = os.environ.get("MUSICGENRE_THREADS")
     if value is None:
-        return 1 if model_features(model) == "mfcc" else os.cpu_count() or 1
+        return 1 if model_features(model) == "mfcc" else usable_cpus()
     if not (value.isascii() and value.isdigit() and 1 <= int(value) <= MAX_THREADS):
         raise MusicGenreError(f"MUSICGENRE_THREADS={value!r}: give a number of threads from 1 to {MAX_THREADS}")
     return int(value)
