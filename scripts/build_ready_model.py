@@ -23,9 +23,9 @@ import torch
 
 from musicgenre.config import RECIPES
 from musicgenre.datasets import Dataset, load_dataset
-from musicgenre.io import atomic_write_json
+from musicgenre.io import atomic_write_json, commit_dir, prepare_out_dir
 from musicgenre.metrics import seed_summary
-from musicgenre.runs import WEIGHTS, commit_dir, prepare_out_dir, save_run
+from musicgenre.runs import WEIGHTS, save_run
 from musicgenre.training import train, train_seeds
 
 RECIPE = "mfcc-mlp-log"

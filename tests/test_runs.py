@@ -141,7 +141,7 @@ def test_overwrite_onto_a_file_leaves_nothing_behind(small_mfcc_root, tmp_path):
 def test_an_output_that_appears_while_it_is_written_is_not_replaced_without_overwrite(tmp_path):
     """--out is checked before the work (extract decodes for minutes): something written there meanwhile
     must survive the final rename unless --overwrite was given."""
-    from musicgenre.runs import write_dir
+    from musicgenre.io import write_dir
 
     out = tmp_path / "data"
 

@@ -89,7 +89,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from musicgenre.config import seed_range
     from musicgenre.datasets import load_dataset, resolve_data_root
     from musicgenre.models import build_model, count_parameters
-    from musicgenre.runs import check_out_dir, save_run
+    from musicgenre.io import check_out_dir
+    from musicgenre.runs import save_run
     from musicgenre.tables import plural
     from musicgenre.training import check_learned, resolve_seed, train
 
@@ -297,7 +298,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from musicgenre.compare import compare, table_markdown, write_tables
     from musicgenre.datasets import resolve_data_root
-    from musicgenre.runs import check_out_dir
+    from musicgenre.io import check_out_dir
 
     root = resolve_data_root(args.data)
     check_out_dir(args.out, args.overwrite, [root])  # fail before training, not after

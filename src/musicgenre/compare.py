@@ -18,10 +18,9 @@ from musicgenre.baselines import BASELINES, evaluate_baseline, fit_baseline
 from musicgenre.config import RECIPES
 from musicgenre.datasets import FEATURE_SHAPES, has_split, load_dataset, resolve_data_root
 from musicgenre.errors import MusicGenreError
-from musicgenre.io import atomic_write_text
+from musicgenre.io import atomic_write_text, write_dir
 from musicgenre.metrics import mean_std
 from musicgenre.models import build_model, count_parameters, model_features
-from musicgenre.runs import write_dir
 from musicgenre.tables import markdown_table
 from musicgenre.training import cpu_threads, predict_logits, train_seeds
 
@@ -162,7 +161,7 @@ def table_csv(rows: list[Row]) -> str:
 def write_tables(rows: list[Row], out: str | os.PathLike, overwrite: bool = False,
                  inputs: Sequence[str | os.PathLike] = ()) -> Path:
     """Write the folder `out` with compare.md and compare.csv, built aside and moved into place (see
-    runs.write_dir: an existing non-empty `out` only with `overwrite`, never one overlapping `inputs`)."""
+    io.write_dir: an existing non-empty `out` only with `overwrite`, never one overlapping `inputs`)."""
 
     def fill(tmp: Path) -> None:
         atomic_write_text(tmp / "compare.md", table_markdown(rows))

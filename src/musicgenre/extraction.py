@@ -15,7 +15,7 @@ from musicgenre.config import check_seed
 from musicgenre.datasets import FEATURE_DIRS, FEATURE_SHAPES, is_genre_name
 from musicgenre.errors import MusicGenreError
 from musicgenre.features import FileFeatures, iter_file_features
-from musicgenre.io import atomic_save_npy, atomic_write_json
+from musicgenre.io import atomic_save_npy, atomic_write_json, check_out_dir, write_dir
 
 # The splits extract writes, in split-ratio order; the study's test split is withheld, so none is made.
 EXTRACT_SPLITS = ("train", "val")
@@ -39,8 +39,6 @@ def build_dataset(
     A split without clips is not written. The dataset is built in a temporary sibling folder and
     moved into place at the end, so out_root never mixes an old dataset with a new or partial one.
     """
-    from musicgenre.runs import check_out_dir, write_dir  # lazily: runs imports torch
-
     audio_dir = as_path(audio_dir)
     check_out_dir(out_root, overwrite, [audio_dir])  # before any audio is read
     check_seed(seed)

@@ -1,17 +1,22 @@
-"""Atomic file writes: a reader (or a crash) never sees half a file, only the old one or the new one."""
+"""Atomic writes of files and folders: a reader (or a crash) never sees half of one, only the old one or the
+new one; output paths are checked before any work (never an input, the current folder, or what is there
+without overwrite)."""
 
 from __future__ import annotations
 
 import json
 import math
 import os
+import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+
+from musicgenre.errors import MusicGenreError
 
 
 @contextmanager
@@ -76,3 +81,97 @@ def read_json(path: str | Path) -> Any:
         raise MusicGenreError(f"{path}: missing") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise MusicGenreError(f"{path}: not a readable JSON file ({exc})") from None
+
+
+def check_out_path(out: str | os.PathLike, inputs: Sequence[str | os.PathLike] = ()) -> Path:
+    """The output path (lexically normalised), after refusing one under a file, or one that is, holds or lies
+    inside any of `inputs` (what the command reads, which writing there could replace)."""
+    out = Path(os.path.normpath(out))
+    for parent in out.parents:
+        if parent.exists() and not parent.is_dir():
+            raise MusicGenreError(f"{out}: {parent} is a file, not a folder (choose another --out)")
+    target = out.resolve()
+    for path in inputs:
+        found = Path(path).resolve()
+        if found == target or target in found.parents or found in target.parents:
+            raise MusicGenreError(f"{out}: overlaps the input {path}, which writing there could replace "
+                                  "(choose an --out outside it)")
+    return out
+
+
+def out_folder(out: str | os.PathLike, inputs: Sequence[str | os.PathLike] = ()) -> Path:
+    """An output folder to write into (created if needed), after check_out_path; an existing file is refused."""
+    out = check_out_path(out, inputs)
+    if out.exists() and not out.is_dir():
+        raise MusicGenreError(f"{out}: is a file, not a folder (choose another --out)")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def check_out_dir(out: str | os.PathLike, overwrite: bool = False, inputs: Sequence[str | os.PathLike] = ()) -> Path:
+    """The output path of a folder that will replace what is there, after refusing what check_out_path refuses,
+    the current folder or one above it, and an existing file or non-empty folder unless `overwrite`."""
+    out = check_out_path(out, inputs)
+    if out.resolve() in (Path.cwd(), *Path.cwd().parents):
+        raise MusicGenreError(f"{out}: is or holds the current folder, which it would replace (choose another --out)")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise MusicGenreError(f"{out}: already exists and is not empty (choose another --out, or --overwrite)")
+    return out
+
+
+def prepare_out_dir(
+    out: str | os.PathLike, overwrite: bool = False, inputs: Sequence[str | os.PathLike] = ()
+) -> tuple[Path, Path]:
+    """A fresh temporary sibling to fill, and the final path; refuses what check_out_dir refuses."""
+    out = check_out_dir(out, overwrite, inputs)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    remove_path(tmp)
+    tmp.mkdir()
+    return tmp, out
+
+
+def remove_path(path: Path) -> None:
+    """Delete a file, a symlink (not what it points to) or a folder tree, if there is one."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def commit_dir(tmp: Path, out: Path, overwrite: bool = True) -> Path:
+    """Move a finished temporary directory into place in one rename; an old `out` (folder or file) is moved
+    aside first and deleted last, or put back if the rename fails, and `tmp` never outlives a failure.
+    Without `overwrite`, an `out` that became a file or a non-empty folder meanwhile is refused, not replaced."""
+    old = out.parent / f".{out.name}.old-{os.getpid()}" if out.exists() or out.is_symlink() else None
+    try:
+        if old is not None and not overwrite and (not out.is_dir() or any(out.iterdir())):
+            raise MusicGenreError(f"{out}: appeared while this was being written (choose another --out, or --overwrite)")
+        if old is not None:
+            os.replace(out, old)
+        try:
+            os.replace(tmp, out)
+        except BaseException:
+            if old is not None:
+                os.replace(old, out)
+            raise
+    except BaseException:
+        remove_path(tmp)
+        raise
+    if old is not None:
+        remove_path(old)
+    return out
+
+
+def write_dir(
+    out: str | os.PathLike, overwrite: bool, fill: Callable[[Path], None], inputs: Sequence[str | os.PathLike] = ()
+) -> Path:
+    """Build a folder with `fill` in a temporary sibling, then move it into place (see commit_dir); on any
+    error the temporary folder is deleted and `out` is left as it was. `inputs`: see check_out_path."""
+    tmp, out = prepare_out_dir(out, overwrite, inputs)
+    try:
+        fill(tmp)
+    except BaseException:
+        remove_path(tmp)
+        raise
+    return commit_dir(tmp, out, overwrite)

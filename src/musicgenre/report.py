@@ -15,9 +15,9 @@ import numpy as np
 
 from musicgenre.datasets import has_split
 from musicgenre.errors import MusicGenreError
-from musicgenre.io import atomic_write_bytes, atomic_write_text
+from musicgenre.io import atomic_write_bytes, atomic_write_text, write_dir
 from musicgenre.models import count_parameters
-from musicgenre.runs import NUMBER, Run, check_fields, load_run, read_history, training_record, write_dir
+from musicgenre.runs import NUMBER, Run, check_fields, load_run, read_history, training_record
 from musicgenre.tables import markdown_table
 
 if TYPE_CHECKING:

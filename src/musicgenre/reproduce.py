@@ -13,9 +13,9 @@ from musicgenre.benchmark import compare_devices, device_table
 from musicgenre.config import TrainConfig
 from musicgenre.datasets import Dataset, has_split, load_dataset, resolve_data_root
 from musicgenre.errors import MusicGenreError
-from musicgenre.io import atomic_write_json, atomic_write_text, read_json
+from musicgenre.io import atomic_write_json, atomic_write_text, out_folder, read_json
 from musicgenre.report import build_report
-from musicgenre.runs import load_run, out_folder, save_run, training_record
+from musicgenre.runs import load_run, save_run, training_record
 from musicgenre.sweep import OptimizerResult, run_sweep, sweep_config_from
 from musicgenre.tables import markdown_table, plural
 from musicgenre.training import train

@@ -17,9 +17,9 @@ import torch
 from musicgenre.config import OPTIMIZERS, TrainConfig, canonical_optimizer
 from musicgenre.datasets import load_dataset, resolve_data_root
 from musicgenre.errors import MusicGenreError
-from musicgenre.io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
+from musicgenre.io import atomic_write_bytes, atomic_write_json, atomic_write_text, check_out_path, read_json
 from musicgenre.metrics import mean_std
-from musicgenre.runs import NUMBER, check_fields, check_out_path, save_run, train_config_from_json
+from musicgenre.runs import NUMBER, check_fields, save_run, train_config_from_json
 from musicgenre.tables import markdown_table, plural
 from musicgenre.training import TrainResult, evaluate_model, train_seeds
 
