@@ -69,7 +69,7 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
     from dataclasses import replace
 
     from musicgenre.config import TrainConfig, recipe
-    from musicgenre.models import model_features
+    from musicgenre.models import check_model_features, model_features
 
     base = recipe(args.recipe) if args.recipe else TrainConfig()
     given = {k: getattr(args, k) for k in TRAIN_OPTIONS if getattr(args, k) is not None}
@@ -77,8 +77,7 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
         given["model"] = "mel-cnn" if given["features"] == "melgram" else "mfcc-mlp"
     model = given.get("model", base.model)
     features = given.setdefault("features", model_features(model))
-    if model_features(model) != features:
-        raise MusicGenreError(f"model {model} reads {model_features(model)} features, not {features}")
+    check_model_features(model, features)
     if args.recipe and features != base.features:  # its settings were chosen for its own model, not this one
         raise MusicGenreError(f"recipe {args.recipe} reads {base.features} features, not {features}: "
                               f"choose a recipe for {features}")

@@ -189,6 +189,12 @@ def model_features(name: str) -> str:
     return MODELS[name].features
 
 
+def check_model_features(model: str, features: str) -> None:
+    """Refuse a model paired with the representation it does not read."""
+    if model_features(model) != features:
+        raise MusicGenreError(f"model {model} reads {model_features(model)} features, not {features}")
+
+
 def norm_shape(features: str) -> tuple[int, ...]:
     """Shape of the standardisation statistics: one per MFCC number, or one per mel band."""
     return (FEATURE_SHAPES[features][-1],)

@@ -21,7 +21,7 @@ from musicgenre.datasets import SPLITS, is_genre_name
 from musicgenre.errors import MusicGenreError
 from musicgenre.io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json, write_dir
 from musicgenre.metrics import seed_summary
-from musicgenre.models import GenreNet, build_model, count_parameters, model_features
+from musicgenre.models import GenreNet, build_model, check_model_features, count_parameters
 from musicgenre.training import TrainResult
 
 RUN_KIND = "musicgenre-run"
@@ -85,11 +85,9 @@ def train_config_from_json(d: Any, source: str) -> TrainConfig:
     check_fields(d, CONFIG_TYPES, source, required=False)
     try:
         config = TrainConfig.from_dict(d)
-        features = model_features(config.model)
+        check_model_features(config.model, config.features)
     except MusicGenreError as exc:
         raise MusicGenreError(f"{source}: {exc}") from None
-    if features != config.features:
-        raise MusicGenreError(f"{source}: model {config.model} reads {features} features, not {config.features}")
     return config
 
 

@@ -22,7 +22,7 @@ from musicgenre.datasets import Dataset
 from musicgenre.errors import MusicGenreError
 from musicgenre.fused import FusedSGD, can_fuse
 from musicgenre.metrics import classification_metrics
-from musicgenre.models import GenreNet, build_model, model_features
+from musicgenre.models import GenreNet, build_model, check_model_features, model_features
 
 
 @dataclass
@@ -203,8 +203,7 @@ def check_features(cfg: TrainConfig, train_set: Dataset) -> None:
     if cfg.features != features:
         raise MusicGenreError(f"model {cfg.model} reads {features} features, but the configuration says "
                               f"features={cfg.features!r}: set features={features!r}")
-    if features != train_set.features:
-        raise MusicGenreError(f"model {cfg.model} reads {features} features, not {train_set.features}")
+    check_model_features(cfg.model, train_set.features)
     if cfg.spec_augment and features != "melgram":
         raise MusicGenreError(f"spec_augment (--spec-augment) masks melgram bands and frames: it does nothing to {features} features")
 
