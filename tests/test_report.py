@@ -130,8 +130,13 @@ def test_reproduce_mfcc_only_end_to_end_and_resume(small_mfcc_root, tmp_path, ca
     (mine / "reports").mkdir(parents=True)
     (mine / "reports" / "notes.txt").write_text("mine")
     assert main([*args[:4], str(mine), *args[5:]]) == 2  # --out mine: a folder that is not a reproduction
-    assert "holds no reproduce_config.json: it is not a reproduction to resume" in capsys.readouterr().err
+    assert "holds none of a reproduction's parts" in capsys.readouterr().err
     assert [p.name for p in mine.rglob("*")] == ["reports", "notes.txt"]
+    (out / "reproduce_config.json").write_text("[]")
+    assert main(args) == 2 and "reproduce_config.json: expected a JSON object" in capsys.readouterr().err
+    (out / "reproduce_config.json").unlink()  # as an earlier version left it: adopted, its parts read back
+    assert main(args) == 0 and (out / "mfcc-net" / "metrics.json").stat().st_mtime_ns == mtime
+    assert json.loads((out / "reproduce_config.json").read_text())["epochs"] == 1
     assert (out / "mfcc-net" / "metrics.json").stat().st_mtime_ns == mtime
 
 

@@ -38,6 +38,8 @@ def edit_json(path, change) -> None:
     (lambda d: d.update(classes=["blues", " rock", "hiphop", "jazz"]), "config.json: 'classes' must be a list of distinct genre names"),
     (lambda d: d["classes"].append("jazz"), "config.json: lists 5 classes, but .*model.safetensors holds a model of 4 classes"),
     (lambda d: d.update(sweep_metrics={"n": 3}), "config.json: 'sweep_metrics': 'accuracy' is missing"),
+    (lambda d: d.update(training_splits=["train", "dev"]), "config.json: 'training_splits' must list splits among"),
+    (lambda d: d.update(training_splits=[["train"]]), "config.json: 'training_splits' must list splits among"),
 ])
 def test_load_run_names_config_json_and_the_problem(run_dir, change, message):
     edit_json(run_dir / "config.json", change)
@@ -61,6 +63,18 @@ def test_load_run_refuses_metrics_that_are_not_an_object_and_non_finite_weights(
 
 
 OURS = {"musicgenre-run": "mfcc-mlp"}  # the tag save_weights writes for the run_dir fixture's model
+
+
+def test_weights_tagged_as_runs_saved_before_november_2026_still_load(run_dir):
+    """Earlier versions tagged weights {"kind": "musicgenre-run", "model": NAME}: their runs must still load."""
+    from safetensors.torch import load_file, save_file
+
+    path = run_dir / "model.safetensors"
+    save_file(load_file(str(path)), str(path), metadata={"kind": "musicgenre-run", "model": "mfcc-mlp"})
+    assert load_run(run_dir).config.model == "mfcc-mlp"
+    save_file(load_file(str(path)), str(path), metadata={"kind": "musicgenre-run", "model": "mfcc-mlp-log"})
+    with pytest.raises(MusicGenreError, match="holds a mfcc-mlp-log model, but .*config.json names model mfcc-mlp"):
+        load_run(run_dir)
 
 
 @pytest.mark.parametrize("change, metadata, message", [
@@ -156,6 +170,10 @@ def test_an_output_that_appears_while_it_is_written_is_not_replaced_without_over
     (out / "precious.txt").unlink()
     assert write_dir(out, False, lambda tmp: (tmp / "new.txt").write_text("new")) == out  # an empty folder: fine
     assert [p.name for p in out.iterdir()] == ["new.txt"]
+    dangling = tmp_path / "link"
+    dangling.symlink_to(tmp_path / "nowhere")  # refused by neither check: replaced, as check_out_dir promised
+    assert write_dir(dangling, False, lambda tmp: (tmp / "new.txt").write_text("new")) == dangling
+    assert not dangling.is_symlink() and [p.name for p in dangling.iterdir()] == ["new.txt"]
 
 
 def test_failed_save_is_one_line_and_leaves_no_temporary_folder(small_mfcc_root, tmp_path, monkeypatch, capsys):

@@ -43,27 +43,33 @@ def _declared_frames(f: sf.SoundFile) -> int:
     return f.frames if declared >= _UNKNOWN_DATA_SIZE else f.frames * declared // max(present, 1)
 
 
-def _ogg_ends_cleanly(path: Path) -> bool:
-    """Whether an Ogg file's pages run whole to the last, which closes the stream (end-of-stream flag). An
-    Ogg header declares no length, so a file cut short decodes without complaint to wherever it stops:
-    this walk over the page headers (a few hundred reads for a song) is what tells."""
+def _ogg_pages_whole(path: Path) -> bool:
+    """Whether an Ogg file's pages run whole to its end. An Ogg header declares no length, so a file cut
+    short decodes without complaint to wherever it stops; the cut almost always falls inside a page, which
+    this walk over the page headers (a few hundred reads for a song) finds. A cut exactly between two pages
+    cannot be told from a whole stream (the end-of-stream flag would tell, but streams recorded without it
+    are whole too)."""
     with open(path, "rb") as f:
-        size, pos, closed = os.fstat(f.fileno()).st_size, 0, False
+        size, pos = os.fstat(f.fileno()).st_size, 0
         while pos < size:
             f.seek(pos)
             header = f.read(27)  # "OggS", version, flags, granule, serial, sequence, CRC, segment count
-            if len(header) < 27 or header[:4] != b"OggS":
-                break  # bytes after the last page: judged by the pages before them
+            if not b"OggS".startswith(header[:4]):
+                break  # bytes after the last page that are not one (a tag): judged by the pages before them
+            if len(header) < 27:
+                return False  # a page header cut short
             lacing = f.read(header[26])
+            if len(lacing) < header[26]:
+                return False
             pos += 27 + len(lacing) + sum(lacing)
-            closed = len(lacing) == header[26] and bool(header[5] & 0x04)
-    return closed and pos <= size
+    return pos <= size
 
 
 @contextmanager
 def _decoder_messages_dropped() -> Iterator[None]:
     """Send the process's stderr (fd 2) to /dev/null meanwhile: libmpg123 writes its complaints about
-    broken MP3 data there directly, dozens of lines above the one-line error that says what matters."""
+    broken MP3 data there directly, dozens of lines above the one-line error that says what matters.
+    Process-wide, so not for threads decoding at once (this package decodes in worker processes)."""
     sys.stderr.flush()
     try:
         saved = os.dup(2)
@@ -101,8 +107,8 @@ def load_audio(path: str | Path) -> np.ndarray:
             f"{path}: truncated file: only {len(y) / sr:.1f} s of the {declared / sr:.1f} s "
             "its header declares could be decoded"
         )
-    if container == "OGG" and not _ogg_ends_cleanly(path):
-        raise MusicGenreError(f"{path}: truncated file: its Ogg stream stops before its end-of-stream page")
+    if container == "OGG" and not _ogg_pages_whole(path):
+        raise MusicGenreError(f"{path}: truncated file: its last Ogg page is cut short")
     if not np.isfinite(y).all():
         raise MusicGenreError(f"{path}: the audio has NaN or infinite samples")
     mono = y.mean(axis=1)
@@ -134,6 +140,7 @@ def _audio_under(folder: Path) -> set[Path]:
             dirnames.clear()
             continue
         walked.add(real)
+        dirnames.sort()  # a folder reached twice is named by its first path in sorted order, on any filesystem
         found |= {p for name in filenames
                   if (p := Path(dirpath, name)).suffix.lower() in AUDIO_EXTENSIONS and p.is_file()}
     return found

@@ -145,7 +145,7 @@ def commit_dir(tmp: Path, out: Path, overwrite: bool = True) -> Path:
     Without `overwrite`, an `out` that became a file or a non-empty folder meanwhile is refused, not replaced."""
     old = out.parent / f".{out.name}.old-{os.getpid()}" if out.exists() or out.is_symlink() else None
     try:
-        if old is not None and not overwrite and (not out.is_dir() or any(out.iterdir())):
+        if not overwrite and out.exists() and (not out.is_dir() or any(out.iterdir())):  # as check_out_dir judges
             raise MusicGenreError(f"{out}: appeared while this was being written (choose another --out, or --overwrite)")
         if old is not None:
             os.replace(out, old)

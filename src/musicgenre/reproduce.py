@@ -15,7 +15,7 @@ from musicgenre.datasets import Dataset, has_split, load_dataset, resolve_data_r
 from musicgenre.errors import MusicGenreError
 from musicgenre.io import atomic_write_json, atomic_write_text, out_folder, read_json
 from musicgenre.report import build_report
-from musicgenre.runs import load_run, save_run, training_record
+from musicgenre.runs import check_fields, load_run, save_run, training_record
 from musicgenre.sweep import OptimizerResult, run_sweep, sweep_config_from
 from musicgenre.tables import markdown_table, plural
 from musicgenre.training import train
@@ -25,6 +25,9 @@ STUDY_FIGURES = (
     ("MFCC net, SGD lr 0.002", "mfcc-mlp", "SGD", 0.621, 0.611),
     ("CNN, Adagrad", "mel-cnn", "Adagrad", 0.758, 0.756),
 )
+
+
+PARTS = {"mfcc-net", "mel-cnn", "sweep", "devices.json", "reproduce.md"}  # what reproduce writes (and reports/)
 
 
 def train_or_load(cfg: TrainConfig, splits: dict[str, Dataset], out: Path) -> dict | None:
@@ -65,16 +68,17 @@ def reproduce(data: str | os.PathLike | None, out: str | os.PathLike, seeds: int
     data_of = {c.features: load_dataset(root, c.features) for c in ([mfcc, cnn] if has_mel else [mfcc])}
     settings = {"data": str(root), "epochs": epochs, "seeds": seeds, "optimizers": list(sweep_cfg.optimizers)}
     settings_path = Path(out) / "reproduce_config.json"
-    if Path(out).is_dir() and any(Path(out).iterdir()) and not settings_path.is_file():  # its reports/ would be replaced
-        raise MusicGenreError(f"{out}: already exists, is not empty and holds no reproduce_config.json: "
-                              "it is not a reproduction to resume (choose another --out)")
+    found = {p.name for p in Path(out).iterdir() if not p.name.startswith(".")} if Path(out).is_dir() else set()
+    if found and not settings_path.is_file() and not found & PARTS:  # its reports/ would replace what is there
+        raise MusicGenreError(f"{out}: already exists, is not empty and holds none of a reproduction's parts "
+                              f"({', '.join(sorted(PARTS))}): choose another --out")
     out = out_folder(out, [root])
-    saved = read_json(settings_path) if settings_path.is_file() else settings
+    saved = check_fields(read_json(settings_path), {}, str(settings_path)) if settings_path.is_file() else settings
     if saved != settings:  # its finished parts would be read back and mixed with parts run otherwise
         diff = "; ".join(f"{k} {saved.get(k)!r}, not {v!r}" for k, v in settings.items() if saved.get(k) != v)
-        raise MusicGenreError(f"{settings_path}: {out} holds a reproduction run with other settings ({diff}): "
-                              "pass another --out, or delete it to start over")
-    atomic_write_json(settings_path, settings)
+        raise MusicGenreError(f"{settings_path}: {out} holds a reproduction run with other settings "
+                              f"({diff or 'other keys'}): pass another --out, or delete it to start over")
+    atomic_write_json(settings_path, settings)  # a folder of an earlier version, without one, is adopted
 
     print("MFCC net (the study's settings, seed 0)", flush=True)
     runs = {"mfcc-mlp": train_or_load(mfcc, data_of["mfcc"], out / "mfcc-net")}

@@ -209,6 +209,14 @@ def weights_classes(model_name: str, state: dict[str, torch.Tensor]) -> int | No
     return n if n > 0 and _load_weights(build_model(model_name, n), state) else None
 
 
+def weights_model(metadata: dict[str, str]) -> str | None:
+    """The model name our tag in a weights file's metadata gives: {RUN_KIND: name}, or, as runs saved before
+    November 2026 wrote it, {"kind": RUN_KIND, "model": name}; None for weights not written by musicgenre."""
+    if metadata.get("kind") == RUN_KIND:
+        return metadata.get("model")
+    return metadata.get(RUN_KIND)
+
+
 def load_run(path: str | os.PathLike, device: str | torch.device = "cpu") -> Run:
     """Load a run directory; anything that is not one of ours is a one-line error naming the file."""
     path = Path(path)
@@ -229,14 +237,14 @@ def load_run(path: str | os.PathLike, device: str | torch.device = "cpu") -> Run
     if not classes or not all(map(is_genre_name, classes)) or len(set(classes)) != len(classes):
         raise MusicGenreError(f"{cfg_path}: 'classes' must be a list of distinct genre names, not {json.dumps(classes)[:60]}")
     check_fields(meta, {"sweep_split": (str,), "training_splits": (list,)}, str(cfg_path), required=False)
-    if not set(meta.get("training_splits", ["train"])) <= set(SPLITS):
+    if not all(split in SPLITS for split in meta.get("training_splits", ["train"])):
         raise MusicGenreError(f"{cfg_path}: 'training_splits' must list splits among {', '.join(SPLITS)}")
     if "sweep_metrics" in meta:
         check_eval_metrics(meta["sweep_metrics"], f"{cfg_path}: 'sweep_metrics'")
     weights = path / WEIGHTS
     try:
         with safe_open(str(weights), framework="pt") as f:
-            kind = (f.metadata() or {}).get(RUN_KIND)
+            kind = weights_model(f.metadata() or {})
             state = {k: f.get_tensor(k) for k in f.keys()}
     except FileNotFoundError:
         raise MusicGenreError(f"{weights}: missing") from None
