@@ -224,3 +224,17 @@ def test_huge_split_ratio_shares_do_not_overflow():
         warnings.simplefilter("error")
         assert _check_ratios("1e308/1e308").tolist() == [0.5, 0.5]
         assert _check_ratios((3, 1)).tolist() == [0.75, 0.25]
+
+
+def test_extract_says_when_train_holds_one_genre_only(tmp_path, decoded, capsys):
+    """`train` refuses a one-genre dataset: extract writes it (genres may be added later) but says so."""
+    rock = tmp_path / "genres" / "rock"
+    rock.mkdir(parents=True)
+    sf.write(rock / "song.wav", decoded["rock_fma_001040.mp3"][: 2 * SAMPLE_RATE], SAMPLE_RATE)
+    assert main(["extract", str(tmp_path / "genres"), "--out", str(tmp_path / "out"), "--workers", "1"]) == 0
+    assert "note: the train split holds one genre only (rock): `train` needs two or more" in capsys.readouterr().err
+    blues = tmp_path / "genres" / "blues"
+    blues.mkdir()
+    sf.write(blues / "song.wav", decoded["blues_sorohanro_solo_trumpet.ogg"][: 2 * SAMPLE_RATE], SAMPLE_RATE)
+    assert main(["extract", str(tmp_path / "genres"), "--out", str(tmp_path / "out2"), "--workers", "1"]) == 0
+    assert "note:" not in capsys.readouterr().err

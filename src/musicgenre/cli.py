@@ -200,6 +200,10 @@ def cmd_extract(args: argparse.Namespace) -> int:
     for f in failed:
         print(f"skipped: {f['error']}", file=sys.stderr)
     print(f"dataset written to {args.out} (manifest.json lists every file)")
+    genres = sorted({f["label"] for f in files_ if f.get("split") == "train" and not f.get("error")})
+    if len(genres) < 2:
+        print(f"note: the train split holds one genre only ({', '.join(genres)}): `train` needs two or more",
+              file=sys.stderr)
     return 0
 
 
