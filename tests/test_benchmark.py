@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -36,7 +38,11 @@ def test_compare_devices_cpu_figures_and_missing_cuda(study_data):
 def test_bench_devices_cli(study_data, capsys):
     assert main(["bench-devices", "--data", str(study_data), "--epochs", "1", "--seed", "0", "--devices", "cpu,cuda"]) == 0
     out = capsys.readouterr().out
-    assert "| cpu |" in out and "| cuda | not available |" in out
+    assert "| cpu |" in out and "| cuda | not available |" in out and "seed 0 (--seed 0 repeats it)" in out
+    assert main(["bench-devices", "--data", str(study_data), "--epochs", "1", "--devices", "cuda"]) == 2
+    assert "--devices: none of cuda is available here, so there is nothing to time" in capsys.readouterr().err
+    assert main(["bench-devices", "--data", str(study_data), "--epochs", "1", "--devices", "cpu"]) == 0
+    assert re.search(r"^seed \d+ \(--seed \d+ repeats it\)$", capsys.readouterr().out, re.M)  # drawn, shown
 
 
 def test_unknown_device_is_one_line_error(study_data, capsys):

@@ -42,6 +42,8 @@ def compare_devices(cfg: TrainConfig, devices: list[str], data: str | None = Non
     if not devices:
         raise MusicGenreError("--devices: give at least one device, e.g. cpu,cuda")
     available = {d: device_available(d) for d in devices}  # unknown names fail before any loading
+    if not any(available.values()):
+        raise MusicGenreError(f"--devices: none of {', '.join(devices)} is available here, so there is nothing to time")
     cfg = resolve_seed(cfg)
     splits = load_dataset(data, cfg.features)
     train_set, val_set = splits["train"], splits.get("val")
@@ -71,7 +73,7 @@ def device_table(rows: list[dict]) -> str:
             continue
         acc = f"{100 * r['val_accuracy']:.1f}%" if r["val_accuracy"] is not None else "-"
         f1 = f"{r['val_f1']:.3f}" if r["val_f1"] is not None else "-"
-        cells.append((r["device"], r["name"], f"{r['train_seconds']:.1f}", f"{r['seconds_per_epoch']:.3f}",
+        cells.append((r["device"], r["name"], f"{r['train_seconds']:.2f}", f"{r['seconds_per_epoch']:.3f}",
                       f"{r['samples_per_second']:,.0f}", acc, f1))
     header = ("Device", "Hardware", "Train s", "s / epoch", "Samples / s", "Val accuracy", "Val macro F1")
     return markdown_table(header, cells, "llrrrrr") + "\n"

@@ -252,9 +252,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def cmd_bench_devices(args: argparse.Namespace) -> int:
     from musicgenre.benchmark import compare_devices, device_table
+    from musicgenre.training import resolve_seed
 
-    rows = compare_devices(train_config_from_args(args), args.devices.split(","), args.data)
+    cfg = resolve_seed(train_config_from_args(args))
+    rows = compare_devices(cfg, args.devices.split(","), args.data)
     print(device_table(rows), end="")
+    print(f"seed {cfg.seed} (--seed {cfg.seed} repeats it)")
     return 0
 
 
