@@ -136,4 +136,9 @@ def test_cli_trains_seeds_together(mfcc, tmp_path, monkeypatch, capsys):
     accs = [json.loads((out / f"seed-{s}" / "metrics.json").read_text())["val"]["accuracy"] for s in (10, 11, 12)]
     assert summary["val_accuracy"]["values"] == accs
     assert summary["val_accuracy"]["mean"] == pytest.approx(np.mean(accs))
-    assert "over 3 seeds" in capsys.readouterr().out
+    out_text = capsys.readouterr().out
+    assert "over 3 seeds" in out_text
+    # several runs report their epochs in turn: each line and each history record says whose it is
+    assert sorted(line.split("  epoch")[0] for line in out_text.splitlines() if "  epoch " in line) == \
+        ["seed 10"] * 2 + ["seed 11"] * 2 + ["seed 12"] * 2
+    assert {r["seed"] for r in json.loads((out / "seed-11" / "history.json").read_text())} == {11}

@@ -103,10 +103,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"{cfg.model} ({n_params:,} parameters) on {len(data['train'])} {cfg.features} clips, "
           f"validating on {len(val) if val else 0}; {cfg.optimizer} lr {cfg.lr}, {plural(cfg.epochs, 'epoch')}, batch {cfg.batch_size}")
 
-    def show(r) -> None:
+    def show(r: EpochRecord) -> None:
+        seed = f"seed {r.seed}  " if len(seeds) > 1 else ""  # several runs report, stacked ones in turn
         val_txt = f"  val acc {r.val_accuracy:.3f}  val F1 {r.val_f1:.3f}" if r.val_f1 is not None else ""
         stop = "" if math.isfinite(r.loss) else "  diverged: training stops here"
-        print(f"epoch {r.epoch:3d}/{cfg.epochs}  loss {r.loss:.4f}{val_txt}  ({r.seconds:.2f} s){stop}", flush=True)
+        print(f"{seed}epoch {r.epoch:3d}/{cfg.epochs}  loss {r.loss:.4f}{val_txt}  ({r.seconds:.2f} s){stop}", flush=True)
 
     if len(seeds) > 1:
         return train_many_seeds(cfg, seeds, args, data["train"], val, show)

@@ -142,7 +142,7 @@ def train_stacked(cfg: TrainConfig, seeds: list[int], train_set: Dataset, val_se
                 acc, f1 = (t.tolist() for t in val_scores(net(Zv).argmax(-1), yv, len(classes)))
         for s in list(active):
             stop = not math.isfinite(epoch_loss[s])  # diverged: train keeps its best earlier epoch (or epoch 0)
-            record = EpochRecord(epoch, epoch_loss[s], None if stop else acc[s], None if stop else f1[s], seconds)
+            record = EpochRecord(epoch, epoch_loss[s], None if stop else acc[s], None if stop else f1[s], seconds, seeds[s])
             results[s].history.append(record)
             results[s].train_seconds += seconds
             if on_epoch is not None:

@@ -140,7 +140,7 @@ def read_history(run: Run) -> list[dict]:
 
 def history_csv(result: TrainResult) -> str:
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=["epoch", "loss", "val_accuracy", "val_f1", "seconds"])
+    w = csv.DictWriter(buf, fieldnames=["epoch", "loss", "val_accuracy", "val_f1", "seconds", "seed"])
     w.writeheader()
     for rec in result.history:
         w.writerow(asdict(rec))

@@ -34,6 +34,7 @@ class EpochRecord:
     val_accuracy: float | None
     val_f1: float | None
     seconds: float  # training time of this epoch, validation excluded
+    seed: int | None = None  # the run's seed: which run a record belongs to when several train at once
 
 
 @dataclass
@@ -309,7 +310,7 @@ def _train(cfg, train_set, val_set, on_epoch, device) -> TrainResult:
         if Xv is not None and not stop:
             pred = predict_logits(model, Xv).argmax(1)
             acc, f1 = map(float, val_scores(pred, yv, len(classes)))
-        record = EpochRecord(epoch, epoch_loss, acc, f1, seconds)
+        record = EpochRecord(epoch, epoch_loss, acc, f1, seconds, cfg.seed)
         result.history.append(record)
         if on_epoch is not None:
             on_epoch(record)
