@@ -273,7 +273,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from musicgenre.reproduce import reproduce
 
-    reproduce(args.data, args.out, seeds=args.seeds, epochs=args.epochs, optimizers=args.optimizers)
+    summary = reproduce(args.data, args.out, seeds=args.seeds, epochs=args.epochs, optimizers=args.optimizers)
+    print(summary.read_text(), end="")
     return 0
 
 

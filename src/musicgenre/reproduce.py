@@ -57,7 +57,11 @@ def comparison_rows(runs: dict[str, dict], sweep_model: str, sweep: list[Optimiz
 def reproduce(data: str | os.PathLike | None, out: str | os.PathLike, seeds: int = 5, epochs: int = 30,
               optimizers: str = "all", progress: bool = True) -> Path:
     """Run every part of the study into `out` and write out/reproduce.md; returns its path. The options
-    and the data are checked before `out` is made or anything is trained."""
+    and the data are checked before `out` is made or anything is trained. `progress`: say which part runs."""
+    def say(text: str) -> None:
+        if progress:
+            print(text, flush=True)
+
     root = resolve_data_root(data).resolve()
     notes: list[str] = []
     mfcc = TrainConfig(features="mfcc", model="mfcc-mlp", optimizer="SGD", lr=0.002, epochs=epochs, seed=0)
@@ -80,21 +84,21 @@ def reproduce(data: str | os.PathLike | None, out: str | os.PathLike, seeds: int
                               f"({diff or 'other keys'}): pass another --out, or delete it to start over")
     atomic_write_json(settings_path, settings)  # a folder of an earlier version, without one, is adopted
 
-    print("MFCC net (the study's settings, seed 0)", flush=True)
+    say("MFCC net (the study's settings, seed 0)")
     runs = {"mfcc-mlp": train_or_load(mfcc, data_of["mfcc"], out / "mfcc-net")}
     if has_mel:
-        print("CNN on mel-spectrograms (the study's settings with Adagrad, seed 0)", flush=True)
+        say("CNN on mel-spectrograms (the study's settings with Adagrad, seed 0)")
         runs["mel-cnn"] = train_or_load(cnn, data_of["melgram"], out / "mel-cnn")
     else:
         notes.append(f"No mel-spectrograms under {root}: the CNN was not trained and the optimizer sweep "
                      "ran on the MFCC net instead of the CNN the study swept.")
 
-    print(f"optimizer sweep on {base.model}", flush=True)
+    say(f"optimizer sweep on {base.model}")
     sweep = run_sweep(sweep_cfg, out / "sweep", progress=progress)
 
     devices_path = out / "devices.json"
     if not devices_path.is_file():
-        print("device comparison", flush=True)
+        say("device comparison")
         atomic_write_json(devices_path, compare_devices(base, ["cpu", "cuda"], str(root)))
     devices = read_json(devices_path)
 
@@ -113,5 +117,4 @@ def reproduce(data: str | os.PathLike | None, out: str | os.PathLike, seeds: int
         "## Reports\n\n" + "\n".join(f"- {name}: reports/{name}/report.html" for name in reports),
     ]) + "\n"
     atomic_write_text(out / "reproduce.md", text)
-    print(text, end="")
     return out / "reproduce.md"
