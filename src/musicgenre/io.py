@@ -108,13 +108,19 @@ def out_folder(out: str | os.PathLike, inputs: Sequence[str | os.PathLike] = ())
     return out
 
 
+def _occupied(out: Path) -> bool:
+    """Whether `out` holds something a folder written there would replace: a file, or a non-empty folder
+    (an empty folder or a dangling link holds nothing)."""
+    return out.exists() and (not out.is_dir() or any(out.iterdir()))
+
+
 def check_out_dir(out: str | os.PathLike, overwrite: bool = False, inputs: Sequence[str | os.PathLike] = ()) -> Path:
     """The output path of a folder that will replace what is there, after refusing what check_out_path refuses,
     the current folder or one above it, and an existing file or non-empty folder unless `overwrite`."""
     out = check_out_path(out, inputs)
     if out.resolve() in (Path.cwd(), *Path.cwd().parents):
         raise MusicGenreError(f"{out}: is or holds the current folder, which it would replace (choose another --out)")
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+    if _occupied(out) and not overwrite:
         raise MusicGenreError(f"{out}: already exists and is not empty (choose another --out, or --overwrite)")
     return out
 
@@ -145,7 +151,7 @@ def commit_dir(tmp: Path, out: Path, overwrite: bool = True) -> Path:
     Without `overwrite`, an `out` that became a file or a non-empty folder meanwhile is refused, not replaced."""
     old = out.parent / f".{out.name}.old-{os.getpid()}" if out.exists() or out.is_symlink() else None
     try:
-        if not overwrite and out.exists() and (not out.is_dir() or any(out.iterdir())):  # as check_out_dir judges
+        if not overwrite and _occupied(out):
             raise MusicGenreError(f"{out}: appeared while this was being written (choose another --out, or --overwrite)")
         if old is not None:
             os.replace(out, old)
