@@ -28,6 +28,7 @@ from musicgenre.training import (
     make_optimizer,
     make_scheduler,
     new_model,
+    run_epoch,
     val_scores,
 )
 
@@ -126,14 +127,7 @@ def train_stacked(cfg: TrainConfig, seeds: list[int], train_set: Dataset, val_se
         perms = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(device)
         inputs = Z[rows, perms].split(sizes, dim=1)  # each (S, b, F): seed s's batch in its own order
         targets = [t.flatten() for t in y[perms].split(sizes, dim=1)]
-        losses = []
-        for zb, yb in zip(inputs, targets):
-            losses.append(step(zb, yb))
-            if cfg.scheduler == "onecycle":
-                sched.step()
-        if cfg.scheduler == "cosine":
-            sched.step()
-        epoch_loss = ((weights @ torch.stack(losses)) / n).tolist()  # the one host sync of the epoch
+        epoch_loss = run_epoch(cfg, step, zip(inputs, targets), sched, weights).tolist()  # the one host sync of the epoch
         seconds = (time.perf_counter() - t0) / S
 
         acc = f1 = [None] * S

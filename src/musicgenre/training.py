@@ -62,6 +62,16 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def training_device(cfg: TrainConfig, n_classes: int) -> torch.device:
+    """The device a run trains on: `cfg.device`, where 'auto' picks CUDA when present, except for models the
+    fused CPU epoch trains (fused.py): its 15-20 µs steps beat a GPU's, whose kernel launches alone cost more."""
+    device = resolve_device(cfg.device)
+    cpu = torch.device("cpu")
+    if cfg.device == "auto" and device.type == "cuda" and can_fuse(cfg, build_model(cfg.model, n_classes), cpu):
+        return cpu
+    return device
+
+
 def autocast(device: torch.device, precision: str) -> torch.autocast:
     """The forward pass and loss in bf16 mixed precision when asked ("bf16"): matrix products and
     convolutions run in bfloat16, weights, gradients and the optimizer stay float32. No cast cache:
@@ -241,6 +251,21 @@ def check_trainable(cfg: TrainConfig, model: nn.Module, n: int) -> None:
         )
 
 
+def run_epoch(cfg: TrainConfig, step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+              batches: Iterable[tuple[torch.Tensor, torch.Tensor]], sched: torch.optim.lr_scheduler.LRScheduler | None,
+              weights: torch.Tensor) -> torch.Tensor:
+    """One epoch of `step` over `batches` (`weights`: their sizes) with the schedule's steps; the epoch's mean
+    loss over its examples (one per seed for stacked steps), left on the device: no host sync per step."""
+    losses = []
+    for xb, yb in batches:
+        losses.append(step(xb, yb))
+        if cfg.scheduler == "onecycle":
+            sched.step()
+    if cfg.scheduler == "cosine":
+        sched.step()
+    return weights @ torch.stack(losses) / weights.sum()
+
+
 def train(
     cfg: TrainConfig,
     train_set: Dataset,
@@ -252,7 +277,7 @@ def train(
     at that epoch; if that is epoch 1, the initial weights are kept (best_epoch 0: nothing learned)."""
     check_features(cfg, train_set)
     cfg = resolve_seed(cfg)
-    device = resolve_device(cfg.device)
+    device = training_device(cfg, len(train_set.classes))
     with cpu_threads(train_threads(cfg.model)):
         return _train(cfg, train_set, val_set, on_epoch, device)
 
@@ -294,14 +319,8 @@ def _train(cfg, train_set, val_set, on_epoch, device) -> TrainResult:
         if fused is not None:
             epoch_loss = fused.epoch(perm)
         else:
-            losses = []
-            for xb, yb in zip(X[perm].split(sizes), y[perm].split(sizes)):
-                losses.append(step(*augment_batch(xb, yb, cfg, len(classes), gen)))
-                if cfg.scheduler == "onecycle":
-                    sched.step()
-            if cfg.scheduler == "cosine":
-                sched.step()
-            epoch_loss = float(torch.stack(losses) @ weights) / n  # the one host sync of the epoch
+            batches = (augment_batch(xb, yb, cfg, len(classes), gen) for xb, yb in zip(X[perm].split(sizes), y[perm].split(sizes)))
+            epoch_loss = float(run_epoch(cfg, step, batches, sched, weights))  # the one host sync of the epoch
         seconds = time.perf_counter() - t0
         result.train_seconds += seconds
         stop = not math.isfinite(epoch_loss)  # diverged: the weights are no longer numbers
@@ -365,7 +384,7 @@ def train_seeds(
 
     check_features(cfg, train_set)
     augmented = cfg.mixup > 0 or cfg.spec_augment  # the stacked trainer draws no augmentation
-    model, device = build_model(cfg.model, len(train_set.classes)), resolve_device(cfg.device)
+    model, device = build_model(cfg.model, len(train_set.classes)), training_device(cfg, len(train_set.classes))
     if len(seeds) > 1 and not augmented and can_stack(model) and not can_fuse(cfg, model, device):
         with cpu_threads(train_threads(cfg.model)):
             return train_stacked(cfg, list(seeds), train_set, val_set, on_epoch, device)
