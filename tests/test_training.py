@@ -254,6 +254,22 @@ def test_thread_setting_out_of_range_is_a_one_line_error(monkeypatch, value):
         train_threads("mfcc-mlp")
 
 
+def test_auto_device_keeps_the_fused_mlp_on_the_cpu_where_a_gpu_is_present(monkeypatch):
+    """The fused CPU epoch beats a GPU for the study's MLP, so 'auto' keeps it on the CPU; other models and an
+    explicit 'cuda' go to the GPU (checked with CUDA faked present: nothing is moved)."""
+    from musicgenre.training import training_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert training_device(TrainConfig(), 4) == torch.device("cpu")
+    assert training_device(TrainConfig(device="cuda"), 4) == torch.device("cuda")
+    assert training_device(TrainConfig(optimizer="Adam"), 4) == torch.device("cuda")
+    assert training_device(recipe("mfcc-mlp-log"), 4) == torch.device("cuda")
+    assert training_device(TrainConfig(fused=False), 4) == torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert training_device(TrainConfig(optimizer="Adam"), 4) == torch.device("cpu")
+
+
 def test_a_gpu_index_beyond_the_machines_gpus_is_a_one_line_error(monkeypatch):
     """cuda:3 on a one-GPU machine would otherwise fail deep inside torch (checked with CUDA faked present)."""
     from musicgenre.benchmark import device_available

@@ -50,7 +50,7 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scheduler", choices=["none", "cosine", "onecycle"], help="default none")
     p.add_argument("--patience", type=positive_int, help="early stopping: epochs without a better val F1")
     p.add_argument("--standardize", action=argparse.BooleanOptionalAction, help="fit feature standardisation on train, store it in the model")
-    p.add_argument("--device", help="auto (default), cpu or cuda")
+    p.add_argument("--device", help="auto (default: CUDA when present, but the CPU for SGD-trained MLPs, which it runs faster), cpu, cuda or cuda:N")
     p.add_argument("--seed", type=int, help="seed; without it one is drawn and recorded")
     p.add_argument("--mixup", type=float, help="mixup alpha (0 = off)")
     p.add_argument("--spec-augment", action=argparse.BooleanOptionalAction, help="time/frequency masking of melgram batches")
