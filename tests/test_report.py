@@ -75,6 +75,10 @@ def test_sweep_report(small_mfcc_root, tmp_path):
     rows = [line for line in md.splitlines() if line.startswith("| SGD |") or line.startswith("| Adam |")]
     best = rows[0].split("|")[1].strip()
     assert f"## Best: {best}, seed 0" in md
+    # a sweep written before the runs were named seed-K (as `train --seeds` names them) still reports
+    for opt in ("SGD", "Adam"):
+        (sweep / "runs" / opt / "seed-0").rename(sweep / "runs" / opt / "seed0")
+    assert f"## Best: {best}, seed 0" in (build_report(sweep, tmp_path / "legacy") / "report.md").read_text()
 
 
 def test_melgram_report_shows_examples_with_data(mel_root, tmp_path, monkeypatch):

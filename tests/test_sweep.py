@@ -62,7 +62,7 @@ def test_sweep_outputs_resume_and_config_guard(study_data, tmp_path, spy_train_s
         assert all(0.0 <= a <= 1.0 for a in accs)
 
     # each seed's kept model is saved and scores what the CSV says
-    run = load_run(out / "runs" / "Adam" / "seed1")
+    run = load_run(out / "runs" / "Adam" / "seed-1")
     val = load_split(study_data, "val", "mfcc", run.classes)
     assert evaluate_model(run.model, val)["accuracy"] == pytest.approx(float(runs[1]["accuracy"]))
 
@@ -119,7 +119,7 @@ def test_lr_per_optimizer(study_data, tmp_path):
     assert main(sweep_args(study_data, out, "--optimizers", "adadelta", "--seeds", "1", "--lr-per-optimizer")) == 0
     saved = json.loads((out / "runs" / "Adadelta" / "results.json").read_text())
     assert saved["lr"] == 1.0
-    assert load_run(out / "runs" / "Adadelta" / "seed0").config.lr == 1.0
+    assert load_run(out / "runs" / "Adadelta" / "seed-0").config.lr == 1.0
     assert "own default" in (out / "sweep.md").read_text()
 
 
@@ -138,7 +138,7 @@ def test_test_split_evaluates_kept_models_on_test(study_data, tmp_path, capsys):
     out = tmp_path / "sweep-test"
     assert main(sweep_args(root, out, "--optimizers", "adam", "--seeds", "1", "--split", "test")) == 0
     saved = json.loads((out / "runs" / "Adam" / "results.json").read_text())
-    run = load_run(out / "runs" / "Adam" / "seed0")
+    run = load_run(out / "runs" / "Adam" / "seed-0")
     test = load_split(root, "test", "mfcc", run.classes)
     assert saved["runs"][0]["accuracy"] == pytest.approx(evaluate_model(run.model, test)["accuracy"])
     assert "test split" in (out / "sweep.md").read_text()

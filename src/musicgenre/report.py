@@ -240,7 +240,7 @@ def build_report(path: str | os.PathLike, out: str | os.PathLike, data: str | No
     where melgram runs find their example mel-spectrograms. The input is loaded and checked (as
     `evaluate` does) before `out` is made."""
     from musicgenre.datasets import DATA_ENV
-    from musicgenre.sweep import by_f1, load_sweep
+    from musicgenre.sweep import by_f1, load_sweep, seed_dir
 
     data = data if data is not None else os.environ.get(DATA_ENV) or None
     path = Path(path)
@@ -250,7 +250,7 @@ def build_report(path: str | os.PathLike, out: str | os.PathLike, data: str | No
             raise MusicGenreError(f"{path}: no finished optimizer yet (rerun the sweep command to continue it)")
         best = by_f1(results)[0]
         seed = max(best.runs, key=lambda r: r["f1_macro"])["seed"]
-        run = load_run(path / "runs" / best.optimizer / f"seed{seed}")
+        run = load_run(seed_dir(path, best.optimizer, seed))
         title, prefix = f"Optimizer sweep: {path.name}", "best_"
     elif (path / "config.json").is_file():
         cfg, run = None, load_run(path)

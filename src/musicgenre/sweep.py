@@ -155,9 +155,16 @@ def write_tensorboard(result: TrainResult, log_dir: Path) -> None:
                 w.add_scalar("val/f1_macro", r.val_f1, r.epoch)
 
 
+def seed_dir(out: Path, optimizer: str, seed: int) -> Path:
+    """Where a sweep keeps one optimizer's run of one seed: runs/<optimizer>/seed-<k>, or seed<k> in a
+    sweep written before 2026-11-25, whose finished optimizers are kept when it is resumed."""
+    legacy = out / "runs" / optimizer / f"seed{seed}"
+    return legacy if legacy.is_dir() else out / "runs" / optimizer / f"seed-{seed}"
+
+
 def run_sweep(cfg: SweepConfig, out: str | os.PathLike, progress: bool = True) -> list[OptimizerResult]:
     """Train every (optimizer, seed) pair not already finished in `out`, then write sweep.csv/.md/.png.
-    Each optimizer's seeds are saved as runs under runs/<optimizer>/seed<k>/ and its results.json last,
+    Each optimizer's seeds are saved as runs under runs/<optimizer>/seed-<k>/ (as `train --seeds`) and its results.json last,
     which marks it finished."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -189,9 +196,9 @@ def run_sweep(cfg: SweepConfig, out: str | os.PathLike, progress: bool = True) -
             for r in trained:
                 metrics = r.metrics if cfg.split == "val" else evaluate_model(r.model, data[cfg.split])
                 res.runs.append(seed_row(opt, lr, r, metrics))
-                run_dir = out / "runs" / opt / f"seed{r.config.seed}"
+                run_dir = seed_dir(out, opt, r.config.seed)
                 save_run(r, run_dir, overwrite=True, extra={"sweep_split": cfg.split, "sweep_metrics": metrics})
-                write_tensorboard(r, out / "tensorboard" / opt / f"seed{r.config.seed}")
+                write_tensorboard(r, out / "tensorboard" / opt / run_dir.name)
             atomic_write_json(out / "runs" / opt / "results.json",
                               {"optimizer": opt, "lr": lr, "split": cfg.split, "runs": res.runs})
             results.append(res)
