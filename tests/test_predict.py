@@ -221,3 +221,27 @@ def test_a_short_last_second_counts_for_the_audio_it_holds():
     ff = FileFeatures(Path("f.wav"), {"mfcc": np.zeros((3, 26))}, np.zeros(3, dtype=bool), duration=2.02)
     pred = classify(ff, Fixed())
     assert pred.genre == "blues" and pred.probabilities["classical"] == pytest.approx((0.1 + 0.1 + 0.02) / 2.02, abs=1e-4)
+
+
+def test_ctrl_c_on_a_folder_stops_with_one_line(audio_dir, tmp_path):
+    """Ctrl-C reaches the decoding workers too (the whole process group): they must not print their own
+    tracebacks; the command stops with one line and exit status 130."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    folder = tmp_path / "library"
+    folder.mkdir()
+    for i in range(12):
+        for f in sorted(audio_dir.iterdir()):
+            if f.suffix in (".ogg", ".mp3"):
+                (folder / f"{i}-{f.name}").symlink_to(f)
+    code = "import sys; from musicgenre.cli import main; sys.exit(main(sys.argv[1:]))"
+    proc = subprocess.Popen([sys.executable, "-c", code, "predict", "--json", "--workers", "2", str(folder)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    assert json.loads(proc.stdout.readline())["file"]  # the workers are decoding, with files left to do
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and err == "interrupted\n", err[-2000:]
+    assert len(out.splitlines()) < 12 * 9 - 1

@@ -8,6 +8,7 @@ librosa's melspectrogram + power_to_db(ref=np.max), so models trained on the stu
 from __future__ import annotations
 
 import multiprocessing
+import signal
 import sys
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -155,5 +156,6 @@ def iter_file_features(paths: Sequence[Path], kinds: tuple[str, ...], workers: i
         yield from (file_features(path, kinds) for path in paths)
         return
     ctx = multiprocessing.get_context("spawn")  # forking after torch has started its threads is unsafe
-    with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+    # Ctrl-C reaches the workers too: they ignore it and this process stops them, so the user sees one line
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN)) as pool:
         yield from pool.map(file_features, paths, [kinds] * len(paths))
