@@ -101,6 +101,16 @@ def test_sweep_outputs_resume_and_config_guard(study_data, tmp_path, spy_train_s
     assert spy_train_seeds == []
 
 
+def test_library_sweep_without_progress_prints_nothing(study_data, tmp_path, capsys):
+    """`run_sweep(progress=False)` is for callers that print their own: neither bar nor result lines."""
+    from musicgenre.config import TrainConfig
+
+    cfg = sweep_mod.sweep_config_from(TrainConfig(epochs=1), str(study_data), "adam", 1, False, "val")
+    [result] = sweep_mod.run_sweep(cfg, tmp_path / "sweep", progress=False)
+    assert result.optimizer == "Adam" and len(result.runs) == 1
+    assert capsys.readouterr() == ("", "")
+
+
 def test_default_lr_from_signature(monkeypatch):
     assert sweep_mod.default_lr("Adadelta", 0.5) == 1.0
     assert sweep_mod.default_lr("Adagrad", 0.5) == 0.01

@@ -203,8 +203,9 @@ def run_sweep(cfg: SweepConfig, out: str | os.PathLike, progress: bool = True) -
                               {"optimizer": opt, "lr": lr, "split": cfg.split, "runs": res.runs})
             results.append(res)
             bar.update(task, completed=(i + 1) * len(seeds) * epochs)
-            acc, f1 = res.mean_std("accuracy"), res.mean_std("f1_macro")
-            bar.console.print(f"{opt:9s} lr {lr:<7g} acc {acc[0]:.3f} ± {acc[1]:.3f}  F1 {f1[0]:.3f} ± {f1[1]:.3f}")
+            if progress:  # each optimizer's result as it finishes, above the bar
+                acc, f1 = res.mean_std("accuracy"), res.mean_std("f1_macro")
+                bar.console.print(f"{opt:9s} lr {lr:<7g} acc {acc[0]:.3f} ± {acc[1]:.3f}  F1 {f1[0]:.3f} ± {f1[1]:.3f}")
     write_summary(cfg, results, out)
     return results
 
