@@ -84,8 +84,14 @@ def test_val_scores_match_sklearn():
     for i in range(2):
         for j in range(5):
             assert acc[i, j].item() == pytest.approx((preds[i, j] == y).mean(), abs=1e-12)
-            assert f1[i, j].item() == pytest.approx(macro_f1(y, preds[i, j], 4), abs=1e-12)
+            assert f1[i, j].item() == pytest.approx(macro_f1(y, preds[i, j]), abs=1e-12)
     assert f1[0, 0].item() == 1.0
+    # a class in neither truth nor predictions (a genre missing from a small val split) is left out
+    y3, p3 = np.array([0, 0, 1, 1]), np.array([0, 1, 1, 1])
+    assert macro_f1(y3, p3) == pytest.approx((2 / 3 + 0.8) / 2)
+    assert val_scores(torch.from_numpy(p3), torch.from_numpy(y3), 4)[1].item() == pytest.approx((2 / 3 + 0.8) / 2)
+    # one present in the truth but never predicted still scores 0
+    assert macro_f1(np.array([0, 1, 2]), np.array([0, 1, 1])) == pytest.approx((1 + 2 / 3 + 0) / 3)
 
 
 @pytest.mark.slow

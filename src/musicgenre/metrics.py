@@ -6,11 +6,13 @@ from __future__ import annotations
 import numpy as np
 
 
-def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
-    """Macro-averaged F1 over all classes (a class never predicted scores 0)."""
+def macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Macro-averaged F1 over the classes that occur in the truth or the predictions (scikit-learn's default):
+    a class of neither, such as a genre missing from a small val split, says nothing about the model. A class
+    present but never predicted scores 0."""
     from sklearn.metrics import f1_score
 
-    return float(f1_score(y_true, y_pred, labels=range(n_classes), average="macro", zero_division=0))
+    return float(f1_score(y_true, y_pred, labels=np.union1d(y_true, y_pred), average="macro", zero_division=0))
 
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: tuple[str, ...]) -> dict:
@@ -22,7 +24,7 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: tupl
     return {
         "n": int(len(y_true)),
         "accuracy": float(accuracy_score(y_true, y_pred)),
-        "f1_macro": macro_f1(y_true, y_pred, len(classes)),
+        "f1_macro": macro_f1(y_true, y_pred),
         "classes": list(classes),
         "per_class": {
             c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}

@@ -166,7 +166,7 @@ def cpu_threads(n: int) -> Iterator[None]:
 
 
 def val_scores(pred: torch.Tensor, y: torch.Tensor, n_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Accuracy and macro F1 (a class never predicted scores 0, as in metrics.macro_f1) of predictions
+    """Accuracy and macro F1 (over the classes in the truth or the predictions, as in metrics.macro_f1) of predictions
     shaped (..., N), one pair per leading index: one confusion-matrix count for any number of models."""
     lead = pred.shape[:-1]
     rows = pred.reshape(-1, pred.shape[-1])
@@ -175,7 +175,7 @@ def val_scores(pred: torch.Tensor, y: torch.Tensor, n_classes: int) -> tuple[tor
     cm = cm.view(len(rows), n_classes, n_classes).double()
     tp = cm.diagonal(dim1=1, dim2=2)
     denom = cm.sum(1) + cm.sum(2)  # predicted + true counts of each class
-    f1 = torch.where(denom > 0, 2 * tp / denom.clamp(min=1), 0.0).mean(1)
+    f1 = (2 * tp / denom.clamp(min=1)).sum(1) / (denom > 0).sum(1)  # a class of neither has tp = denom = 0
     acc = tp.sum(1) / pred.shape[-1]
     return acc.view(lead), f1.view(lead)
 
