@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 import re
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 
 from conftest import synthetic_melgrams, write_split
 from musicgenre.cli import build_parser, main, train_config_from_args
-from musicgenre.config import TrainConfig
+from musicgenre.config import TrainConfig, recipe
 from musicgenre.errors import MusicGenreError
 
 
@@ -111,6 +112,11 @@ def test_given_options_override_a_recipe_even_at_study_defaults():
     assert _config("--recipe", "mel-cnn-bn", "--precision", "bf16").precision == "bf16"
     assert _config().model == "mfcc-mlp" and _config().optimizer == "SGD" and _config().lr == 0.002
     assert (_config("--features", "melgram").model, _config("--model", "mel-resnet").features) == ("mel-cnn", "melgram")
+    # a model given without --recipe trains with its own recipe: the study's CNN with Adagrad, which learns
+    # (SGD at lr 0.002 left it at the majority class), and its options still override
+    assert _config("--features", "melgram") == _config("--model", "mel-cnn") == recipe("mel-cnn")
+    assert _config("--model", "mel-resnet", "--epochs", "3") == replace(recipe("mel-resnet"), epochs=3)
+    assert _config("--model", "mfcc-mlp-log") == recipe("mfcc-mlp-log") and _config("--features", "mfcc") == TrainConfig()
     with pytest.raises(MusicGenreError, match="unknown recipe 'nope'"):
         _config("--recipe", "nope")
     with pytest.raises(MusicGenreError, match="model mfcc-mlp reads mfcc features, not melgram"):

@@ -122,7 +122,8 @@ def test_bad_split_ratios_are_one_line_errors(genre_dir, tmp_path, ratio):
 def test_nothing_readable_for_train_is_an_error_and_leaves_nothing(tmp_path):
     (tmp_path / "genres" / "jazz").mkdir(parents=True)
     (tmp_path / "genres" / "jazz" / "bad.wav").write_text("not audio")
-    with pytest.raises(MusicGenreError, match="genres: no readable, non-silent audio for the train split"):
+    with pytest.raises(MusicGenreError, match=r"genres: no readable, non-silent audio for the train split; nothing "
+                       r"to train on \(1 of 1 files unreadable, the first: .*bad\.wav: "):
         build_dataset(tmp_path / "genres", tmp_path / "out", workers=1, progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["genres"]
 
@@ -173,6 +174,10 @@ def test_bad_audio_dirs(tmp_path):
     (tmp_path / "flat" / "song.wav").write_bytes(b"")
     with pytest.raises(MusicGenreError, match="flat.*no genre subfolders"):
         build_dataset(tmp_path / "flat", tmp_path / "out", progress=False)
+    with pytest.raises(MusicGenreError, match=r"song.wav: a file, not a folder \(give a folder with one subfolder"):
+        build_dataset(tmp_path / "flat" / "song.wav", tmp_path / "out", progress=False)
+    with pytest.raises(MusicGenreError, match=r"nowhere: no such folder \("):
+        build_dataset(tmp_path / "nowhere", tmp_path / "out", progress=False)
     (tmp_path / "genres" / "jazz").mkdir(parents=True)
     with pytest.raises(MusicGenreError, match="jazz.*no audio files"):
         build_dataset(tmp_path / "genres", tmp_path / "out", progress=False)
@@ -238,3 +243,10 @@ def test_extract_says_when_train_holds_one_genre_only(tmp_path, decoded, capsys)
     sf.write(blues / "song.wav", decoded["blues_sorohanro_solo_trumpet.ogg"][: 2 * SAMPLE_RATE], SAMPLE_RATE)
     assert main(["extract", str(tmp_path / "genres"), "--out", str(tmp_path / "out2"), "--workers", "1"]) == 0
     assert "note:" not in capsys.readouterr().err
+    # three rock songs and one blues song split 50/50: val gets rock only, and its figures say nothing of blues
+    for i in (2, 3):
+        sf.write(rock / f"song{i}.wav", decoded["rock_fma_001040.mp3"][i * SAMPLE_RATE: (i + 2) * SAMPLE_RATE], SAMPLE_RATE)
+    assert main(["extract", str(tmp_path / "genres"), "--out", str(tmp_path / "out3"), "--workers", "1",
+                 "--split-ratio", "0.5/0.5"]) == 0
+    assert capsys.readouterr().err == ("note: the val split has no clips of blues (too few files of them): "
+                                       "its figures leave that genre out\n")

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import pytest
@@ -112,6 +113,24 @@ def test_out_under_a_file_is_one_line_for_train_extract_and_report(small_mfcc_ro
     assert main(["report", str(run_dir), "--out", str(afile)]) == 2
     assert capsys.readouterr().err == f"error: {afile}: already exists and is not empty (choose another --out, or --overwrite)\n"
     assert afile.read_text() == "hi"
+
+
+def test_an_empty_out_is_one_line(small_mfcc_root, run_dir, tmp_path, capsys):
+    for args in (["train", "--data", str(small_mfcc_root), "--epochs", "1"], ["extract", str(tmp_path)],
+                 ["report", str(run_dir)], ["sweep", "--data", str(small_mfcc_root), "--epochs", "1"]):
+        assert main([*args, "--out", ""]) == 2
+        assert capsys.readouterr().err == "error: '': an empty --out names no folder\n"
+
+
+def test_an_out_where_no_folder_can_be_made_is_refused_before_any_work(small_mfcc_root, run_dir, tmp_path, capsys):
+    """/proc takes no new folders, even from root (whom permission bits do not stop): said before training,
+    in one line naming the --out given, not after the work with the temporary folder's name."""
+    for args in (["train", "--data", str(small_mfcc_root), "--epochs", "1", "--out", "/proc/musicgenre-run"],
+                 ["extract", str(tmp_path), "--out", "/proc/musicgenre-data"],
+                 ["report", str(run_dir), "--out", "/proc/musicgenre-report"]):
+        assert main(args) == 2
+        out, err = capsys.readouterr()
+        assert "epoch" not in out and re.fullmatch(rf"error: {args[-1]}: cannot be written \(.+ in /proc; choose another --out\)\n", err)
 
 
 def test_out_current_folder_is_refused_without_leftovers(small_mfcc_root, tmp_path, monkeypatch, capsys):
@@ -237,12 +256,19 @@ def test_report_and_load_run_say_what_a_path_is_instead(run_dir, tmp_path):
     assert not (tmp_path / "rep").exists()
 
 
-def test_a_multi_seed_folder_says_how_to_use_its_runs(small_mfcc_root, tmp_path, capsys):
+def test_a_multi_seed_folder_says_how_to_use_its_runs(small_mfcc_root, audio_dir, tmp_path, capsys):
     out = tmp_path / "five"
     assert main(["train", "--data", str(small_mfcc_root), "--out", str(out), "--epochs", "1", "--seed", "0", "--seeds", "2"]) == 0
-    with pytest.raises(MusicGenreError, match=f"{out}: holds one run per seed .*musicgenre ensemble {out}/seed-\\*"):
+    with pytest.raises(MusicGenreError, match=rf"{out}: holds runs \(seed-0, seed-1\), not one: pass one of them, or "
+                                              rf"average them \(`musicgenre ensemble {out}/seed-\*`, `--model ensemble:{out}/seed-0,...`\)$"):
         load_run(out)
     assert load_run(out / "seed-1").config.seed == 1
+    # so does a sweep's folder of one optimizer's seeds, and an ensemble spec may space its list
+    (out / "summary.json").rename(out / "results.json")
+    with pytest.raises(MusicGenreError, match=rf"{out}: holds runs \(seed-0, seed-1\), not one"):
+        load_run(out)
+    assert main(["predict", "--model", f"ensemble:{out}/seed-0, {out}/seed-1", str(audio_dir / "hiphop_fma_000002.mp3")]) == 0
+    assert "hiphop_fma_000002.mp3" in capsys.readouterr().out
 
 
 def test_seeds_beyond_the_range_are_refused_before_training(small_mfcc_root, tmp_path, capsys):

@@ -97,7 +97,9 @@ def test_sweep_outputs_resume_and_config_guard(study_data, tmp_path, spy_train_s
     spy_train_seeds.clear()
     assert main(sweep_args(study_data, out, "--optimizers", "adam,sgd", "--seeds", "3")) == 2
     err = capsys.readouterr().err.strip()
-    assert "\n" not in err and "sweep_config.json" in err and "seeds" in err
+    assert "\n" not in err and "sweep_config.json" in err and "(seeds 2, not 3)" in err
+    assert main(sweep_args(study_data, out, "--optimizers", "adam,sgd", "--seeds", "2", "--epochs", "5")) == 2
+    assert "(epochs 2, not 5); choose another --out" in capsys.readouterr().err  # a training setting, by its name
     assert spy_train_seeds == []
 
 

@@ -38,16 +38,17 @@ TRAIN_OPTIONS = ("features", "model", "optimizer", "lr", "epochs", "batch_size",
 def _add_train_options(p: argparse.ArgumentParser) -> None:
     """Options shared by every command that trains; unset ones keep the recipe's or the study's settings."""
     p.add_argument("--recipe", default=None,
-                   help="start from a named recipe (model + settings: mfcc-mlp-plus, mel-resnet, ...); options you give override it")
+                   help="start from a named recipe (model + settings: mfcc-mlp-std, mfcc-mlp-plus, mel-resnet, ...); options you give override it")
     p.add_argument("--features", choices=["mfcc", "melgram"], help="representation (default: the model's)")
-    p.add_argument("--model", help="mfcc-mlp (default for mfcc), mel-cnn (default for melgram), mel-cnn-relu, ...")
-    p.add_argument("--optimizer", help="any torch.optim optimizer name, case-insensitive (default SGD)")
-    p.add_argument("--lr", type=float, help="learning rate (default 0.002)")
-    p.add_argument("--epochs", type=positive_int, help="default 30")
-    p.add_argument("--batch-size", type=positive_int, help="default 16")
-    p.add_argument("--weight-decay", type=float, help="default 0")
-    p.add_argument("--label-smoothing", type=float, help="default 0")
-    p.add_argument("--scheduler", choices=["none", "cosine", "onecycle"], help="default none")
+    p.add_argument("--model", help="mfcc-mlp (default for mfcc), mel-cnn (default for melgram), mel-cnn-relu, ...; "
+                                   "without --recipe it trains with its own recipe's settings")
+    p.add_argument("--optimizer", help="any torch.optim optimizer name, case-insensitive (default: the recipe's; the study's: SGD)")
+    p.add_argument("--lr", type=float, help="learning rate (default: the recipe's; the study's: 0.002)")
+    p.add_argument("--epochs", type=positive_int, help="default: the recipe's; the study's: 30")
+    p.add_argument("--batch-size", type=positive_int, help="default: the recipe's; the study's: 16")
+    p.add_argument("--weight-decay", type=float, help="default: the recipe's; the study's: 0")
+    p.add_argument("--label-smoothing", type=float, help="default: the recipe's; the study's: 0")
+    p.add_argument("--scheduler", choices=["none", "cosine", "onecycle"], help="default: the recipe's; the study's: none")
     p.add_argument("--patience", type=positive_int, help="early stopping: epochs without a better val F1")
     p.add_argument("--standardize", action=argparse.BooleanOptionalAction, help="fit feature standardisation on train, store it in the model")
     p.add_argument("--device", help="auto (default: CUDA when present, but the CPU for SGD-trained MLPs, which it runs faster), cpu, cuda or cuda:N")
@@ -64,17 +65,20 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
 
 
 def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """The recipe (or the study's settings) with every option given on the command line on top;
-    a model given alone brings its own features, features given alone bring their default model."""
+    """The recipe with every option given on the command line on top. Without --recipe, the model's own
+    recipe (the study's settings for its MLP); a model given alone brings its own features, features given
+    alone bring their default model (mfcc-mlp, mel-cnn)."""
     from dataclasses import replace
 
-    from musicgenre.config import TrainConfig, recipe
+    from musicgenre.config import RECIPES, TrainConfig, recipe
     from musicgenre.models import check_model_features, model_features
 
     base = recipe(args.recipe) if args.recipe else TrainConfig()
     given = {k: getattr(args, k) for k in TRAIN_OPTIONS if getattr(args, k) is not None}
     if "model" not in given and "features" in given and given["features"] != base.features:
         given["model"] = "mel-cnn" if given["features"] == "melgram" else "mfcc-mlp"
+    if not args.recipe and given.get("model") in RECIPES:
+        base = recipe(given["model"])
     model = given.get("model", base.model)
     features = given.setdefault("features", model_features(model))
     check_model_features(model, features)
@@ -201,10 +205,16 @@ def cmd_extract(args: argparse.Namespace) -> int:
     for f in failed:
         print(f"skipped: {f['error']}", file=sys.stderr)
     print(f"dataset written to {args.out} (manifest.json lists every file)")
-    genres = sorted({f["label"] for f in files_ if f.get("split") == "train" and not f.get("error")})
-    if len(genres) < 2:
-        print(f"note: the train split holds one genre only ({', '.join(genres)}): `train` needs two or more",
+    genres = {split: sorted({f["label"] for f in files_ if f.get("split") == split and f["n_segments"] > f["n_silent"]})
+              for split in EXTRACT_SPLITS}
+    if len(genres["train"]) < 2:
+        print(f"note: the train split holds one genre only ({', '.join(genres['train'])}): `train` needs two or more",
               file=sys.stderr)
+    for split in EXTRACT_SPLITS[1:]:
+        missing = [g for g in genres["train"] if g not in genres[split]]
+        if genres[split] and missing:
+            print(f"note: the {split} split has no clips of {', '.join(missing)} (too few files of them): "
+                  f"its figures leave {'that genre' if len(missing) == 1 else 'those genres'} out", file=sys.stderr)
     return 0
 
 

@@ -66,7 +66,7 @@ def load_predictor(spec: str | os.PathLike) -> Predictor:
     if not spec:
         raise MusicGenreError("'': an empty path names no run directory")
     if spec.startswith(ENSEMBLE_PREFIX):
-        return load_ensemble([p for p in spec[len(ENSEMBLE_PREFIX):].split(",") if p])
+        return load_ensemble([p.strip() for p in spec[len(ENSEMBLE_PREFIX):].split(",") if p.strip()])
     return load_ensemble([spec])
 
 
@@ -101,7 +101,8 @@ def _calibration_figures(logits: torch.Tensor, y: torch.Tensor) -> tuple[float, 
 
 def calibrate_run(run: Run, dataset: Dataset) -> dict:
     """Fit a loaded run's temperature on `dataset` (the validation split), store it in the run's weights,
-    and record NLL and ECE before/after under "calibration" in its metrics.json. Everything is computed
+    and record NLL and ECE before (T = 1: so a second calibration refits the same T and records the same
+    figures) and after under "calibration" in its metrics.json. Everything is computed
     and checked first; if writing metrics.json fails, the old weights are put back."""
     weights = run.path / WEIGHTS
     if dataset.split in run.training_splits:  # fitted on its own training data, T would make it over-confident
@@ -114,7 +115,7 @@ def calibrate_run(run: Run, dataset: Dataset) -> dict:
         raise MusicGenreError(f"{weights}: the model's outputs on the {dataset.split} split are NaN or infinite; "
                               "it cannot be calibrated")
     y = torch.from_numpy(dataset.y)
-    nll_before, ece_before = _calibration_figures(raw / run.model.temperature, y)
+    nll_before, ece_before = _calibration_figures(raw, y)  # uncalibrated (T = 1), whatever T was stored
     t = fit_temperature(raw, y)
     if not math.isfinite(t) or t <= 0:
         raise MusicGenreError(f"{weights}: no finite temperature fits the model's outputs on the {dataset.split} split")

@@ -85,7 +85,9 @@ def _build(
                 kept[split].append(({kind: x[sounding] for kind, x in result.features.items()}, label))
     n_clips = {split: sum(len(features["mfcc"]) for features, _ in rows) for split, rows in kept.items()}
     if n_clips["train"] == 0:
-        raise MusicGenreError(f"{audio_dir}: no readable, non-silent audio for the train split; nothing to train on")
+        errors = [r["error"] for r in records if r["error"]]
+        why = f" ({len(errors)} of {len(records)} files unreadable, the first: {errors[0]})" if errors else ""
+        raise MusicGenreError(f"{audio_dir}: no readable, non-silent audio for the train split; nothing to train on{why}")
     for split, rows in kept.items():
         if n_clips[split]:
             _write_split(out_root / split, rows)
@@ -128,7 +130,8 @@ def _check_ratios(split_ratio: Sequence[float] | str) -> np.ndarray:
 def _genre_files(audio_dir: Path) -> dict[str, list[Path]]:
     """Map each genre subfolder's name to its audio files."""
     if not audio_dir.is_dir():
-        raise MusicGenreError(f"{audio_dir}: no such folder")
+        raise MusicGenreError(f"{audio_dir}: {'a file, not a' if audio_dir.exists() else 'no such'} folder "
+                              "(give a folder with one subfolder of audio files per genre)")
     genres = sorted(p for p in audio_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not genres:
         raise MusicGenreError(f"{audio_dir}: no genre subfolders (expected one folder of audio files per genre)")

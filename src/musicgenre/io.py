@@ -86,6 +86,8 @@ def read_json(path: str | Path) -> Any:
 def check_out_path(out: str | os.PathLike, inputs: Sequence[str | os.PathLike] = ()) -> Path:
     """The output path (lexically normalised), after refusing one under a file, or one that is, holds or lies
     inside any of `inputs` (what the command reads, which writing there could replace)."""
+    if not os.fspath(out):
+        raise MusicGenreError("'': an empty --out names no folder")
     out = Path(os.path.normpath(out))
     for parent in out.parents:
         if parent.exists() and not parent.is_dir():
@@ -116,12 +118,18 @@ def _occupied(out: Path) -> bool:
 
 def check_out_dir(out: str | os.PathLike, overwrite: bool = False, inputs: Sequence[str | os.PathLike] = ()) -> Path:
     """The output path of a folder that will replace what is there, after refusing what check_out_path refuses,
-    the current folder or one above it, and an existing file or non-empty folder unless `overwrite`."""
+    the current folder or one above it, an existing file or non-empty folder unless `overwrite`, and a place
+    where no folder can be made (checked by making one and removing it: permission bits do not tell root)."""
     out = check_out_path(out, inputs)
     if out.resolve() in (Path.cwd(), *Path.cwd().parents):
         raise MusicGenreError(f"{out}: is or holds the current folder, which it would replace (choose another --out)")
     if _occupied(out) and not overwrite:
         raise MusicGenreError(f"{out}: already exists and is not empty (choose another --out, or --overwrite)")
+    parent = next(p for p in out.absolute().parents if p.exists())  # where the temporary sibling's folders start
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=f".{out.name}.probe-", dir=parent))
+    except OSError as exc:
+        raise MusicGenreError(f"{out}: cannot be written ({exc.strerror} in {parent}; choose another --out)") from None
     return out
 
 

@@ -224,9 +224,11 @@ def load_run(path: str | os.PathLike, device: str | torch.device = "cpu") -> Run
     if not path.is_dir():
         raise MusicGenreError(f"{path}: {'a file, not a' if path.exists() else 'no such'} run directory")
     if not cfg_path.is_file():
-        if (path / "summary.json").is_file():  # `train --seeds N` writes one run per seed under it
-            raise MusicGenreError(f"{path}: holds one run per seed (seed-K folders): pass one of them, "
-                                  f"or all of them to `musicgenre ensemble {path}/seed-*`")
+        runs = sorted(p.name for p in path.iterdir() if (p / "config.json").is_file())
+        if runs:  # `train --seeds N` writes one run per seed under OUT, a sweep under runs/OPTIMIZER
+            raise MusicGenreError(f"{path}: holds runs ({', '.join(runs[:3])}{', ...' if len(runs) > 3 else ''}), "
+                                  f"not one: pass one of them, or average them (`musicgenre ensemble {path}/seed-*`, "
+                                  f"`--model ensemble:{path}/{runs[0]},...`)")
         raise MusicGenreError(f"{cfg_path}: missing: {path} is not a musicgenre run directory")
     meta = read_json(cfg_path)
     if not isinstance(meta, dict) or meta.get("kind") != RUN_KIND:

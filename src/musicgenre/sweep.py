@@ -131,10 +131,12 @@ def check_config(cfg: SweepConfig, out: Path) -> bool:
     path = out / "sweep_config.json"
     if path.is_file():
         old, new = (json.loads(json.dumps(c.to_dict())) for c in (read_sweep_config(path), cfg))
-        if old != new:
-            diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        if old != new:  # name each setting that differs, the training ones (under base) by their own names
+            flat_old, flat_new = ({**c.pop("base"), **c} for c in (dict(old), dict(new)))
+            diff = "; ".join(f"{k} {flat_old.get(k)!r}, not {flat_new.get(k)!r}"
+                             for k in sorted(set(flat_old) | set(flat_new)) if flat_old.get(k) != flat_new.get(k))
             raise MusicGenreError(f"{path}: {out} holds a sweep with another configuration "
-                                  f"(differs in {', '.join(diff)}); choose another --out")
+                                  f"({diff}); choose another --out")
         return True
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise MusicGenreError(f"{out}: already exists and is not a sweep directory (choose another --out)")
