@@ -41,6 +41,25 @@ def test_mixup_blends_inputs_and_targets():
     assert not torch.equal(xm, x)
 
 
+def test_same_class_mixup_blends_within_each_class_only():
+    """Each example's partner is of its own class (its target stays that class), drawn at random: every
+    example of a class serves as a partner exactly once, and a class of one example pairs with itself."""
+    torch.manual_seed(0)
+    y = torch.tensor([2] + [0, 1, 3] * 21)  # one example of class 2
+    x = torch.randn(len(y), 26) + 100 * y[:, None]  # classes far apart: a blend across them would show
+    torch.manual_seed(1)  # the blend weights' draw
+    xm, t = mixup(x, y, 4, 2.0, torch.Generator().manual_seed(0), same_class=True)
+    assert torch.equal(t, torch.nn.functional.one_hot(y, 4).float())
+    assert torch.allclose(xm[0], x[0])
+    for c in (0, 1, 3):
+        rows = y == c
+        assert (xm[rows] - 100 * c).abs().max() < 10  # blends of that class's rows only
+    # the partner order is a permutation within each class, seeded by the generator
+    torch.manual_seed(1)
+    again, _ = mixup(x, y, 4, 2.0, torch.Generator().manual_seed(0), same_class=True)
+    assert torch.equal(xm, again) and not torch.equal(xm, x)
+
+
 def test_augment_batch_is_identity_when_off():
     x, y = melgram_batch(8), torch.arange(8) % 4
     xa, ya = augment_batch(x, y, TrainConfig(features="melgram", model="mel-cnn"), 4, torch.Generator())

@@ -222,6 +222,7 @@ def test_a_run_that_diverges_later_stops_and_keeps_its_best_sound_epoch(mfcc, mo
     ({"seed": 99999999999999999999}, "seed 99999999999999999999 out of range"),
     ({"seed": -1}, "seed -1 out of range"),
     ({"standardize": "no"}, "standardize must be True or False, not 'no'"),  # a truthy string
+    ({"mixup_same_class": 1}, "mixup_same_class must be True or False, not 1"),
 ])
 def test_non_finite_or_out_of_range_options_are_refused(options, message):
     with pytest.raises(MusicGenreError, match=message):

@@ -26,13 +26,21 @@ def spec_augment(x: torch.Tensor, gen: torch.Generator, max_time: int = 4, max_f
 
 
 def mixup(
-    x: torch.Tensor, y: torch.Tensor, n_classes: int, alpha: float, gen: torch.Generator
+    x: torch.Tensor, y: torch.Tensor, n_classes: int, alpha: float, gen: torch.Generator, same_class: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Blend each example with a random partner of the batch (weight ~ Beta(alpha, alpha), kept >= 0.5
-    for the example itself); targets become the matching class-probability rows."""
+    for the example itself); targets become the matching class-probability rows. With `same_class` the
+    partner is drawn from the example's own class (its target stays one class): new examples between
+    the clips of a genre, none between genres."""
     lam = torch.distributions.Beta(alpha, alpha).sample((len(y),)).to(x.device)  # uses the global seed
     lam = torch.maximum(lam, 1 - lam)
-    partner = torch.randperm(len(y), generator=gen).to(x.device)
+    if same_class:  # two orders sorted by class, each shuffled within it: row i of one pairs with row i of the other
+        first, second = (torch.argsort(y.cpu() + torch.rand(len(y), generator=gen, dtype=torch.float64)) for _ in range(2))
+        partner = torch.empty_like(first)
+        partner[first] = second
+        partner = partner.to(x.device)
+    else:
+        partner = torch.randperm(len(y), generator=gen).to(x.device)
     shape = (-1,) + (1,) * (x.dim() - 1)
     x = lam.view(shape) * x + (1 - lam.view(shape)) * x[partner]
     onehot = torch.nn.functional.one_hot(y, n_classes).to(x.dtype)
@@ -46,5 +54,5 @@ def augment_batch(
     if cfg.spec_augment and x.dim() == 3:
         x = spec_augment(x, gen)
     if cfg.mixup > 0:
-        x, y = mixup(x, y, n_classes, cfg.mixup, gen)
+        x, y = mixup(x, y, n_classes, cfg.mixup, gen, cfg.mixup_same_class)
     return x, y

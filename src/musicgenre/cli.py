@@ -31,7 +31,7 @@ def positive_int(text: str) -> int:
 
 # Every training option defaults to None, meaning "not given": the recipe's (or the study's) value stays.
 TRAIN_OPTIONS = ("features", "model", "optimizer", "lr", "epochs", "batch_size", "weight_decay", "label_smoothing",
-                 "scheduler", "patience", "standardize", "device", "seed", "mixup", "spec_augment", "precision",
+                 "scheduler", "patience", "standardize", "device", "seed", "mixup", "mixup_same_class", "spec_augment", "precision",
                  "cuda_graphs", "fused")
 
 
@@ -54,6 +54,8 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="auto (default: CUDA when present, but the CPU for SGD-trained MLPs, which it runs faster), cpu, cuda or cuda:N")
     p.add_argument("--seed", type=int, help="seed; without it one is drawn and recorded")
     p.add_argument("--mixup", type=float, help="mixup alpha (0 = off)")
+    p.add_argument("--mixup-same-class", action=argparse.BooleanOptionalAction,
+                   help="mixup partners from the example's own genre only (default: the recipe's; the study's: off)")
     p.add_argument("--spec-augment", action=argparse.BooleanOptionalAction, help="time/frequency masking of melgram batches")
     p.add_argument("--precision", choices=["fp32", "bf16"],
                    help="fp32 (default) or bf16 mixed precision: weights stay fp32; CNNs train faster on CPUs with bf16 units (bench/README.md)")

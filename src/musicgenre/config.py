@@ -46,13 +46,14 @@ class TrainConfig:
     patience: int | None = None  # stop after this many epochs without a better validation F1
     standardize: bool = False  # fit feature standardisation on train and store it in the model
     mixup: float = 0.0  # mixup Beta(alpha, alpha) parameter; 0 = off
+    mixup_same_class: bool = False  # mixup partners of the same class only (inputs blended, targets kept)
     spec_augment: bool = False  # time/frequency masking of melgram batches
     precision: str = "fp32"  # "bf16": mixed-precision training (weights stay fp32), fast on CPUs with bf16 units
     cuda_graphs: bool = True  # on a GPU, replay training steps as CUDA graphs where cudagraph.can_graph allows
     fused: bool = True  # on the CPU, train plain MLPs with SGD in one compiled call per epoch where fused.can_fuse allows
 
     def __post_init__(self) -> None:
-        for name in ("standardize", "spec_augment", "cuda_graphs", "fused"):  # "no" would be truthy
+        for name in ("standardize", "mixup_same_class", "spec_augment", "cuda_graphs", "fused"):  # "no" would be truthy
             if not isinstance(getattr(self, name), bool):
                 raise MusicGenreError(f"{name} must be True or False, not {getattr(self, name)!r}")
         self.optimizer = canonical_optimizer(self.optimizer)
@@ -101,7 +102,7 @@ def canonical_optimizer(name: str) -> str:
 
 # Named recipes: a model with the training settings chosen for it (on the validation split).
 _MLP = dict(optimizer="AdamW", lr=3e-3, weight_decay=1e-2, batch_size=64, epochs=80, scheduler="cosine",
-            label_smoothing=0.1, standardize=True, mixup=1.0)
+            label_smoothing=0.1, standardize=True, mixup=2.0, mixup_same_class=True)
 _MEL = dict(features="melgram", optimizer="AdamW", lr=1e-3, weight_decay=1e-4, batch_size=64, epochs=40,
             scheduler="cosine", label_smoothing=0.1, standardize=True, spec_augment=True, mixup=0.2)
 RECIPES: dict[str, TrainConfig] = {
