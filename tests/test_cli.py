@@ -117,6 +117,10 @@ def test_given_options_override_a_recipe_even_at_study_defaults():
     assert _config("--features", "melgram") == _config("--model", "mel-cnn") == recipe("mel-cnn")
     assert _config("--model", "mel-resnet", "--epochs", "3") == replace(recipe("mel-resnet"), epochs=3)
     assert _config("--model", "mfcc-mlp-log") == recipe("mfcc-mlp-log") and _config("--features", "mfcc") == TrainConfig()
+    # same-class mixup only chooses mixup's partners: asked for with mixup off, it is refused, not ignored
+    assert _config("--recipe", "mfcc-mlp-log", "--mixup", "0").mixup_same_class  # the recipe's, unused: fine
+    with pytest.raises(MusicGenreError, match=r"--mixup-same-class chooses mixup's partners: it needs mixup on"):
+        _config("--mixup-same-class")
     with pytest.raises(MusicGenreError, match="unknown recipe 'nope'"):
         _config("--recipe", "nope")
     with pytest.raises(MusicGenreError, match="model mfcc-mlp reads mfcc features, not melgram"):

@@ -115,6 +115,12 @@ def test_out_under_a_file_is_one_line_for_train_extract_and_report(small_mfcc_ro
     assert afile.read_text() == "hi"
 
 
+def test_an_out_under_a_dangling_link_is_one_line(run_dir, tmp_path, capsys):
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    assert main(["report", str(run_dir), "--out", str(tmp_path / "dangling" / "x")]) == 2
+    assert capsys.readouterr().err == f"error: {tmp_path}/dangling/x: {tmp_path}/dangling is a link to nothing (choose another --out)\n"
+
+
 def test_an_empty_out_is_one_line(small_mfcc_root, run_dir, tmp_path, capsys):
     for args in (["train", "--data", str(small_mfcc_root), "--epochs", "1"], ["extract", str(tmp_path)],
                  ["report", str(run_dir)], ["sweep", "--data", str(small_mfcc_root), "--epochs", "1"]):
@@ -259,13 +265,15 @@ def test_report_and_load_run_say_what_a_path_is_instead(run_dir, tmp_path):
 def test_a_multi_seed_folder_says_how_to_use_its_runs(small_mfcc_root, audio_dir, tmp_path, capsys):
     out = tmp_path / "five"
     assert main(["train", "--data", str(small_mfcc_root), "--out", str(out), "--epochs", "1", "--seed", "0", "--seeds", "2"]) == 0
-    with pytest.raises(MusicGenreError, match=rf"{out}: holds runs \(seed-0, seed-1\), not one: pass one of them, or "
-                                              rf"average them \(`musicgenre ensemble {out}/seed-\*`, `--model ensemble:{out}/seed-0,...`\)$"):
+    with pytest.raises(MusicGenreError, match=rf"{out}: holds 2 runs, not one: pass one of them, or average them "
+                                              rf"\(`musicgenre ensemble {out}/seed-0 {out}/seed-1`, or `--model ensemble:{out}/seed-0,{out}/seed-1`\)$"):
         load_run(out)
     assert load_run(out / "seed-1").config.seed == 1
     # so does a sweep's folder of one optimizer's seeds, and an ensemble spec may space its list
     (out / "summary.json").rename(out / "results.json")
-    with pytest.raises(MusicGenreError, match=rf"{out}: holds runs \(seed-0, seed-1\), not one"):
+    for k in (2, 10):  # listed in number order
+        shutil.copytree(out / "seed-1", out / f"seed-{k}")
+    with pytest.raises(MusicGenreError, match=rf"{out}: holds 4 runs, not one: .*`musicgenre ensemble {out}/seed-0 {out}/seed-1 \.\.\.`"):
         load_run(out)
     assert main(["predict", "--model", f"ensemble:{out}/seed-0, {out}/seed-1", str(audio_dir / "hiphop_fma_000002.mp3")]) == 0
     assert "hiphop_fma_000002.mp3" in capsys.readouterr().out

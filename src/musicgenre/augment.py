@@ -35,10 +35,10 @@ def mixup(
     lam = torch.distributions.Beta(alpha, alpha).sample((len(y),)).to(x.device)  # uses the global seed
     lam = torch.maximum(lam, 1 - lam)
     if same_class:  # two orders sorted by class, each shuffled within it: row i of one pairs with row i of the other
-        first, second = (torch.argsort(y.cpu() + torch.rand(len(y), generator=gen, dtype=torch.float64)) for _ in range(2))
+        keys = (y + torch.rand(len(y), generator=gen, dtype=torch.float64).to(y.device) for _ in range(2))
+        first, second = map(torch.argsort, keys)  # on y's device: no wait for a GPU to hand y back
         partner = torch.empty_like(first)
         partner[first] = second
-        partner = partner.to(x.device)
     else:
         partner = torch.randperm(len(y), generator=gen).to(x.device)
     shape = (-1,) + (1,) * (x.dim() - 1)

@@ -51,7 +51,8 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scheduler", choices=["none", "cosine", "onecycle"], help="default: the recipe's; the study's: none")
     p.add_argument("--patience", type=positive_int, help="early stopping: epochs without a better val F1")
     p.add_argument("--standardize", action=argparse.BooleanOptionalAction, help="fit feature standardisation on train, store it in the model")
-    p.add_argument("--device", help="auto (default: CUDA when present, but the CPU for SGD-trained MLPs, which it runs faster), cpu, cuda or cuda:N")
+    p.add_argument("--device", help="auto (default: CUDA when present, but the CPU for what the fused epoch trains, "
+                                    "faster there: see --fused), cpu, cuda or cuda:N")
     p.add_argument("--seed", type=int, help="seed; without it one is drawn and recorded")
     p.add_argument("--mixup", type=float, help="mixup alpha (0 = off)")
     p.add_argument("--mixup-same-class", action=argparse.BooleanOptionalAction,
@@ -87,7 +88,10 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
     if args.recipe and features != base.features:  # its settings were chosen for its own model, not this one
         raise MusicGenreError(f"recipe {args.recipe} reads {base.features} features, not {features}: "
                               f"choose a recipe for {features}")
-    return replace(base, **given)
+    cfg = replace(base, **given)
+    if given.get("mixup_same_class") and cfg.mixup == 0:
+        raise MusicGenreError("--mixup-same-class chooses mixup's partners: it needs mixup on (--mixup ALPHA > 0)")
+    return cfg
 
 
 def cmd_train(args: argparse.Namespace) -> int:

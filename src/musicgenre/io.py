@@ -92,6 +92,8 @@ def check_out_path(out: str | os.PathLike, inputs: Sequence[str | os.PathLike] =
     for parent in out.parents:
         if parent.exists() and not parent.is_dir():
             raise MusicGenreError(f"{out}: {parent} is a file, not a folder (choose another --out)")
+        if parent.is_symlink() and not parent.exists():
+            raise MusicGenreError(f"{out}: {parent} is a link to nothing (choose another --out)")
     target = out.resolve()
     for path in inputs:
         found = Path(path).resolve()

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import re
 import typing
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -224,11 +225,12 @@ def load_run(path: str | os.PathLike, device: str | torch.device = "cpu") -> Run
     if not path.is_dir():
         raise MusicGenreError(f"{path}: {'a file, not a' if path.exists() else 'no such'} run directory")
     if not cfg_path.is_file():
-        runs = sorted(p.name for p in path.iterdir() if (p / "config.json").is_file())
+        runs = sorted((p.name for p in path.iterdir() if (p / "config.json").is_file()),
+                      key=lambda name: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)])  # seed-2 before seed-10
         if runs:  # `train --seeds N` writes one run per seed under OUT, a sweep under runs/OPTIMIZER
-            raise MusicGenreError(f"{path}: holds runs ({', '.join(runs[:3])}{', ...' if len(runs) > 3 else ''}), "
-                                  f"not one: pass one of them, or average them (`musicgenre ensemble {path}/seed-*`, "
-                                  f"`--model ensemble:{path}/{runs[0]},...`)")
+            listed = [f"{path}/{name}" for name in runs[:2]] + (["..."] if len(runs) > 2 else [])
+            raise MusicGenreError(f"{path}: holds {len(runs)} runs, not one: pass one of them, or average them "
+                                  f"(`musicgenre ensemble {' '.join(listed)}`, or `--model ensemble:{','.join(listed)}`)")
         raise MusicGenreError(f"{cfg_path}: missing: {path} is not a musicgenre run directory")
     meta = read_json(cfg_path)
     if not isinstance(meta, dict) or meta.get("kind") != RUN_KIND:
