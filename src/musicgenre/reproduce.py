@@ -17,7 +17,7 @@ from musicgenre.io import atomic_write_json, atomic_write_text, out_folder, read
 from musicgenre.report import build_report
 from musicgenre.runs import check_fields, load_run, save_run, training_record
 from musicgenre.sweep import OptimizerResult, run_sweep, sweep_config_from
-from musicgenre.tables import markdown_table, plural
+from musicgenre.tables import differences, markdown_table, plural
 from musicgenre.training import train
 
 # The study's published figures (on its test split): (what, model, optimizer, accuracy, macro F1).
@@ -79,9 +79,8 @@ def reproduce(data: str | os.PathLike | None, out: str | os.PathLike, seeds: int
     out = out_folder(out, [root])
     saved = check_fields(read_json(settings_path), {}, str(settings_path)) if settings_path.is_file() else settings
     if saved != settings:  # its finished parts would be read back and mixed with parts run otherwise
-        diff = "; ".join(f"{k} {saved.get(k)!r}, not {v!r}" for k, v in settings.items() if saved.get(k) != v)
         raise MusicGenreError(f"{settings_path}: {out} holds a reproduction run with other settings "
-                              f"({diff or 'other keys'}): pass another --out, or delete it to start over")
+                              f"({differences(saved, settings)}): pass another --out, or delete it to start over")
     atomic_write_json(settings_path, settings)  # a folder of an earlier version, without one, is adopted
 
     say("MFCC net (the study's settings, seed 0)")

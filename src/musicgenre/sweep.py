@@ -20,7 +20,7 @@ from musicgenre.errors import MusicGenreError
 from musicgenre.io import atomic_write_bytes, atomic_write_json, atomic_write_text, check_out_path, read_json
 from musicgenre.metrics import mean_std
 from musicgenre.runs import NUMBER, check_fields, save_run, train_config_from_json
-from musicgenre.tables import markdown_table, plural
+from musicgenre.tables import differences, markdown_table, plural
 from musicgenre.training import TrainResult, evaluate_model, train_seeds
 
 SWEEP_KIND = "musicgenre-sweep"
@@ -133,10 +133,8 @@ def check_config(cfg: SweepConfig, out: Path) -> bool:
         old, new = (json.loads(json.dumps(c.to_dict())) for c in (read_sweep_config(path), cfg))
         if old != new:  # name each setting that differs, the training ones (under base) by their own names
             flat_old, flat_new = ({**c.pop("base"), **c} for c in (dict(old), dict(new)))
-            diff = "; ".join(f"{k} {flat_old.get(k)!r}, not {flat_new.get(k)!r}"
-                             for k in sorted(set(flat_old) | set(flat_new)) if flat_old.get(k) != flat_new.get(k))
             raise MusicGenreError(f"{path}: {out} holds a sweep with another configuration "
-                                  f"({diff}); choose another --out")
+                                  f"({differences(flat_old, flat_new)}); choose another --out")
         return True
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise MusicGenreError(f"{out}: already exists and is not a sweep directory (choose another --out)")

@@ -1,4 +1,5 @@
-"""Markdown tables and counted nouns for reports and summaries: one formatter, so that every table is written alike."""
+"""Markdown tables, counted nouns and setting differences for reports, summaries and messages: one formatter
+each, so that every one is written alike."""
 
 from __future__ import annotations
 
@@ -16,3 +17,10 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]], align: 
 def plural(n: int, noun: str) -> str:
     """'1 epoch', '2 epochs'."""
     return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def differences(old: dict, new: dict) -> str:
+    """The settings that differ between a saved configuration and the one asked for, each as 'epochs 1, not 2'
+    (the saved value first), in the order of the new one's keys, then those only the saved one has."""
+    keys = [*new, *(k for k in old if k not in new)]
+    return "; ".join(f"{k} {old.get(k)!r}, not {new.get(k)!r}" for k in keys if old.get(k) != new.get(k))
