@@ -17,7 +17,7 @@ from musicgenre.datasets import has_split
 from musicgenre.errors import MusicGenreError
 from musicgenre.io import atomic_write_bytes, atomic_write_text, write_dir
 from musicgenre.models import count_parameters
-from musicgenre.runs import NUMBER, Run, check_fields, load_run, read_history, training_record
+from musicgenre.runs import NUMBER, Run, check_fields, load_run, read_history, run_folders, training_record
 from musicgenre.tables import markdown_table
 
 if TYPE_CHECKING:
@@ -257,7 +257,7 @@ def build_report(path: str | os.PathLike, out: str | os.PathLike, data: str | No
         title, prefix = f"Training run: {path.name}", ""
     elif not path.is_dir():
         raise MusicGenreError(f"{path}: no such run or sweep directory")
-    elif (path / "summary.json").is_file():  # `train --seeds N` writes one run per seed under it
+    elif run_folders(path):  # one run per seed, as `train --seeds N` and a sweep's optimizer folder hold them
         raise MusicGenreError(f"{path}: holds one run per seed (seed-K folders): report on one of them")
     else:
         raise MusicGenreError(f"{path}: neither a run directory (config.json) nor a sweep directory "

@@ -218,6 +218,13 @@ def weights_model(metadata: dict[str, str]) -> str | None:
     return metadata.get(RUN_KIND)
 
 
+def run_folders(path: Path) -> list[str]:
+    """Names of the run directories right inside `path`, in number order (seed-2 before seed-10): the one run
+    per seed that `train --seeds N` writes under OUT, and a sweep under runs/OPTIMIZER."""
+    return sorted((p.name for p in path.iterdir() if (p / "config.json").is_file()),
+                  key=lambda name: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)])
+
+
 def load_run(path: str | os.PathLike, device: str | torch.device = "cpu") -> Run:
     """Load a run directory; anything that is not one of ours is a one-line error naming the file."""
     path = Path(path)
@@ -225,9 +232,8 @@ def load_run(path: str | os.PathLike, device: str | torch.device = "cpu") -> Run
     if not path.is_dir():
         raise MusicGenreError(f"{path}: {'a file, not a' if path.exists() else 'no such'} run directory")
     if not cfg_path.is_file():
-        runs = sorted((p.name for p in path.iterdir() if (p / "config.json").is_file()),
-                      key=lambda name: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)])  # seed-2 before seed-10
-        if runs:  # `train --seeds N` writes one run per seed under OUT, a sweep under runs/OPTIMIZER
+        runs = run_folders(path)
+        if runs:
             listed = [f"{path}/{name}" for name in runs[:2]] + (["..."] if len(runs) > 2 else [])
             raise MusicGenreError(f"{path}: holds {len(runs)} runs, not one: pass one of them, or average them "
                                   f"(`musicgenre ensemble {' '.join(listed)}`, or `--model ensemble:{','.join(listed)}`)")
