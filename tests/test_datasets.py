@@ -103,9 +103,21 @@ def test_missing_and_corrupt_files(tmp_path, monkeypatch):
     (d / "X.npy").write_bytes((d / "X.npy").read_bytes()[:-100])  # cut short
     with pytest.raises(MusicGenreError, match="X.npy: not a readable .npy array .*cut short"):
         load_split(tmp_path, "train", "mfcc")
+    with open(d / "X.npy", "wb") as f:  # an .npz archive under the .npy name
+        np.savez(f, X=np.zeros((8, 26)))
+    with pytest.raises(MusicGenreError, match="X.npy: a .npz archive, not a .npy array$"):
+        load_split(tmp_path, "train", "mfcc")
     (d / "X.npy").unlink()
     (d / "X.npy").mkdir()
     with pytest.raises(MusicGenreError, match="X.npy: a folder, not a file$"):
+        load_split(tmp_path, "train", "mfcc")
+
+
+def test_byte_string_labels_are_read_as_ascii_and_others_refused(tmp_path):
+    write_split(tmp_path, "train", "mfcc", np.zeros((8, 26)), np.array(GOOD_LABELS).astype("S"))
+    assert load_split(tmp_path, "train", "mfcc").classes == tuple(sorted(set(GOOD_LABELS)))
+    np.save(tmp_path / "train" / "mfccs" / "labels.npy", np.array([b"caf\xe9"] * 8))
+    with pytest.raises(MusicGenreError, match="labels.npy: genre names stored as bytes that are not ASCII text$"):
         load_split(tmp_path, "train", "mfcc")
 
 

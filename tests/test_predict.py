@@ -93,6 +93,14 @@ def test_missing_paths_are_errors_and_the_rest_is_classified(tmp_path, capsys, a
     ]
 
 
+def test_a_file_named_twice_by_different_paths_is_classified_once(tmp_path, capsys, audio_dir, monkeypatch):
+    clip = audio_dir / "blues_sorohanro_solo_trumpet.ogg"
+    (tmp_path / "link").symlink_to(audio_dir)
+    monkeypatch.chdir(audio_dir)
+    assert main(["predict", clip.name, str(clip), str(tmp_path / "link" / clip.name), "--json"]) == 0
+    assert [json.loads(line)["file"] for line in capsys.readouterr().out.splitlines()] == [clip.name]
+
+
 def test_wrong_model_dir(tmp_path, capsys, audio_dir):
     (tmp_path / "config.json").write_text('{"kind": "keras-model"}')
     assert main(["predict", str(audio_dir / "blues_sorohanro_solo_trumpet.ogg"), "--model", str(tmp_path)]) == 2

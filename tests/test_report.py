@@ -92,6 +92,9 @@ def test_melgram_report_shows_examples_with_data(mel_root, tmp_path, monkeypatch
     assert "One training mel-spectrogram per genre" in md
     monkeypatch.setenv("MUSICGENRE_DATA", str(mel_root))  # the data root from the environment, as elsewhere
     assert_report(build_report(run, tmp_path / "from-env"), plain | {"mel_examples.png"})
+    with pytest.raises(MusicGenreError, match="overlaps the input"):  # the data it reads is not replaced
+        build_report(run, mel_root, overwrite=True)
+    assert (mel_root / "train" / "melgrams" / "X.npy").is_file()
     # The study's own root has melgram labels but no melgram arrays: the report is written without examples.
     md = assert_report(build_report(run, tmp_path / "study-root", str(STUDY_DATA)), plain)
     assert f"No example mel-spectrograms: {STUDY_DATA} has no train split of melgrams" in md
@@ -142,6 +145,10 @@ def test_reproduce_mfcc_only_end_to_end_and_resume(small_mfcc_root, tmp_path, ca
     assert main(args) == 0 and (out / "mfcc-net" / "metrics.json").stat().st_mtime_ns == mtime
     assert json.loads((out / "reproduce_config.json").read_text())["epochs"] == 1
     assert (out / "mfcc-net" / "metrics.json").stat().st_mtime_ns == mtime
+    capsys.readouterr()
+    (out / "devices.json").write_text('[{"device": "cpu", "available": true}]')  # damaged or edited
+    assert main(args) == 2
+    assert capsys.readouterr().err == f"error: {out / 'devices.json'}: row 1: 'name' is missing\n"
 
 
 def test_reproduce_sweeps_the_cnn_where_melgrams_exist(mel_root, small_mfcc_root, tmp_path, capsys):
@@ -172,4 +179,8 @@ def test_reproduce_checks_options_and_data_before_training_or_making_out(small_m
     np.save(small_mfcc_root / "val/mfccs/X.npy", X)
     assert main(["reproduce", "--data", str(small_mfcc_root), "--out", str(out), "--optimizers", "sgd"]) == 2
     assert "val/mfccs/X.npy" in capsys.readouterr().err
+    (small_mfcc_root / "val").rename(tmp_path / "aside")
+    assert main(["reproduce", "--data", str(small_mfcc_root), "--out", str(out), "--optimizers", "sgd"]) == 2
+    assert capsys.readouterr().err == (f"error: {small_mfcc_root.resolve()}: no val split of mfcc features, "
+                                       "which reproduce scores every part on\n")
     assert trained == [] and not out.exists()

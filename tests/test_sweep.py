@@ -210,13 +210,23 @@ def test_repeated_optimizer_is_refused(small_mfcc_root, tmp_path, spy_train_seed
     assert spy_train_seeds == [] and not (tmp_path / "sweep").exists()
 
 
+def test_weight_decay_with_an_optimizer_without_it_is_refused_before_training(small_mfcc_root, tmp_path,
+                                                                              spy_train_seeds, capsys):
+    """Rprop has no weight decay: a sweep of a recipe with it stopped at Rprop, after training the others."""
+    out = tmp_path / "sweep"
+    assert main(sweep_args(small_mfcc_root, out, "--model", "mfcc-mlp-plus", "--optimizers", "adam,rprop,sgd")) == 2
+    assert capsys.readouterr().err == ("error: weight decay 0.01 is set and Rprop has none: sweep --optimizers Adam,SGD, "
+                                       "or pass --weight-decay 0\n")
+    assert spy_train_seeds == [] and not out.exists()
+
+
 def test_an_optimizer_that_diverges_at_once_is_a_result_not_a_crash(small_mfcc_root, tmp_path):
     # The study reports optimizers that collapse; a NaN loss in epoch 1 keeps the initial weights (epoch 0).
     out = tmp_path / "sweep"
     assert main(sweep_args(small_mfcc_root, out, "--optimizers", "sgd", "--seeds", "2", "--lr", "1e10")) == 0
     runs = json.loads((out / "runs" / "SGD" / "results.json").read_text())["runs"]
     assert [r["best_epoch"] for r in runs] == [0, 0]
-    assert "0: the initial weights, kept where the loss diverged in epoch 1" in (out / "sweep.md").read_text()
+    assert "0: the initial weights, kept where training diverged in epoch 1" in (out / "sweep.md").read_text()
 
 
 def test_lr_and_lr_per_optimizer_together_are_refused_before_training(study_data, tmp_path, spy_train_seeds, capsys):

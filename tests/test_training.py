@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from conftest import subset
-from musicgenre.config import TrainConfig, recipe
+from musicgenre.config import OPTIMIZERS, WITHOUT_WEIGHT_DECAY, TrainConfig, recipe
 from musicgenre.datasets import Dataset, load_dataset
 from musicgenre.errors import MusicGenreError
 from musicgenre.cli import main
@@ -181,9 +181,21 @@ def test_a_run_that_diverges_at_once_keeps_its_initial_weights_and_the_cli_saves
     assert main(["train", "--data", str(small_mfcc_root), "--lr", "1e10", "--epochs", "2", "--seed", "0", "--out", str(out)]) == 2
     captured = capsys.readouterr()
     assert "diverged: training stops here" in captured.out
-    assert captured.err == ("error: training diverged in epoch 1 (the loss is NaN or infinite) with seed 0: nothing "
-                            "was learned, so no run is saved; try a lower learning rate\n")
+    assert captured.err == ("error: training diverged in epoch 1 (NaN or infinite loss or weights) with seed 0: "
+                            "nothing was learned, so no run is saved; try a lower learning rate\n")
     assert not out.exists()
+
+
+@pytest.mark.parametrize("fused, seeds", [(True, [0]), (False, [0]), (False, [0, 1])])  # fused, PyTorch, stacked
+def test_weights_made_infinite_by_an_epochs_last_step_count_as_diverged(mfcc, fused, seeds):
+    """One step an epoch: its loss, taken before the step, is finite; the step makes the weights infinite.
+    That epoch was kept, and the saved run then refused to load."""
+    cfg, first = TrainConfig(lr=3e38, epochs=2, device="cpu", fused=fused), slice(16)
+    for result in train_seeds(cfg, seeds, replace(mfcc["train"], X=mfcc["train"].X[first], y=mfcc["train"].y[first]),
+                              mfcc["val"]):
+        assert math.isfinite(result.history[0].loss) and result.history[0].val_f1 is None
+        assert result.best_epoch == 0 and len(result.history) == 1
+        assert all(torch.isfinite(p).all() for p in result.model.parameters())
 
 
 @pytest.mark.parametrize("seeds", [[0], [0, 1]])  # one run, and two seeds stacked
@@ -216,6 +228,7 @@ def test_a_run_that_diverges_later_stops_and_keeps_its_best_sound_epoch(mfcc, mo
 @pytest.mark.parametrize("options, message", [
     ({"lr": float("nan")}, "learning rate must be positive numbers"),
     ({"lr": float("inf")}, "learning rate must be positive numbers"),
+    ({"lr": 1e39}, "^learning rate 1e\\+39 is beyond float32's largest number \\(3.403e\\+38\\)$"),  # was a traceback
     ({"weight_decay": float("nan")}, "^weight decay must be 0 \\(off\\) or a positive number, not nan$"),
     ({"weight_decay": -1.0}, "^weight decay must be 0 \\(off\\) or a positive number, not -1.0$"),
     ({"mixup": float("nan")}, "^mixup alpha must be 0 \\(off\\) or a positive number, not nan$"),
@@ -223,10 +236,18 @@ def test_a_run_that_diverges_later_stops_and_keeps_its_best_sound_epoch(mfcc, mo
     ({"seed": -1}, "seed -1 out of range"),
     ({"standardize": "no"}, "standardize must be True or False, not 'no'"),  # a truthy string
     ({"mixup_same_class": 1}, "mixup_same_class must be True or False, not 1"),
+    ({"optimizer": "rprop", "weight_decay": 1e-3}, "^optimizer Rprop has no weight decay: set it to 0"),
 ])
 def test_non_finite_or_out_of_range_options_are_refused(options, message):
     with pytest.raises(MusicGenreError, match=message):
         TrainConfig(**options)
+
+
+def test_the_optimizers_without_weight_decay_are_those_torch_gives_none():
+    import inspect
+
+    lacking = [o for o in OPTIMIZERS if "weight_decay" not in inspect.signature(getattr(torch.optim, o)).parameters]
+    assert tuple(lacking) == WITHOUT_WEIGHT_DECAY
 
 
 def test_a_model_whose_features_the_configuration_contradicts_is_refused_before_training():

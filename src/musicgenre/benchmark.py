@@ -5,12 +5,15 @@ from __future__ import annotations
 import platform
 import re
 from dataclasses import replace
+from pathlib import Path
 
 import torch
 
 from musicgenre.config import CUDA_DEVICE, TrainConfig
 from musicgenre.datasets import load_dataset
 from musicgenre.errors import MusicGenreError
+from musicgenre.io import read_json
+from musicgenre.runs import NUMBER, check_fields
 from musicgenre.tables import markdown_table
 from musicgenre.training import resolve_device, resolve_seed, train, train_threads
 
@@ -61,6 +64,23 @@ def compare_devices(cfg: TrainConfig, devices: list[str], data: str | None = Non
             "samples_per_second": len(train_set) * epochs / result.train_seconds,
             "val_accuracy": metrics.get("accuracy"), "val_f1": metrics.get("f1_macro"),
         })
+    return rows
+
+
+DEVICE_ROW = {"device": (str,), "available": (bool,)}
+TIMED_ROW = {"name": (str,), "train_seconds": NUMBER, "seconds_per_epoch": NUMBER, "samples_per_second": NUMBER,
+             "val_accuracy": (*NUMBER, type(None)), "val_f1": (*NUMBER, type(None))}
+
+
+def read_device_rows(path: Path) -> list[dict]:
+    """`compare_devices` rows saved as JSON (reproduce's devices.json), read back and checked."""
+    rows = read_json(path)
+    if not isinstance(rows, list) or not rows:
+        raise MusicGenreError(f"{path}: expected a non-empty list of device rows")
+    for i, row in enumerate(rows):
+        check_fields(row, DEVICE_ROW, f"{path}: row {i + 1}")
+        if row["available"]:
+            check_fields(row, TIMED_ROW, f"{path}: row {i + 1}")
     return rows
 
 

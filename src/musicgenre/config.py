@@ -10,9 +10,11 @@ from dataclasses import asdict, dataclass, fields, replace
 from musicgenre.errors import MusicGenreError
 
 OPTIMIZERS = ("Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "ASGD", "NAdam", "RAdam", "RMSprop", "Rprop", "SGD")
+WITHOUT_WEIGHT_DECAY = ("Rprop",)  # the one of them whose torch.optim signature has no weight_decay
 SCHEDULERS = ("none", "cosine", "onecycle")
 PRECISIONS = ("fp32", "bf16")
 CUDA_DEVICE = r"cuda(:\d+)?"  # cuda or cuda:N
+FLOAT32_MAX = 3.4028234663852886e38
 SEED_LIMIT = 2**63  # seeds are 0..2**63-1, what torch.manual_seed takes as a signed 64-bit number
 
 
@@ -63,6 +65,8 @@ class TrainConfig:
             raise MusicGenreError(f"unknown precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
         if self.epochs < 1 or self.batch_size < 1 or not (math.isfinite(self.lr) and self.lr > 0):
             raise MusicGenreError(f"epochs, batch size and learning rate must be positive numbers (lr {self.lr})")
+        if self.lr > FLOAT32_MAX:  # torch.optim cannot take it: its steps are in float32
+            raise MusicGenreError(f"learning rate {self.lr:g} is beyond float32's largest number ({FLOAT32_MAX:.4g})")
         if self.seed is not None:
             check_seed(self.seed)
         if not re.fullmatch(rf"auto|cpu|{CUDA_DEVICE}", self.device):
@@ -70,6 +74,9 @@ class TrainConfig:
         for name, v in (("mixup alpha", self.mixup), ("weight decay", self.weight_decay)):
             if not (math.isfinite(v) and v >= 0):
                 raise MusicGenreError(f"{name} must be 0 (off) or a positive number, not {v}")
+        if self.weight_decay and self.optimizer in WITHOUT_WEIGHT_DECAY:
+            raise MusicGenreError(f"optimizer {self.optimizer} has no weight decay: set it to 0 (--weight-decay 0) "
+                                  "or choose another optimizer")
         if not 0 <= self.label_smoothing < 1:
             raise MusicGenreError(f"label smoothing must be in [0, 1), not {self.label_smoothing}")
         if self.patience is not None and self.patience < 1:

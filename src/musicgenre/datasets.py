@@ -65,12 +65,16 @@ def _load_npy(path: Path) -> np.ndarray:
     if not path.is_file():
         raise MusicGenreError(f"{path}: {'a folder, not a file' if path.is_dir() else 'file not found'}")
     try:
-        return np.load(path, allow_pickle=False)
+        array = np.load(path, allow_pickle=False)
     except ValueError:  # numpy's message would suggest allow_pickle=True: we never unpickle
         raise MusicGenreError(f"{path}: not a readable .npy array of numbers or strings "
                               f"(cut short, pickled objects, or not .npy)") from None
     except (OSError, EOFError) as exc:
         raise MusicGenreError(f"{path}: unreadable .npy file ({exc})") from None
+    if not isinstance(array, np.ndarray):  # np.load opens a zip (.npz) archive whatever the file's name
+        array.close()
+        raise MusicGenreError(f"{path}: a .npz archive, not a .npy array")
+    return array
 
 
 def validate_features(X: np.ndarray, features: str, source: str) -> np.ndarray:
@@ -111,7 +115,10 @@ def load_split(
     labels = _load_npy(labels_path)
     if labels.ndim != 1 or labels.dtype.kind not in "US":
         raise MusicGenreError(f"{labels_path}: expected a 1-D array of genre names, got {labels.dtype} {labels.shape}")
-    labels = labels.astype(str)
+    try:
+        labels = labels.astype(str)
+    except UnicodeDecodeError:  # byte strings are read as ASCII
+        raise MusicGenreError(f"{labels_path}: genre names stored as bytes that are not ASCII text") from None
     bad = [name for name in sorted(set(labels.tolist())) if not is_genre_name(name)]
     if bad:
         raise MusicGenreError(f"{labels_path}: {bad[0]!r} is not a genre name (empty, or spaces at either end)")

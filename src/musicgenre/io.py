@@ -73,8 +73,6 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
 
 def read_json(path: str | Path) -> Any:
     """Parse a JSON file; a missing, unreadable or malformed one is a one-line error naming it."""
-    from musicgenre.errors import MusicGenreError
-
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:

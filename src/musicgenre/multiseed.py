@@ -25,6 +25,7 @@ from musicgenre.training import (
     autocast,
     batch_sizes,
     evaluate_model,
+    finite_weights,
     make_optimizer,
     make_scheduler,
     new_model,
@@ -127,15 +128,16 @@ def train_stacked(cfg: TrainConfig, seeds: list[int], train_set: Dataset, val_se
         perms = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(device)
         inputs = Z[rows, perms].split(sizes, dim=1)  # each (S, b, F): seed s's batch in its own order
         targets = [t.flatten() for t in y[perms].split(sizes, dim=1)]
-        epoch_loss = run_epoch(cfg, step, zip(inputs, targets), sched, weights).tolist()  # the one host sync of the epoch
+        epoch_loss = run_epoch(cfg, step, zip(inputs, targets), sched, weights).tolist()  # the one host sync of the epoch's steps
         seconds = (time.perf_counter() - t0) / S
 
         acc = f1 = [None] * S
         if Zv is not None:
             with torch.no_grad():
                 acc, f1 = (t.tolist() for t in val_scores(net(Zv).argmax(-1), yv, len(classes)))
+        finite = finite_weights(net.params, S).tolist()
         for s in list(active):
-            stop = not math.isfinite(epoch_loss[s])  # diverged: train keeps its best earlier epoch (or epoch 0)
+            stop = not (math.isfinite(epoch_loss[s]) and finite[s])  # diverged: train keeps its best earlier epoch (or 0)
             record = EpochRecord(epoch, epoch_loss[s], None if stop else acc[s], None if stop else f1[s], seconds, seeds[s])
             results[s].history.append(record)
             results[s].train_seconds += seconds

@@ -88,9 +88,9 @@ def predict_paths(paths: list[str | os.PathLike], model: str | None = None, work
 
 
 def _resolve_paths(paths: list[str | os.PathLike]) -> list[tuple[Path, str | None]]:
-    """Each argument's audio files, without repeats; an argument that names none (missing path,
-    folder without audio) becomes one entry carrying its error, so the others are still classified;
-    an empty path is a usage error that stops the command."""
+    """Each argument's audio files, without repeats (a file named twice, by any path, is classified once);
+    an argument that names none (missing path, folder without audio) becomes one entry carrying its
+    error, so the others are still classified; an empty path is a usage error that stops the command."""
     items: list[tuple[Path, str | None]] = []
     seen: set[Path] = set()
     for arg in map(as_path, paths):
@@ -99,6 +99,8 @@ def _resolve_paths(paths: list[str | os.PathLike]) -> list[tuple[Path, str | Non
         except MusicGenreError as exc:
             items.append((arg, str(exc)))
             continue
-        items += [(path, None) for path in found if path not in seen]
-        seen.update(found)
+        for path in found:
+            if (real := path.resolve()) not in seen:
+                items.append((path, None))
+                seen.add(real)
     return items

@@ -9,7 +9,7 @@ import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,8 +21,6 @@ from musicgenre.runs import NUMBER, Run, check_fields, load_run, read_history, r
 from musicgenre.tables import markdown_table
 
 if TYPE_CHECKING:
-    from types import ModuleType
-
     from matplotlib.figure import Figure
 
     from musicgenre.sweep import OptimizerResult, SweepConfig
@@ -40,21 +38,18 @@ class Block:
     rows: tuple[tuple[str, ...], ...] = ()
 
 
-def pyplot() -> ModuleType:
-    """matplotlib.pyplot on the Agg backend (files only, no display needed)."""
-    import matplotlib
+def new_figure(**kwargs: Any) -> Figure:
+    """A matplotlib figure made without pyplot: no display backend chosen, no global state changed for
+    the program that calls us, freed with its last reference."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return Figure(**kwargs)
 
 
 def png_bytes(fig: Figure, dpi: int = 100) -> bytes:
-    """A figure as PNG bytes; the figure is closed."""
+    """A figure as PNG bytes."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
-    pyplot().close(fig)
     return buf.getvalue()
 
 
@@ -64,9 +59,9 @@ def _save(fig, path: Path) -> None:
 
 def plot_learning_curves(history: list[dict], best_epoch: int, path: Path) -> None:
     """Training loss, and validation accuracy / macro F1, per epoch; the kept epoch marked."""
-    plt = pyplot()
     epochs = [h["epoch"] for h in history]
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig = new_figure(figsize=(10, 3.6))
+    a1, a2 = fig.subplots(1, 2)
     a1.plot(epochs, [h["loss"] for h in history])
     a1.set(xlabel="epoch", ylabel="training loss", title="loss")
     if history and history[0]["val_f1"] is not None:
@@ -87,11 +82,11 @@ def plot_learning_curves(history: list[dict], best_epoch: int, path: Path) -> No
 
 def plot_confusion(metrics: dict, path: Path) -> None:
     """Heatmap of row-normalised rates (recall per true class), each cell annotated with count and rate."""
-    plt = pyplot()
     cm = np.array(metrics["confusion_matrix"])
     rates = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
     classes = metrics["classes"]
-    fig, ax = plt.subplots(figsize=(1.4 * len(classes) + 2.5, 1.2 * len(classes) + 1.5))
+    fig = new_figure(figsize=(1.4 * len(classes) + 2.5, 1.2 * len(classes) + 1.5))
+    ax = fig.subplots()
     im = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
     for i in range(len(classes)):
         for j in range(len(classes)):
@@ -107,10 +102,10 @@ def plot_confusion(metrics: dict, path: Path) -> None:
 
 def plot_per_class(metrics: dict, path: Path) -> None:
     """Precision, recall and F1 of each class as grouped bars."""
-    plt = pyplot()
     classes = metrics["classes"]
     x = np.arange(len(classes))
-    fig, ax = plt.subplots(figsize=(7, 3.6))
+    fig = new_figure(figsize=(7, 3.6))
+    ax = fig.subplots()
     for k, key in enumerate(["precision", "recall", "f1"]):
         ax.bar(x + (k - 1) * 0.27, [metrics["per_class"][c][key] for c in classes], 0.27, label=key)
     ax.set_xticks(x, classes)
@@ -126,8 +121,8 @@ def plot_mel_examples(data: str | os.PathLike, classes: tuple[str, ...], path: P
     from musicgenre.datasets import load_split
 
     train = load_split(data, "train", "melgram", classes)
-    plt = pyplot()
-    fig, axes = plt.subplots(1, len(classes), figsize=(3.2 * len(classes), 2.6), squeeze=False)
+    fig = new_figure(figsize=(3.2 * len(classes), 2.6))
+    axes = fig.subplots(1, len(classes), squeeze=False)
     for k, (ax, c) in enumerate(zip(axes[0], classes)):
         idx = np.flatnonzero(train.y == k)
         ax.set_title(c)
@@ -272,4 +267,4 @@ def build_report(path: str | os.PathLike, out: str | os.PathLike, data: str | No
         atomic_write_text(tmp / "report.md", render_markdown(title, blocks))
         atomic_write_text(tmp / "report.html", render_html(title, blocks, tmp))
 
-    return write_dir(out, overwrite, fill, inputs=[path])
+    return write_dir(out, overwrite, fill, inputs=[path] + ([data] if data is not None else []))

@@ -9,7 +9,7 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
-from musicgenre.benchmark import compare_devices, device_table
+from musicgenre.benchmark import compare_devices, device_table, read_device_rows
 from musicgenre.config import TrainConfig
 from musicgenre.datasets import Dataset, has_split, load_dataset, resolve_data_root
 from musicgenre.errors import MusicGenreError
@@ -70,6 +70,9 @@ def reproduce(data: str | os.PathLike | None, out: str | os.PathLike, seeds: int
     base = cnn if has_mel else mfcc
     sweep_cfg = sweep_config_from(base, str(root), optimizers, seeds, False, "val")
     data_of = {c.features: load_dataset(root, c.features) for c in ([mfcc, cnn] if has_mel else [mfcc])}
+    for features, splits in data_of.items():  # every part is scored on val: refused before anything is trained
+        if "val" not in splits:
+            raise MusicGenreError(f"{root}: no val split of {features} features, which reproduce scores every part on")
     settings = {"data": str(root), "epochs": epochs, "seeds": seeds, "optimizers": list(sweep_cfg.optimizers)}
     settings_path = Path(out) / "reproduce_config.json"
     found = {p.name for p in Path(out).iterdir() if not p.name.startswith(".")} if Path(out).is_dir() else set()
@@ -99,7 +102,7 @@ def reproduce(data: str | os.PathLike | None, out: str | os.PathLike, seeds: int
     if not devices_path.is_file():
         say("device comparison")
         atomic_write_json(devices_path, compare_devices(base, ["cpu", "cuda"], str(root)))
-    devices = read_json(devices_path)
+    devices = read_device_rows(devices_path)
 
     reports = {name: out / name for name in ["mfcc-net", "mel-cnn", "sweep"] if (out / name).is_dir()}
     for name, path in reports.items():

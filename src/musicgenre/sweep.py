@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from musicgenre.config import OPTIMIZERS, TrainConfig, canonical_optimizer
+from musicgenre.config import OPTIMIZERS, WITHOUT_WEIGHT_DECAY, TrainConfig, canonical_optimizer
 from musicgenre.datasets import load_dataset, resolve_data_root
 from musicgenre.errors import MusicGenreError
 from musicgenre.io import atomic_write_bytes, atomic_write_json, atomic_write_text, check_out_path, read_json
@@ -47,6 +47,11 @@ class SweepConfig:
             raise MusicGenreError("--seeds must be at least 1")
         if self.split not in ("val", "test"):
             raise MusicGenreError(f"unknown split {self.split!r}: choose val or test")
+        lacking = [o for o in self.optimizers if o in WITHOUT_WEIGHT_DECAY]
+        if self.base.weight_decay and lacking:  # refused now, not after training the optimizers before it
+            others = ",".join(o for o in self.optimizers if o not in lacking)
+            raise MusicGenreError(f"weight decay {self.base.weight_decay:g} is set and {', '.join(lacking)} has none: "
+                                  f"sweep --optimizers {others}, or pass --weight-decay 0")
 
     def lr_for(self, optimizer: str) -> float:
         return default_lr(optimizer, self.base.lr) if self.lr_per_optimizer else self.base.lr
@@ -238,8 +243,8 @@ def sweep_intro(cfg: SweepConfig) -> list[str]:
     lr_line = ("lr: each optimizer's own default (from its torch.optim signature)" if cfg.lr_per_optimizer
                else f"lr: {b.lr:g} for every optimizer")
     return [f"Optimizer sweep: {b.model} on {b.features}, {split} split, {cfg.seeds} seeds (0..{cfg.seeds - 1}), "
-            f"{plural(b.epochs, 'epoch')}, batch {b.batch_size}; kept epoch = best validation macro F1 (0: the initial "
-            "weights, kept where the loss diverged in epoch 1).",
+            f"{plural(b.epochs, 'epoch')}, batch {b.batch_size}; kept epoch = best validation macro F1 (the last epoch "
+            "where the data has no val split; 0: the initial weights, kept where training diverged in epoch 1).",
             f"{lr_line}. Figures are mean ± sample std over seeds."]
 
 
@@ -260,12 +265,12 @@ def sweep_markdown(cfg: SweepConfig, results: list[OptimizerResult]) -> str:
 
 def sweep_figure(cfg: SweepConfig, results: list[OptimizerResult]) -> bytes:
     """PNG bytes: accuracy and macro F1 per optimizer (best F1 first), bars at the mean, error bars one std."""
-    from musicgenre.report import png_bytes, pyplot
+    from musicgenre.report import new_figure, png_bytes
 
-    plt = pyplot()
     ordered = by_f1(results)
     x = np.arange(len(ordered))
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.8 * len(ordered) + 2), 4.2))
+    fig = new_figure(figsize=(max(6.0, 0.8 * len(ordered) + 2), 4.2))
+    ax = fig.subplots()
     for offset, key, label in [(-0.2, "accuracy", "accuracy"), (0.2, "f1_macro", "macro F1")]:
         stats = np.array([r.mean_std(key) for r in ordered])
         ax.bar(x + offset, stats[:, 0], 0.4, yerr=stats[:, 1], capsize=3, label=label)

@@ -99,9 +99,7 @@ def make_optimizer(cfg: TrainConfig, params: Iterable[torch.Tensor], graph_devic
         kwargs["foreach"] = True
     if graphed and "capturable" in accepted:
         kwargs["capturable"] = True
-    if cfg.weight_decay:
-        if "weight_decay" not in accepted:
-            raise MusicGenreError(f"optimizer {cfg.optimizer} has no weight decay")
+    if cfg.weight_decay:  # TrainConfig refuses it for an optimizer without it
         kwargs["weight_decay"] = cfg.weight_decay
     return cls(params, **kwargs)
 
@@ -202,6 +200,12 @@ class BestKeeper:
         return self.patience is not None and self.since_best >= self.patience
 
 
+def finite_weights(params: Iterable[torch.Tensor], models: int = 1) -> torch.Tensor:
+    """(models,) bools: whether each model's weights are all numbers. The epoch's loss alone can miss it: its
+    last step can turn them infinite. `params` are one model's, or stacked over `models` on dim 0."""
+    return torch.stack([p.detach().reshape(models, -1).isfinite().all(1) for p in params]).all(0)
+
+
 def resolve_seed(cfg: TrainConfig) -> TrainConfig:
     """The config with a drawn seed when it has none (recorded, so the run can be repeated)."""
     return cfg if cfg.seed is not None else replace(cfg, seed=random.SystemRandom().randrange(2**31))
@@ -273,7 +277,7 @@ def train(
     on_epoch: Callable[[EpochRecord], None] | None = None,
 ) -> TrainResult:
     """Train `cfg.model` on `train_set`; keep the epoch with the best validation macro F1
-    (the last epoch when there is no validation split). A loss that turns NaN or infinite stops training
+    (the last epoch when there is no validation split). A loss or weights that turn NaN or infinite stop training
     at that epoch; if that is epoch 1, the initial weights are kept (best_epoch 0: nothing learned)."""
     check_features(cfg, train_set)
     cfg = resolve_seed(cfg)
@@ -320,10 +324,10 @@ def _train(cfg, train_set, val_set, on_epoch, device) -> TrainResult:
             epoch_loss = fused.epoch(perm)
         else:
             batches = (augment_batch(xb, yb, cfg, len(classes), gen) for xb, yb in zip(X[perm].split(sizes), y[perm].split(sizes)))
-            epoch_loss = float(run_epoch(cfg, step, batches, sched, weights))  # the one host sync of the epoch
+            epoch_loss = float(run_epoch(cfg, step, batches, sched, weights))  # the one host sync of the epoch's steps
         seconds = time.perf_counter() - t0
         result.train_seconds += seconds
-        stop = not math.isfinite(epoch_loss)  # diverged: the weights are no longer numbers
+        stop = not (math.isfinite(epoch_loss) and bool(finite_weights(model.parameters())))  # diverged
 
         acc = f1 = pred = None
         if Xv is not None and not stop:
@@ -357,7 +361,7 @@ def check_learned(results: list[TrainResult]) -> None:
     lost = [str(r.config.seed) for r in results if r.best_epoch == 0]
     if lost:
         raise MusicGenreError(
-            f"training diverged in epoch 1 (the loss is NaN or infinite) with seed {', '.join(lost)}: nothing was "
+            f"training diverged in epoch 1 (NaN or infinite loss or weights) with seed {', '.join(lost)}: nothing was "
             "learned, so no run is saved; try a lower learning rate"
         )
 
