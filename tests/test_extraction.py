@@ -250,3 +250,30 @@ def test_extract_says_when_train_holds_one_genre_only(tmp_path, decoded, capsys)
                  "--split-ratio", "0.5/0.5"]) == 0
     assert capsys.readouterr().err == ("note: the val split has no clips of blues (too few files of them): "
                                        "its figures leave that genre out\n")
+
+
+def test_names_that_are_not_utf8_are_extracted_classified_and_loaded(tmp_path, decoded, capfdbinary):
+    """An old library's Latin-1 names reach Python with surrogate escapes: one such file had stopped extract
+    with a traceback, was unreadable to predict, and a run saved under such a name could not be loaded."""
+    import os
+
+    names = {"blues": "blues_sorohanro_solo_trumpet.ogg", "rock": "rock_fma_001040.mp3"}
+    for genre, source in names.items():
+        (tmp_path / "lib" / genre).mkdir(parents=True)
+        for i in range(2):
+            sf.write(tmp_path / "lib" / genre / f"{i}.wav", decoded[source][i * 4 * SAMPLE_RATE:][:4 * SAMPLE_RATE], SAMPLE_RATE)
+    latin1 = os.fsdecode(os.fsencode(tmp_path / "lib" / "blues") + b"/caf\xe9.wav")
+    sf.write(os.fsencode(latin1), decoded[names["blues"]][: 4 * SAMPLE_RATE], SAMPLE_RATE)
+    assert main(["extract", str(tmp_path / "lib"), "--out", str(tmp_path / "data"), "--workers", "1"]) == 0
+    manifest = json.loads((tmp_path / "data" / "manifest.json").read_text())
+    entry = next(f for f in manifest["files"] if f["path"].startswith("blues/caf"))
+    assert entry["path"] == "blues/caf\udce9.wav" and entry["error"] is None and entry["n_segments"] == 4
+    capfdbinary.readouterr()
+    assert main(["predict", latin1, "--json"]) == 0
+    assert json.loads(capfdbinary.readouterr().out)["file"] == latin1
+    assert main(["predict", latin1]) == 0  # the name printed as its own bytes, as ls prints it
+    assert capfdbinary.readouterr().out.startswith(os.fsencode(latin1) + b"  ")
+    run = os.fsdecode(os.fsencode(tmp_path) + b"/run-\xe9")
+    assert main(["train", "--data", str(tmp_path / "data"), "--epochs", "2", "--seed", "0", "--out", run]) == 0
+    assert main(["evaluate", run, "--data", str(tmp_path / "data")]) == 0
+    assert b"run-\xe9" in capfdbinary.readouterr().out

@@ -59,6 +59,10 @@ def test_silence_gives_finite_features_and_is_flagged():
     lsb = rng.integers(-1, 2, (1, SEGMENT_SAMPLES)) / 32768
     quiet = 10 ** (-50 / 20) * np.sin(2 * np.pi * 440 * np.arange(SEGMENT_SAMPLES) / SAMPLE_RATE)[None]
     np.testing.assert_array_equal(silent_segments(np.concatenate([lsb, quiet]).astype(np.float32)), [True, False])
+    # a DC offset of 1.5 s: the last second's zero padding is no step into sound
+    offset = segment(np.full(12000, 0.01, dtype=np.float32))
+    np.testing.assert_array_equal(silent_segments(offset, 12000), [True, True])
+    np.testing.assert_array_equal(silent_segments(offset), [True, False])  # judged with its padding
     for kind in FEATURE_SHAPES:
         assert np.isfinite(extract(segments, kind)).all(), kind
 

@@ -95,7 +95,10 @@ def load_audio(path: str | Path) -> np.ndarray:
         problem = "is a folder, not an audio file" if path.is_dir() else _NOT_REGULAR if path.exists() else "no such file"
         raise MusicGenreError(f"{path}: {problem}")
     try:
-        with _decoder_messages_dropped(), sf.SoundFile(path) as f:
+        # as bytes on POSIX: a name that is not UTF-8 (a Latin-1 rip in an old library) reaches Python with
+        # surrogate escapes, which soundfile's own encoding of a str refuses; os.fsencode gives the name back
+        native = os.fsencode(path) if os.name == "posix" else path
+        with _decoder_messages_dropped(), sf.SoundFile(native) as f:
             declared, sr, container = _declared_frames(f), f.samplerate, f.format
             y = f.read(dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError) as e:

@@ -101,9 +101,15 @@ def melgram(segments: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(db.transpose(0, 2, 1), dtype=np.float32)
 
 
-def silent_segments(segments: np.ndarray) -> np.ndarray:
-    """Flag segments without audible sound (peak-to-peak under SILENCE_LEVEL): they have no genre."""
-    return np.ptp(_check_segments(segments), axis=1) < SILENCE_LEVEL
+def silent_segments(segments: np.ndarray, n_samples: int | None = None) -> np.ndarray:
+    """Flag segments without audible sound (peak-to-peak under SILENCE_LEVEL): they have no genre.
+    `n_samples`: the signal's length before `segment` padded it, so that the last segment is judged on its
+    own samples (a DC offset would otherwise step down to the zero padding and pass for sound)."""
+    segments = _check_segments(segments)
+    ptp = np.ptp(segments, axis=1)
+    if n_samples is not None and 0 < (tail := n_samples - (len(segments) - 1) * SEGMENT_SAMPLES) < SEGMENT_SAMPLES:
+        ptp[-1] = np.ptp(segments[-1, :tail])
+    return ptp < SILENCE_LEVEL
 
 
 _EXTRACTORS = {"mfcc": mfcc, "melgram": melgram}
@@ -141,7 +147,7 @@ def file_features(path: Path, kinds: tuple[str, ...]) -> FileFeatures:
             features = {kind: extract(segments, kind) for kind in kinds}
         if not all(np.isfinite(f).all() for f in features.values()):
             raise MusicGenreError(f"{path}: its features overflow (samples far beyond the [-1, 1] of audio)")
-        return FileFeatures(path, features, silent_segments(segments), len(y) / SAMPLE_RATE)
+        return FileFeatures(path, features, silent_segments(segments, len(y)), len(y) / SAMPLE_RATE)
     except MusicGenreError as exc:
         return FileFeatures(path, error=str(exc))
     except Exception as exc:  # decoder, resampler or memory failures: one file's problem, not the batch's

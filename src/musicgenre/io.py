@@ -68,7 +68,10 @@ def finite_or_null(obj: Any) -> Any:
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:
     """Write obj as indented JSON (keys in insertion order; NaN and infinities as null) to path atomically."""
-    atomic_write_text(path, json.dumps(finite_or_null(obj), indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+    text = json.dumps(finite_or_null(obj), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    # a file name that is not UTF-8 holds surrogate escapes, which UTF-8 cannot encode: written as the JSON
+    # escapes \udcXX, which read back to the same name
+    atomic_write_bytes(path, text.encode("utf-8", "backslashreplace"))
 
 
 def read_json(path: str | Path) -> Any:

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
+from safetensors import SafetensorError
+from safetensors.torch import load as safetensors_load
 from safetensors.torch import save as safetensors_bytes
 
 from musicgenre import __version__
@@ -218,6 +219,15 @@ def weights_model(metadata: dict[str, str]) -> str | None:
     return metadata.get(RUN_KIND)
 
 
+def read_weights(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """A safetensors file's metadata and tensors, from its bytes (never unpickled): safetensors' own file
+    opener takes UTF-8 paths only, and a folder's name need not be UTF-8."""
+    data = path.read_bytes()
+    state = safetensors_load(data)  # checks the whole file, its header included
+    header = json.loads(data[8 : 8 + int.from_bytes(data[:8], "little")])  # 8-byte length, then a JSON header
+    return header.get("__metadata__") or {}, dict(sorted(state.items()))
+
+
 def run_folders(path: Path) -> list[str]:
     """Names of the run directories right inside `path`, in number order (seed-2 before seed-10): the one run
     per seed that `train --seeds N` writes under OUT, and a sweep under runs/OPTIMIZER."""
@@ -253,9 +263,8 @@ def load_run(path: str | os.PathLike, device: str | torch.device = "cpu") -> Run
         check_eval_metrics(meta["sweep_metrics"], f"{cfg_path}: 'sweep_metrics'")
     weights = path / WEIGHTS
     try:
-        with safe_open(str(weights), framework="pt") as f:
-            kind = weights_model(f.metadata() or {})
-            state = {k: f.get_tensor(k) for k in f.keys()}
+        metadata, state = read_weights(weights)
+        kind = weights_model(metadata)
     except FileNotFoundError:
         raise MusicGenreError(f"{weights}: missing") from None
     except (SafetensorError, OSError, ValueError) as exc:
