@@ -39,6 +39,15 @@ def test_train_then_evaluate_json(small_mfcc_root, tmp_path, capsys):
     assert main(["evaluate", str(run), "--data", str(small_mfcc_root)]) == 0
     assert "confusion matrix" in capsys.readouterr().out
 
+    # Clips finite in float32 but far beyond the training range overflow the net: no score, not class 0.
+    X = np.load(small_mfcc_root / "val/mfccs/X.npy")
+    X[5] = np.where(np.arange(26) % 2, 3e38, -3e38)
+    np.save(small_mfcc_root / "val/mfccs/X.npy", X)
+    for command in ("evaluate", "ensemble"):
+        assert main([command, str(run), "--data", str(small_mfcc_root), "--json"]) == 2
+        assert capsys.readouterr().err == ("error: the model's outputs on 1 of the 400 val clips are NaN or infinite "
+                                           "(first: clip 5), so they cannot be scored\n")
+
 
 def test_existing_run_is_not_overwritten(small_mfcc_root, tmp_path, capsys):
     run = tmp_path / "run"

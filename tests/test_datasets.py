@@ -103,6 +103,11 @@ def test_missing_and_corrupt_files(tmp_path, monkeypatch):
     (d / "X.npy").write_bytes((d / "X.npy").read_bytes()[:-100])  # cut short
     with pytest.raises(MusicGenreError, match="X.npy: not a readable .npy array .*cut short"):
         load_split(tmp_path, "train", "mfcc")
+    np.save(d / "X.npy", np.zeros((8, 26)))
+    data = (d / "X.npy").read_bytes()
+    (d / "X.npy").write_bytes(data.replace(b"(8, 26)", b"(100000000000, 26)", 1))  # a header asking for 19 TiB
+    with pytest.raises(MusicGenreError, match="X.npy: declares an array larger than this machine's memory"):
+        load_split(tmp_path, "train", "mfcc")
     with open(d / "X.npy", "wb") as f:  # an .npz archive under the .npy name
         np.savez(f, X=np.zeros((8, 26)))
     with pytest.raises(MusicGenreError, match="X.npy: a .npz archive, not a .npy array$"):

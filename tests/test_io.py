@@ -3,7 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from musicgenre.io import atomic_save_npy, atomic_write_json, atomic_write_text
+from musicgenre.errors import MusicGenreError
+from musicgenre.io import atomic_save_npy, atomic_write_json, atomic_write_text, read_json
 
 
 def test_writes_create_folders_and_leave_no_temp_files(tmp_path):
@@ -21,3 +22,9 @@ def test_failed_write_keeps_the_old_file(tmp_path):
     with pytest.raises(ValueError):  # object arrays need pickles, refused midway through the write
         atomic_save_npy(path, np.array([object()]))
     assert path.read_text() == "old" and list(tmp_path.iterdir()) == [path]
+
+
+def test_json_nested_beyond_the_parser_is_a_one_line_error(tmp_path):
+    (tmp_path / "config.json").write_text("[" * 100_000)
+    with pytest.raises(MusicGenreError, match="config.json: not a readable JSON file \\(nested too deeply\\)$"):
+        read_json(tmp_path / "config.json")

@@ -218,6 +218,10 @@ def test_weight_decay_with_an_optimizer_without_it_is_refused_before_training(sm
     assert capsys.readouterr().err == ("error: weight decay 0.01 is set and Rprop has none: sweep --optimizers Adam,SGD, "
                                        "or pass --weight-decay 0\n")
     assert spy_train_seeds == [] and not out.exists()
+    (small_mfcc_root / "val").rename(small_mfcc_root / "test")  # scored on test, with no val to stop on
+    assert main(sweep_args(small_mfcc_root, out, "--split", "test", "--patience", "2", "--optimizers", "sgd")) == 2
+    assert "there is no val split to score" in capsys.readouterr().err
+    assert spy_train_seeds == [] and not out.exists()
 
 
 def test_an_optimizer_that_diverges_at_once_is_a_result_not_a_crash(small_mfcc_root, tmp_path):

@@ -72,6 +72,8 @@ def test_patience_stops_early(mfcc):
     result = train(cfg, subset(mfcc["train"], 800), mfcc["val"])
     assert len(result.history) < 30
     assert len(result.history) - result.best_epoch == 2
+    with pytest.raises(MusicGenreError, match="^patience .* there is no val split to score"):  # was ignored
+        train(cfg, subset(mfcc["train"], 800))
 
 
 def test_val_scores_match_sklearn():

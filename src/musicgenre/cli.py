@@ -179,13 +179,13 @@ def print_evaluation(m: dict, args: argparse.Namespace, title: str, source: dict
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from musicgenre.datasets import load_split, resolve_data_root
+    from musicgenre.ensemble import Predictor, evaluate_predictor
     from musicgenre.runs import load_run
-    from musicgenre.training import evaluate_model
 
     run = load_run(args.run_dir)
     dataset = load_split(resolve_data_root(args.data), args.split, run.features, run.classes)
     note_training_split([run], args.split)
-    print_evaluation(evaluate_model(run.model, dataset), args, f"{run.path} on {args.split}", {"run": str(run.path)})
+    print_evaluation(evaluate_predictor(Predictor([run]), dataset), args, f"{run.path} on {args.split}", {"run": str(run.path)})
     return 0
 
 

@@ -71,6 +71,8 @@ def _load_npy(path: Path) -> np.ndarray:
                               f"(cut short, pickled objects, or not .npy)") from None
     except (OSError, EOFError) as exc:
         raise MusicGenreError(f"{path}: unreadable .npy file ({exc})") from None
+    except MemoryError:  # numpy allocates what the header declares before reading: a damaged header can ask for TiBs
+        raise MusicGenreError(f"{path}: declares an array larger than this machine's memory (a damaged header?)") from None
     if not isinstance(array, np.ndarray):  # np.load opens a zip (.npz) archive whatever the file's name
         array.close()
         raise MusicGenreError(f"{path}: a .npz archive, not a .npy array")

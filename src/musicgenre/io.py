@@ -82,6 +82,8 @@ def read_json(path: str | Path) -> Any:
         raise MusicGenreError(f"{path}: missing") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise MusicGenreError(f"{path}: not a readable JSON file ({exc})") from None
+    except RecursionError:  # nested deeper than Python's parser goes: no file of ours is
+        raise MusicGenreError(f"{path}: not a readable JSON file (nested too deeply)") from None
 
 
 def check_out_path(out: str | os.PathLike, inputs: Sequence[str | os.PathLike] = ()) -> Path:

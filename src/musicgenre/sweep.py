@@ -21,7 +21,7 @@ from musicgenre.io import atomic_write_bytes, atomic_write_json, atomic_write_te
 from musicgenre.metrics import mean_std
 from musicgenre.runs import NUMBER, check_fields, save_run, train_config_from_json
 from musicgenre.tables import differences, markdown_table, plural
-from musicgenre.training import TrainResult, evaluate_model, train_seeds
+from musicgenre.training import TrainResult, check_settings, evaluate_model, train_seeds
 
 SWEEP_KIND = "musicgenre-sweep"
 RESULT_FIELDS = ["optimizer", "lr", "seed", "accuracy", "f1_macro", "best_epoch", "epochs_run", "train_seconds"]
@@ -178,6 +178,7 @@ def run_sweep(cfg: SweepConfig, out: str | os.PathLike, progress: bool = True) -
     data = load_dataset(cfg.data, cfg.base.features, ("train", "val", cfg.split))
     if cfg.split not in data:
         raise MusicGenreError(f"{cfg.data}: no {cfg.split} split of {cfg.base.features} features to evaluate on")
+    check_settings(cfg.base, data["train"], data.get("val"))
     done = finished_results(cfg, out)
     if not resuming:  # only now that the data and options are known to be good
         atomic_write_json(out / "sweep_config.json", cfg.to_dict())

@@ -211,9 +211,9 @@ def resolve_seed(cfg: TrainConfig) -> TrainConfig:
     return cfg if cfg.seed is not None else replace(cfg, seed=random.SystemRandom().randrange(2**31))
 
 
-def check_features(cfg: TrainConfig, train_set: Dataset) -> None:
+def check_settings(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None) -> None:
     """The model must read the configuration's features and the data's (a run saved otherwise could not be
-    loaded), and augmentation must fit them."""
+    loaded), augmentation must fit them, and early stopping needs a validation split to stop on."""
     features = model_features(cfg.model)
     if cfg.features != features:
         raise MusicGenreError(f"model {cfg.model} reads {features} features, but the configuration says "
@@ -221,6 +221,9 @@ def check_features(cfg: TrainConfig, train_set: Dataset) -> None:
     check_model_features(cfg.model, train_set.features)
     if cfg.spec_augment and features != "melgram":
         raise MusicGenreError(f"spec_augment (--spec-augment) masks melgram bands and frames: it does nothing to {features} features")
+    if cfg.patience is not None and val_set is None:
+        raise MusicGenreError("patience (--patience) stops when the validation F1 stops improving, and there is no "
+                              "val split to score: leave it out, or add a val split")
 
 
 def new_model(cfg: TrainConfig, seed: int, train_set: Dataset, device: torch.device) -> GenreNet:
@@ -279,7 +282,7 @@ def train(
     """Train `cfg.model` on `train_set`; keep the epoch with the best validation macro F1
     (the last epoch when there is no validation split). A loss or weights that turn NaN or infinite stop training
     at that epoch; if that is epoch 1, the initial weights are kept (best_epoch 0: nothing learned)."""
-    check_features(cfg, train_set)
+    check_settings(cfg, train_set, val_set)
     cfg = resolve_seed(cfg)
     device = training_device(cfg, len(train_set.classes))
     with cpu_threads(train_threads(cfg.model)):
@@ -386,7 +389,7 @@ def train_seeds(
     `on_epoch` gets every record of every seed."""
     from musicgenre.multiseed import can_stack, train_stacked
 
-    check_features(cfg, train_set)
+    check_settings(cfg, train_set, val_set)
     augmented = cfg.mixup > 0 or cfg.spec_augment  # the stacked trainer draws no augmentation
     model, device = build_model(cfg.model, len(train_set.classes)), training_device(cfg, len(train_set.classes))
     if len(seeds) > 1 and not augmented and can_stack(model) and not can_fuse(cfg, model, device):
