@@ -146,6 +146,12 @@ def test_reproduce_mfcc_only_end_to_end_and_resume(small_mfcc_root, tmp_path, ca
     assert json.loads((out / "reproduce_config.json").read_text())["epochs"] == 1
     assert (out / "mfcc-net" / "metrics.json").stat().st_mtime_ns == mtime
     capsys.readouterr()
+    (out / "mfcc-net" / "metrics.json").rename(tmp_path / "metrics.json")  # a part changed by hand
+    assert main(args) == 2
+    assert capsys.readouterr().err == (f"error: {out / 'mfcc-net'}: not a finished run (no metrics.json): delete it, "
+                                       "and rerun to train it anew\n")
+    (tmp_path / "metrics.json").rename(out / "mfcc-net" / "metrics.json")
+    capsys.readouterr()
     (out / "devices.json").write_text('[{"device": "cpu", "available": true}]')  # damaged or edited
     assert main(args) == 2
     assert capsys.readouterr().err == f"error: {out / 'devices.json'}: row 1: 'name' is missing\n"

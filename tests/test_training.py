@@ -184,8 +184,11 @@ def test_a_run_that_diverges_at_once_keeps_its_initial_weights_and_the_cli_saves
     captured = capsys.readouterr()
     assert "diverged: training stops here" in captured.out
     assert captured.err == ("error: training diverged in epoch 1 (NaN or infinite loss or weights) with seed 0: "
-                            "nothing was learned, so no run is saved; try a lower learning rate\n")
+                            "nothing was learned; try a lower learning rate\n")
     assert not out.exists()
+    # nor is such a run timed as a device's result
+    assert main(["bench-devices", "--data", str(small_mfcc_root), "--devices", "cpu", "--lr", "1e10", "--epochs", "2"]) == 2
+    assert "training diverged in epoch 1" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("fused, seeds", [(True, [0]), (False, [0]), (False, [0, 1])])  # fused, PyTorch, stacked

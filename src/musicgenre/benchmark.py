@@ -15,7 +15,7 @@ from musicgenre.errors import MusicGenreError
 from musicgenre.io import read_json
 from musicgenre.runs import NUMBER, check_fields
 from musicgenre.tables import markdown_table
-from musicgenre.training import resolve_device, resolve_seed, train, train_threads
+from musicgenre.training import check_learned, resolve_device, resolve_seed, train, train_threads
 
 
 def device_available(device: str) -> bool:
@@ -56,6 +56,7 @@ def compare_devices(cfg: TrainConfig, devices: list[str], data: str | None = Non
             rows.append({"device": device, "available": False})
             continue
         result = train(replace(cfg, device=device), train_set, val_set)
+        check_learned([result])
         epochs = len(result.history)
         metrics = result.metrics or {}
         rows.append({

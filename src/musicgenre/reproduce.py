@@ -33,6 +33,8 @@ PARTS = {"mfcc-net", "mel-cnn", "sweep", "devices.json", "reproduce.md"}  # what
 def train_or_load(cfg: TrainConfig, splits: dict[str, Dataset], out: Path) -> dict | None:
     """Validation metrics of the run in `out`, training and saving it first if it is not there yet."""
     if not (out / "metrics.json").is_file():
+        if out.exists():  # runs are written whole, so something else, or a run a hand has changed
+            raise MusicGenreError(f"{out}: not a finished run (no metrics.json): delete it, and rerun to train it anew")
         save_run(train(cfg, splits["train"], splits.get("val")), out)
     return training_record(load_run(out))["val"]
 

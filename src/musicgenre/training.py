@@ -360,12 +360,13 @@ def _train(cfg, train_set, val_set, on_epoch, device) -> TrainResult:
 
 def check_learned(results: list[TrainResult]) -> None:
     """Refuse runs that kept their initial weights because their first epoch diverged (for `train`, which
-    would otherwise save an untrained model; a sweep records them, as the optimizer's result)."""
+    would otherwise save an untrained model, and `bench-devices`, which would time it; a sweep records them,
+    as the optimizer's result)."""
     lost = [str(r.config.seed) for r in results if r.best_epoch == 0]
     if lost:
         raise MusicGenreError(
             f"training diverged in epoch 1 (NaN or infinite loss or weights) with seed {', '.join(lost)}: nothing was "
-            "learned, so no run is saved; try a lower learning rate"
+            "learned; try a lower learning rate"
         )
 
 
