@@ -237,6 +237,8 @@ def test_a_run_that_diverges_later_stops_and_keeps_its_best_sound_epoch(mfcc, mo
     ({"weight_decay": float("nan")}, "^weight decay must be 0 \\(off\\) or a positive number, not nan$"),
     ({"weight_decay": -1.0}, "^weight decay must be 0 \\(off\\) or a positive number, not -1.0$"),
     ({"mixup": float("nan")}, "^mixup alpha must be 0 \\(off\\) or a positive number, not nan$"),
+    ({"mixup": 1e-3}, "^mixup alpha 0.001 out of range: give 0 \\(off\\) or a number from 0.01 to 1000$"),
+    ({"mixup": 1e39}, "^mixup alpha 1e\\+39 out of range"),
     ({"seed": 99999999999999999999}, "seed 99999999999999999999 out of range"),
     ({"seed": -1}, "seed -1 out of range"),
     ({"standardize": "no"}, "standardize must be True or False, not 'no'"),  # a truthy string

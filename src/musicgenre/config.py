@@ -15,6 +15,9 @@ SCHEDULERS = ("none", "cosine", "onecycle")
 PRECISIONS = ("fp32", "bf16")
 CUDA_DEVICE = r"cuda(:\d+)?"  # cuda or cuda:N
 FLOAT32_MAX = 3.4028234663852886e38
+# torch's Beta sampler gives 0.5 for most draws below alpha 0.01 (it should give near 0 or 1), and nothing
+# mixes above float32's range; past 1000 the blend is 0.5 +- 0.01 anyway
+MIXUP_ALPHAS = (0.01, 1000.0)
 SEED_LIMIT = 2**63  # seeds are 0..2**63-1, what torch.manual_seed takes as a signed 64-bit number
 
 
@@ -74,6 +77,9 @@ class TrainConfig:
         for name, v in (("mixup alpha", self.mixup), ("weight decay", self.weight_decay)):
             if not (math.isfinite(v) and v >= 0):
                 raise MusicGenreError(f"{name} must be 0 (off) or a positive number, not {v}")
+        if self.mixup and not MIXUP_ALPHAS[0] <= self.mixup <= MIXUP_ALPHAS[1]:
+            raise MusicGenreError(f"mixup alpha {self.mixup:g} out of range: give 0 (off) or a number from "
+                                  f"{MIXUP_ALPHAS[0]:g} to {MIXUP_ALPHAS[1]:g}")
         if self.weight_decay and self.optimizer in WITHOUT_WEIGHT_DECAY:
             raise MusicGenreError(f"optimizer {self.optimizer} has no weight decay: set it to 0 (--weight-decay 0) "
                                   "or choose another optimizer")

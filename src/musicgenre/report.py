@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from musicgenre.sweep import OptimizerResult, SweepConfig
 
 CALIBRATION_FIGURES = ("nll_before", "nll_after", "ece_before", "ece_after")
+MAX_ANNOTATED = 12  # classes up to which a confusion matrix's cells are labelled and its figure grows
+MEL_COLUMNS = 6  # example mel-spectrograms per row
 
 
 @dataclass
@@ -81,19 +83,23 @@ def plot_learning_curves(history: list[dict], best_epoch: int, path: Path) -> No
 
 
 def plot_confusion(metrics: dict, path: Path) -> None:
-    """Heatmap of row-normalised rates (recall per true class), each cell annotated with count and rate."""
+    """Heatmap of row-normalised rates (recall per true class), each cell annotated with count and rate (up to
+    MAX_ANNOTATED classes; the figure stops growing there too: 100 classes had made a 7 GB, 14,000-pixel image)."""
     cm = np.array(metrics["confusion_matrix"])
     rates = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
     classes = metrics["classes"]
-    fig = new_figure(figsize=(1.4 * len(classes) + 2.5, 1.2 * len(classes) + 1.5))
+    n = min(len(classes), MAX_ANNOTATED)
+    fig = new_figure(figsize=(1.4 * n + 2.5, 1.2 * n + 1.5))
     ax = fig.subplots()
     im = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
-    for i in range(len(classes)):
-        for j in range(len(classes)):
-            ax.text(j, i, f"{cm[i, j]}\n{100 * rates[i, j]:.0f}%", ha="center", va="center",
-                    color="white" if rates[i, j] > 0.5 else "black", fontsize=9)
-    ax.set_xticks(range(len(classes)), classes, rotation=30, ha="right")
-    ax.set_yticks(range(len(classes)), classes)
+    if len(classes) <= MAX_ANNOTATED:
+        for i in range(len(classes)):
+            for j in range(len(classes)):
+                ax.text(j, i, f"{cm[i, j]}\n{100 * rates[i, j]:.0f}%", ha="center", va="center",
+                        color="white" if rates[i, j] > 0.5 else "black", fontsize=9)
+    ticks = {"fontsize": 9 if len(classes) <= MAX_ANNOTATED else 5}
+    ax.set_xticks(range(len(classes)), classes, rotation=30 if len(classes) <= MAX_ANNOTATED else 90, ha="right", **ticks)
+    ax.set_yticks(range(len(classes)), classes, **ticks)
     ax.set(xlabel="predicted", ylabel="true", title="confusion matrix (count, row %)")
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
@@ -121,15 +127,19 @@ def plot_mel_examples(data: str | os.PathLike, classes: tuple[str, ...], path: P
     from musicgenre.datasets import load_split
 
     train = load_split(data, "train", "melgram", classes)
-    fig = new_figure(figsize=(3.2 * len(classes), 2.6))
-    axes = fig.subplots(1, len(classes), squeeze=False)
-    for k, (ax, c) in enumerate(zip(axes[0], classes)):
+    cols = min(len(classes), MEL_COLUMNS)
+    rows = -(-len(classes) // cols)
+    fig = new_figure(figsize=(3.2 * cols, 2.6 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for k, (ax, c) in enumerate(zip(axes, classes)):
         idx = np.flatnonzero(train.y == k)
         ax.set_title(c)
         if len(idx):
             im = ax.imshow(train.X[idx[0]].T, origin="lower", aspect="auto", cmap="magma")
-        ax.set(xlabel="frame", ylabel="mel band" if k == 0 else "")
-    fig.colorbar(im, ax=axes[0].tolist(), label="dB")
+        ax.set(xlabel="frame", ylabel="mel band" if k % cols == 0 else "")
+    for ax in axes[len(classes):]:
+        ax.set_axis_off()
+    fig.colorbar(im, ax=axes.tolist(), label="dB")
     _save(fig, path)
 
 

@@ -8,9 +8,9 @@ from collections.abc import Iterable, Sequence
 
 def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]], align: str = "") -> str:
     """A Markdown table, without a trailing newline; `align` holds one 'l' or 'r' per column
-    (left when not given)."""
+    (left when not given). A '|' inside a cell (a genre named after a folder 'r|b') is escaped."""
     rule = "|" + "|".join("---:" if a == "r" else "---" for a in align.ljust(len(header), "l")) + "|"
-    lines = ["| " + " | ".join(row) + " |" for row in [header, *rows]]
+    lines = ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in [header, *rows]]
     return "\n".join([lines[0], rule, *lines[1:]])
 
 
