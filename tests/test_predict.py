@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import math
 from pathlib import Path
 
@@ -67,6 +68,8 @@ def test_folder_goes_on_past_bad_files(audio_dir, tmp_path, capsys):
     sf.write(tmp_path / "six_channels.wav", np.random.default_rng(0).normal(0, 0.1, (sr // 2, 6)), sr)
     sf.write(tmp_path / "short.wav", np.sin(np.arange(1600) / 5.0) * 0.5, 8000)  # 0.2 s
     sf.write(tmp_path / "silence.flac", np.zeros(16000), 8000)
+    (tmp_path / "gone.mp3").symlink_to(tmp_path / "deleted.mp3")  # these two were skipped without a word
+    os.mkfifo(tmp_path / "stream.wav")
     rc = main(["predict", str(tmp_path), "--json"])
     assert rc == 1
     out = capsys.readouterr()
@@ -76,7 +79,11 @@ def test_folder_goes_on_past_bad_files(audio_dir, tmp_path, capsys):
     assert records["six_channels.wav"]["n_segments"] == 1 and records["six_channels.wav"]["genre"]
     assert records["short.wav"]["n_segments"] == 1 and records["short.wav"]["genre"]
     assert records["silence.flac"]["silent"] is True and records["silence.flac"]["genre"] is None
-    assert out.err.strip().splitlines() == [f"error: {tmp_path / 'notes.mp3'}: not a readable audio file (unknown format or corrupt data)"]
+    assert out.err.strip().splitlines() == [
+        f"error: {tmp_path / 'gone.mp3'}: a link to a file that does not exist",
+        f"error: {tmp_path / 'notes.mp3'}: not a readable audio file (unknown format or corrupt data)",
+        f"error: {tmp_path / 'stream.wav'}: not a regular file (a device, pipe or socket), so not an audio file",
+    ]
 
 
 def test_missing_paths_are_errors_and_the_rest_is_classified(tmp_path, capsys, audio_dir):
@@ -231,25 +238,37 @@ def test_a_short_last_second_counts_for_the_audio_it_holds():
     assert pred.genre == "blues" and pred.probabilities["classical"] == pytest.approx((0.1 + 0.1 + 0.02) / 2.02, abs=1e-4)
 
 
-def test_ctrl_c_on_a_folder_stops_with_one_line(audio_dir, tmp_path):
-    """Ctrl-C reaches the decoding workers too (the whole process group): they must not print their own
-    tracebacks; the command stops with one line and exit status 130."""
-    import os
+@pytest.mark.parametrize("command, stop, status, line", [
+    ("predict", "SIGINT", 130, "interrupted"),  # Ctrl-C
+    ("extract", "SIGTERM", 143, "terminated"),  # `timeout` or `kill`: it had left extract's temporary folder
+])
+def test_a_stop_signal_on_a_folder_stops_with_one_line_and_leaves_nothing(audio_dir, tmp_path, command, stop, status, line):
+    """Ctrl-C and `timeout` signal the whole process group, the decoding workers too: they must not print
+    their own tracebacks; the command stops with one line, and no temporary folder is left."""
     import signal
     import subprocess
     import sys
+    import time
 
     folder = tmp_path / "library"
-    folder.mkdir()
     for i in range(12):
+        (folder / f"genre{i % 2}").mkdir(parents=True, exist_ok=True)
         for f in sorted(audio_dir.iterdir()):
             if f.suffix in (".ogg", ".mp3"):
-                (folder / f"{i}-{f.name}").symlink_to(f)
+                (folder / f"genre{i % 2}" / f"{i}-{f.name}").symlink_to(f)
     code = "import sys; from musicgenre.cli import main; sys.exit(main(sys.argv[1:]))"
-    proc = subprocess.Popen([sys.executable, "-c", code, "predict", "--json", "--workers", "2", str(folder)],
+    args = {"predict": ["predict", "--json", str(folder)], "extract": ["extract", str(folder), "--out", str(tmp_path / "data")]}
+    proc = subprocess.Popen([sys.executable, "-c", code, *args[command], "--workers", "2"], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    assert json.loads(proc.stdout.readline())["file"]  # the workers are decoding, with files left to do
-    os.killpg(proc.pid, signal.SIGINT)
+    if command == "predict":
+        assert json.loads(proc.stdout.readline())["file"]  # the workers are decoding, with files left to do
+    else:
+        while not any(p.name.startswith(".data.tmp") for p in tmp_path.iterdir()):  # the dataset is being built
+            assert proc.poll() is None
+            time.sleep(0.05)
+    os.killpg(proc.pid, getattr(signal, stop))
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130 and err == "interrupted\n", err[-2000:]
+    assert proc.returncode == status and err.splitlines()[-1:] == [line], err[-2000:]
+    assert line not in err.splitlines()[:-1] and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["library"]
     assert len(out.splitlines()) < 12 * 9 - 1

@@ -92,7 +92,8 @@ def load_audio(path: str | Path) -> np.ndarray:
     """
     path = as_path(path)
     if not path.is_file():
-        problem = "is a folder, not an audio file" if path.is_dir() else _NOT_REGULAR if path.exists() else "no such file"
+        problem = ("is a folder, not an audio file" if path.is_dir() else _NOT_REGULAR if path.exists()
+                   else "a link to a file that does not exist" if path.is_symlink() else "no such file")
         raise MusicGenreError(f"{path}: {problem}")
     try:
         # as bytes on POSIX: a name that is not UTF-8 (a Latin-1 rip in an old library) reaches Python with
@@ -144,8 +145,8 @@ def _audio_under(folder: Path) -> set[Path]:
             continue
         walked.add(real)
         dirnames.sort()  # a folder reached twice is named by its first path in sorted order, on any filesystem
-        found |= {p for name in filenames
-                  if (p := Path(dirpath, name)).suffix.lower() in AUDIO_EXTENSIONS and p.is_file()}
+        # every entry named as audio, a link to nothing or a pipe included: reading it reports what it is
+        found |= {p for name in filenames if (p := Path(dirpath, name)).suffix.lower() in AUDIO_EXTENSIONS}
     return found
 
 

@@ -12,6 +12,7 @@ import signal
 import sys
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -155,6 +156,28 @@ def file_features(path: Path, kinds: tuple[str, ...]) -> FileFeatures:
         return FileFeatures(path, error=f"{path}: could not be processed ({detail})")
 
 
+def _ignore_stop_signals() -> None:
+    """In a decoding worker: Ctrl-C and SIGTERM (`timeout` signals the whole process group) reach the workers
+    too; they ignore them and the main process stops them, so the user sees one line, not one per worker."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+@contextmanager
+def _stop_signals_deferred() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM back meanwhile (they arrive when it ends, where POSIX allows it): a worker
+    process started meanwhile inherits the block, so a stop cannot kill it before it has set itself to ignore
+    stops (a killed worker breaks the pool, and the executor prints a traceback)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
 def iter_file_features(paths: Sequence[Path], kinds: tuple[str, ...], workers: int | None = None) -> Iterator[FileFeatures]:
     """file_features of each path, in order; several files are decoded at once in worker processes."""
     workers = min(workers or usable_cpus(), len(paths))
@@ -162,6 +185,7 @@ def iter_file_features(paths: Sequence[Path], kinds: tuple[str, ...], workers: i
         yield from (file_features(path, kinds) for path in paths)
         return
     ctx = multiprocessing.get_context("spawn")  # forking after torch has started its threads is unsafe
-    # Ctrl-C reaches the workers too: they ignore it and this process stops them, so the user sees one line
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN)) as pool:
-        yield from pool.map(file_features, paths, [kinds] * len(paths))
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_ignore_stop_signals) as pool:
+        with _stop_signals_deferred():  # the workers start here, inheriting the block until they ignore them
+            results = pool.map(file_features, paths, [kinds] * len(paths))
+        yield from results
