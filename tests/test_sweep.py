@@ -224,6 +224,21 @@ def test_weight_decay_with_an_optimizer_without_it_is_refused_before_training(sm
     assert spy_train_seeds == [] and not out.exists()
 
 
+def test_test_clips_the_model_cannot_score_stop_the_sweep_with_one_line(small_mfcc_root, tmp_path, capsys):
+    """Outputs that are not numbers were scored as the first class and recorded as the optimizer's result."""
+    import shutil
+
+    shutil.copytree(small_mfcc_root / "val", small_mfcc_root / "test")
+    X = np.load(small_mfcc_root / "test/mfccs/X.npy")
+    X[:] = np.where(np.arange(26) % 2, 3e38, -3e38)
+    np.save(small_mfcc_root / "test/mfccs/X.npy", X)
+    out = tmp_path / "sweep"
+    assert main(sweep_args(small_mfcc_root, out, "--split", "test", "--optimizers", "sgd", "--seeds", "1", "--epochs", "1")) == 2
+    assert capsys.readouterr().err == ("error: the model's outputs on 400 of the 400 test clips are NaN or infinite "
+                                       "(first: clip 0), so they cannot be scored\n")
+    assert not (out / "runs" / "SGD" / "results.json").exists()
+
+
 def test_an_optimizer_that_diverges_at_once_is_a_result_not_a_crash(small_mfcc_root, tmp_path):
     # The study reports optimizers that collapse; a NaN loss in epoch 1 keeps the initial weights (epoch 0).
     out = tmp_path / "sweep"

@@ -183,12 +183,31 @@ def test_a_run_that_diverges_at_once_keeps_its_initial_weights_and_the_cli_saves
     assert main(["train", "--data", str(small_mfcc_root), "--lr", "1e10", "--epochs", "2", "--seed", "0", "--out", str(out)]) == 2
     captured = capsys.readouterr()
     assert "diverged: training stops here" in captured.out
-    assert captured.err == ("error: training diverged in epoch 1 (NaN or infinite loss or weights) with seed 0: "
+    assert captured.err == ("error: training diverged in epoch 1 (NaN or infinite loss, weights or validation outputs) with seed 0: "
                             "nothing was learned; try a lower learning rate\n")
     assert not out.exists()
     # nor is such a run timed as a device's result
     assert main(["bench-devices", "--data", str(small_mfcc_root), "--devices", "cpu", "--lr", "1e10", "--epochs", "2"]) == 2
     assert "training diverged in epoch 1" in capsys.readouterr().err
+
+
+def test_batch_norm_statistics_made_infinite_count_as_diverged(mfcc):
+    """Adam at lr 1e10 turns batch norm's running variance infinite while loss and parameters stay finite:
+    the run was kept and saved, and then refused to load."""
+    cfg = replace(recipe("mfcc-mlp-plus"), optimizer="Adam", lr=1e10, batch_size=64, epochs=3, seed=0)
+    result = train(cfg, mfcc["train"], mfcc["val"])
+    assert result.best_epoch == 0 and len(result.history) == 1
+    assert all(torch.isfinite(t).all() for t in result.model.state_dict().values())
+
+
+@pytest.mark.parametrize("seeds", [[0], [0, 1]])  # one run, and two seeds stacked
+def test_validation_outputs_that_are_not_numbers_count_as_diverged(mfcc, seeds):
+    """Clips finite in float32 but far beyond the training range overflow the net: argmax made them class 0."""
+    X = mfcc["val"].X.copy()
+    X[:50] = np.where(np.arange(26) % 2, 3e38, -3e38)
+    cfg = TrainConfig(epochs=2, device="cpu", fused=False)
+    for result in train_seeds(cfg, seeds, subset(mfcc["train"], 400), replace(mfcc["val"], X=X)):
+        assert result.best_epoch == 0 and result.history[0].val_f1 is None and len(result.history) == 1
 
 
 @pytest.mark.parametrize("fused, seeds", [(True, [0]), (False, [0]), (False, [0, 1])])  # fused, PyTorch, stacked

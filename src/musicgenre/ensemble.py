@@ -16,7 +16,7 @@ from musicgenre.errors import MusicGenreError
 from musicgenre.io import atomic_write_bytes, atomic_write_json
 from musicgenre.metrics import classification_metrics, expected_calibration_error
 from musicgenre.runs import WEIGHTS, Run, load_run, save_weights
-from musicgenre.training import predict_logits
+from musicgenre.training import check_scorable, predict_logits
 
 ENSEMBLE_PREFIX = "ensemble:"
 
@@ -74,10 +74,7 @@ def evaluate_predictor(predictor: Predictor, dataset: Dataset) -> dict:
     """Classification metrics plus negative log-likelihood and ECE of the predictor's probabilities; outputs
     that are not numbers (inputs far beyond the training data's range) are an error, not the first class."""
     probs = predictor.predict_proba(dataset.X)
-    bad = ~np.isfinite(probs).all(axis=1)
-    if bad.any():
-        raise MusicGenreError(f"the model's outputs on {int(bad.sum())} of the {len(bad)} {dataset.split} clips are NaN or "
-                              f"infinite (first: clip {int(np.argmax(bad))}), so they cannot be scored")
+    check_scorable(np.isfinite(probs).all(axis=1), dataset.split)
     m = classification_metrics(dataset.y, probs.argmax(1), dataset.classes)
     m["nll"] = float(-np.log(np.maximum(probs[np.arange(len(dataset.y)), dataset.y], 1e-12)).mean())
     m["ece"] = expected_calibration_error(probs, dataset.y)

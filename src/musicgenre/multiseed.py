@@ -24,8 +24,8 @@ from musicgenre.training import (
     as_tensors,
     autocast,
     batch_sizes,
-    evaluate_model,
     finite_weights,
+    kept_metrics,
     make_optimizer,
     make_scheduler,
     new_model,
@@ -123,6 +123,7 @@ def train_stacked(cfg: TrainConfig, seeds: list[int], train_set: Dataset, val_se
     keepers = [BestKeeper(cfg.patience) for _ in seeds]
     active = list(range(S))  # seeds not yet stopped early
     best = [p.detach().clone() for p in net.params]
+    best_pred: list[torch.Tensor | None] = [None] * S  # each seed's kept epoch's val predictions
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
         perms = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(device)
@@ -132,10 +133,14 @@ def train_stacked(cfg: TrainConfig, seeds: list[int], train_set: Dataset, val_se
         seconds = (time.perf_counter() - t0) / S
 
         acc = f1 = [None] * S
+        finite, pred = finite_weights(net.params, S), None
         if Zv is not None:
             with torch.no_grad():
-                acc, f1 = (t.tolist() for t in val_scores(net(Zv).argmax(-1), yv, len(classes)))
-        finite = finite_weights(net.params, S).tolist()
+                out = net(Zv)
+                finite &= out.reshape(S, -1).isfinite().all(1)  # outputs that are not numbers: diverged too
+                pred = out.argmax(-1)
+                acc, f1 = (t.tolist() for t in val_scores(pred, yv, len(classes)))
+        finite = finite.tolist()
         for s in list(active):
             stop = not (math.isfinite(epoch_loss[s]) and finite[s])  # diverged: train keeps its best earlier epoch (or 0)
             record = EpochRecord(epoch, epoch_loss[s], None if stop else acc[s], None if stop else f1[s], seconds, seeds[s])
@@ -148,6 +153,7 @@ def train_stacked(cfg: TrainConfig, seeds: list[int], train_set: Dataset, val_se
             elif keepers[s].improved(epoch, f1[s]):
                 for kept, p in zip(best, net.params):
                     kept[s].copy_(p.detach()[s])
+                best_pred[s] = None if pred is None else pred[s]
             elif keepers[s].stop:
                 active.remove(s)
         if not active:
@@ -158,5 +164,5 @@ def train_stacked(cfg: TrainConfig, seeds: list[int], train_set: Dataset, val_se
         net.load_into(result.model, s, best)
         result.model.eval()
         if val_set is not None:
-            result.metrics = evaluate_model(result.model, val_set)
+            result.metrics = kept_metrics(result.model, val_set, best_pred[s])
     return results

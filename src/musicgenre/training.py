@@ -201,8 +201,9 @@ class BestKeeper:
 
 
 def finite_weights(params: Iterable[torch.Tensor], models: int = 1) -> torch.Tensor:
-    """(models,) bools: whether each model's weights are all numbers. The epoch's loss alone can miss it: its
-    last step can turn them infinite. `params` are one model's, or stacked over `models` on dim 0."""
+    """(models,) bools: whether each model's weights (and buffers, such as batch norm's running variance) are
+    all numbers. The epoch's loss alone can miss it: its last step can turn them infinite. `params` are one
+    model's, or stacked over `models` on dim 0."""
     return torch.stack([p.detach().reshape(models, -1).isfinite().all(1) for p in params]).all(0)
 
 
@@ -280,7 +281,7 @@ def train(
     on_epoch: Callable[[EpochRecord], None] | None = None,
 ) -> TrainResult:
     """Train `cfg.model` on `train_set`; keep the epoch with the best validation macro F1
-    (the last epoch when there is no validation split). A loss or weights that turn NaN or infinite stop training
+    (the last epoch when there is no validation split). A loss, weights or validation outputs that turn NaN or infinite stop training
     at that epoch; if that is epoch 1, the initial weights are kept (best_epoch 0: nothing learned)."""
     check_settings(cfg, train_set, val_set)
     cfg = resolve_seed(cfg)
@@ -330,12 +331,15 @@ def _train(cfg, train_set, val_set, on_epoch, device) -> TrainResult:
             epoch_loss = float(run_epoch(cfg, step, batches, sched, weights))  # the one host sync of the epoch's steps
         seconds = time.perf_counter() - t0
         result.train_seconds += seconds
-        stop = not (math.isfinite(epoch_loss) and bool(finite_weights(model.parameters())))  # diverged
+        stop = not (math.isfinite(epoch_loss) and bool(finite_weights(model.state_dict().values())))  # diverged
 
         acc = f1 = pred = None
         if Xv is not None and not stop:
-            pred = predict_logits(model, Xv).argmax(1)
-            acc, f1 = map(float, val_scores(pred, yv, len(classes)))
+            logits = predict_logits(model, Xv)
+            stop = not bool(logits.isfinite().all())  # outputs that are not numbers: diverged too
+            if not stop:
+                pred = logits.argmax(1)
+                acc, f1 = map(float, val_scores(pred, yv, len(classes)))
         record = EpochRecord(epoch, epoch_loss, acc, f1, seconds, cfg.seed)
         result.history.append(record)
         if on_epoch is not None:
@@ -351,11 +355,17 @@ def _train(cfg, train_set, val_set, on_epoch, device) -> TrainResult:
     result.best_epoch = keeper.best_epoch
     model.load_state_dict(best_state)
     model.eval()
-    if val_set is not None:  # the kept epoch's own predictions: no second pass over the split
-        if best_pred is None:  # the initial weights, kept because epoch 1 diverged
-            best_pred = predict_logits(model, Xv).argmax(1)
-        result.metrics = classification_metrics(val_set.y, best_pred.cpu().numpy(), classes)
+    if val_set is not None:
+        result.metrics = kept_metrics(model, val_set, best_pred)
     return result
+
+
+def kept_metrics(model: GenreNet, val_set: Dataset, pred: torch.Tensor | None) -> dict:
+    """Validation metrics of the kept epoch from its own predictions `pred` (no second pass over the split), or
+    with None, of the initial weights, kept because epoch 1 diverged."""
+    if pred is None:
+        pred = predict_logits(model, torch.from_numpy(val_set.X).to(model.mean.device)).argmax(1)
+    return classification_metrics(val_set.y, pred.cpu().numpy(), val_set.classes)
 
 
 def check_learned(results: list[TrainResult]) -> None:
@@ -365,7 +375,7 @@ def check_learned(results: list[TrainResult]) -> None:
     lost = [str(r.config.seed) for r in results if r.best_epoch == 0]
     if lost:
         raise MusicGenreError(
-            f"training diverged in epoch 1 (NaN or infinite loss or weights) with seed {', '.join(lost)}: nothing was "
+            f"training diverged in epoch 1 (NaN or infinite loss, weights or validation outputs) with seed {', '.join(lost)}: nothing was "
             "learned; try a lower learning rate"
         )
 
@@ -374,7 +384,17 @@ def evaluate_model(model: nn.Module, dataset: Dataset) -> dict:
     """Full classification metrics of a model on a dataset split."""
     device = next(model.parameters()).device
     logits = predict_logits(model, torch.from_numpy(dataset.X).to(device))
+    check_scorable(logits.isfinite().all(1).cpu().numpy(), dataset.split)
     return classification_metrics(dataset.y, logits.argmax(1).cpu().numpy(), dataset.classes)
+
+
+def check_scorable(finite_rows: np.ndarray, split: str) -> None:
+    """Refuse to score a model whose outputs on some clips are not numbers (inputs far beyond the training
+    data's range): their argmax would count as the first class."""
+    bad = ~finite_rows
+    if bad.any():
+        raise MusicGenreError(f"the model's outputs on {int(bad.sum())} of the {len(bad)} {split} clips are NaN or "
+                              f"infinite (first: clip {int(np.argmax(bad))}), so they cannot be scored")
 
 
 def train_seeds(
