@@ -169,3 +169,20 @@ def test_non_positive_counts_are_refused_by_the_parser(capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["train", "--out", "x", "--epochs", "0"])
     assert "must be at least 1, not 0" in capsys.readouterr().err
+
+
+def test_output_in_a_latin1_locale_escapes_what_it_cannot_encode(tmp_path, capsys):
+    """File names that are not UTF-8 print as their bytes; other characters the stream's encoding lacks (here
+    Latin-1) as escapes, not an encoding traceback; the caller's streams are left as they were."""
+    import os
+    import subprocess
+    import sys
+
+    code = "import sys; from musicgenre.cli import main; sys.exit(main(sys.argv[1:]))"
+    proc = subprocess.run([sys.executable, "-c", code, "evaluate", str(tmp_path / "日本")], capture_output=True,
+                          env={**os.environ, "PYTHONIOENCODING": "latin-1"})
+    assert proc.returncode == 2
+    assert proc.stderr == f"error: {tmp_path}/\\u65e5\\u672c: no such run directory\n".encode("latin-1")
+    before = (sys.stdout.errors, sys.stderr.errors)
+    assert main(["evaluate", str(tmp_path / "nowhere")]) == 2
+    assert (sys.stdout.errors, sys.stderr.errors) == before

@@ -264,6 +264,11 @@ def test_names_that_are_not_utf8_are_extracted_classified_and_loaded(tmp_path, d
             sf.write(tmp_path / "lib" / genre / f"{i}.wav", decoded[source][i * 4 * SAMPLE_RATE:][:4 * SAMPLE_RATE], SAMPLE_RATE)
     latin1 = os.fsdecode(os.fsencode(tmp_path / "lib" / "blues") + b"/caf\xe9.wav")
     sf.write(os.fsencode(latin1), decoded[names["blues"]][: 4 * SAMPLE_RATE], SAMPLE_RATE)
+    genre = os.fsencode(tmp_path / "lib") + b"/chanson-fran\xe7aise"  # a genre folder so named: its name is a label
+    os.mkdir(genre)
+    assert main(["extract", str(tmp_path / "lib"), "--out", str(tmp_path / "data"), "--workers", "1"]) == 2
+    assert b"'chanson-fran\\udce7aise' is not a genre name" in capfdbinary.readouterr().err
+    os.rmdir(genre)
     assert main(["extract", str(tmp_path / "lib"), "--out", str(tmp_path / "data"), "--workers", "1"]) == 0
     manifest = json.loads((tmp_path / "data" / "manifest.json").read_text())
     entry = next(f for f in manifest["files"] if f["path"].startswith("blues/caf"))
@@ -277,3 +282,5 @@ def test_names_that_are_not_utf8_are_extracted_classified_and_loaded(tmp_path, d
     assert main(["train", "--data", str(tmp_path / "data"), "--epochs", "2", "--seed", "0", "--out", run]) == 0
     assert main(["evaluate", run, "--data", str(tmp_path / "data")]) == 0
     assert b"run-\xe9" in capfdbinary.readouterr().out
+    assert main(["report", run, "--out", str(tmp_path / "report")]) == 0
+    assert b"run-\xe9" in (tmp_path / "report" / "report.md").read_bytes()

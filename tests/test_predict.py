@@ -68,7 +68,9 @@ def test_folder_goes_on_past_bad_files(audio_dir, tmp_path, capsys):
     sf.write(tmp_path / "six_channels.wav", np.random.default_rng(0).normal(0, 0.1, (sr // 2, 6)), sr)
     sf.write(tmp_path / "short.wav", np.sin(np.arange(1600) / 5.0) * 0.5, 8000)  # 0.2 s
     sf.write(tmp_path / "silence.flac", np.zeros(16000), 8000)
-    (tmp_path / "gone.mp3").symlink_to(tmp_path / "deleted.mp3")  # these two were skipped without a word
+    (tmp_path / "gone.mp3").symlink_to(tmp_path / "deleted.mp3")  # these four were skipped without a word
+    (tmp_path / "gone2.mp3").symlink_to(tmp_path / "deleted.mp3")
+    (tmp_path / "loop.mp3").symlink_to(tmp_path / "loop.mp3")
     os.mkfifo(tmp_path / "stream.wav")
     rc = main(["predict", str(tmp_path), "--json"])
     assert rc == 1
@@ -80,7 +82,9 @@ def test_folder_goes_on_past_bad_files(audio_dir, tmp_path, capsys):
     assert records["short.wav"]["n_segments"] == 1 and records["short.wav"]["genre"]
     assert records["silence.flac"]["silent"] is True and records["silence.flac"]["genre"] is None
     assert out.err.strip().splitlines() == [
-        f"error: {tmp_path / 'gone.mp3'}: a link to a file that does not exist",
+        f"error: {tmp_path / 'gone.mp3'}: a link that leads to no file (broken, or a loop)",
+        f"error: {tmp_path / 'gone2.mp3'}: a link that leads to no file (broken, or a loop)",
+        f"error: {tmp_path / 'loop.mp3'}: a link that leads to no file (broken, or a loop)",
         f"error: {tmp_path / 'notes.mp3'}: not a readable audio file (unknown format or corrupt data)",
         f"error: {tmp_path / 'stream.wav'}: not a regular file (a device, pipe or socket), so not an audio file",
     ]

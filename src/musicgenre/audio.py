@@ -25,6 +25,7 @@ _SHORT_DATA_CHUNK = re.compile(r"^data : (\d+) \(should be (\d+)\)$", re.MULTILI
 # Writers streaming to a pipe leave a placeholder data size (sox 0x7ffff000, ffmpeg 0xffffffff): length unknown.
 _UNKNOWN_DATA_SIZE = 0x7FFFF000
 _NOT_REGULAR = "not a regular file (a device, pipe or socket), so not an audio file"
+_DEAD_LINK = "a link that leads to no file (broken, or a loop)"
 
 
 def as_path(arg: str | os.PathLike) -> Path:
@@ -93,7 +94,7 @@ def load_audio(path: str | Path) -> np.ndarray:
     path = as_path(path)
     if not path.is_file():
         problem = ("is a folder, not an audio file" if path.is_dir() else _NOT_REGULAR if path.exists()
-                   else "a link to a file that does not exist" if path.is_symlink() else "no such file")
+                   else _DEAD_LINK if path.is_symlink() else "no such file")
         raise MusicGenreError(f"{path}: {problem}")
     try:
         # as bytes on POSIX: a name that is not UTF-8 (a Latin-1 rip in an old library) reaches Python with
@@ -168,5 +169,5 @@ def find_audio_files(paths: Iterable[str | Path]) -> list[Path]:
         elif path.exists():
             raise MusicGenreError(f"{path}: {_NOT_REGULAR}")
         else:
-            raise MusicGenreError(f"{path}: no such file or folder")
+            raise MusicGenreError(f"{path}: {_DEAD_LINK if path.is_symlink() else 'no such file or folder'}")
     return sorted(found)

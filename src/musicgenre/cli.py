@@ -4,6 +4,7 @@ the commands so that `musicgenre --help` starts fast."""
 from __future__ import annotations
 
 import argparse
+import codecs
 import json
 import math
 import signal
@@ -436,14 +437,26 @@ def _terminate(signum: int, frame: object) -> None:
     raise Terminated
 
 
+def _bytes_or_escapes(exc: UnicodeError) -> tuple[str | bytes, int]:
+    """Output encoding errors: a file name that is not UTF-8 (surrogate escapes) as its own bytes, as ls prints
+    it; any other character the stream's encoding lacks (a Latin-1 terminal) as a backslash escape."""
+    try:
+        return codecs.lookup_error("surrogateescape")(exc)
+    except UnicodeError:
+        return codecs.lookup_error("backslashreplace")(exc)
+
+
+codecs.register_error("musicgenre", _bytes_or_escapes)
+
+
 def main(argv: list[str] | None = None) -> int:
-    for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 prints as its own bytes, as ls prints it
-        if hasattr(stream, "reconfigure"):
-            stream.reconfigure(errors="surrogateescape")
-    args = build_parser().parse_args(argv)
+    streams = [(stream, stream.errors) for stream in (sys.stdout, sys.stderr) if hasattr(stream, "reconfigure")]
+    for stream, _ in streams:
+        stream.reconfigure(errors="musicgenre")
     in_main_thread = threading.current_thread() is threading.main_thread()  # only it may handle signals
     before = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
+        args = build_parser().parse_args(argv)
         return args.func(args)
     except MusicGenreError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -461,6 +474,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if in_main_thread:
             signal.signal(signal.SIGTERM, before)
+        for stream, errors in streams:  # the caller's streams as they were
+            if not stream.closed:
+                stream.reconfigure(errors=errors)
 
 
 if __name__ == "__main__":

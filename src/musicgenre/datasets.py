@@ -100,9 +100,10 @@ def validate_features(X: np.ndarray, features: str, source: str) -> np.ndarray:
 
 
 def is_genre_name(name: object) -> bool:
-    """A usable genre label: a non-empty string without spaces at either end (a stray space would make a
-    class of its own)."""
-    return isinstance(name, str) and bool(name) and name == name.strip()
+    """A usable genre label: a non-empty string of printable text (no control characters, nor the surrogate
+    escapes of a folder name that is not UTF-8, which no table, figure or JSON file could show) without spaces
+    at either end (a stray space would make a class of its own)."""
+    return isinstance(name, str) and bool(name) and name == name.strip() and name.isprintable()
 
 
 def load_split(
@@ -123,7 +124,7 @@ def load_split(
         raise MusicGenreError(f"{labels_path}: genre names stored as bytes that are not ASCII text") from None
     bad = [name for name in sorted(set(labels.tolist())) if not is_genre_name(name)]
     if bad:
-        raise MusicGenreError(f"{labels_path}: {bad[0]!r} is not a genre name (empty, or spaces at either end)")
+        raise MusicGenreError(f"{labels_path}: {bad[0]!r} is not a genre name (empty, spaces at either end, or not printable text)")
     X = validate_features(X, features, str(d / "X.npy"))
     if len(X) != len(labels):
         raise MusicGenreError(f"{d}: X.npy has {len(X)} rows but labels.npy has {len(labels)}")

@@ -137,7 +137,8 @@ def _genre_files(audio_dir: Path) -> dict[str, list[Path]]:
         raise MusicGenreError(f"{audio_dir}: no genre subfolders (expected one folder of audio files per genre)")
     for genre in genres:
         if not is_genre_name(genre.name):
-            raise MusicGenreError(f"{genre}: {genre.name!r} is not a genre name (spaces at either end): rename the folder")
+            raise MusicGenreError(f"{genre}: {genre.name!r} is not a genre name (spaces at either end, or not UTF-8 "
+                                  "text, which a genre's label must be): rename the folder")
     return {genre.name: find_audio_files([genre]) for genre in genres}
 
 

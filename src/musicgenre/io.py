@@ -44,8 +44,9 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write UTF-8 text to path atomically."""
-    atomic_write_bytes(path, text.encode("utf-8"))
+    """Write UTF-8 text to path atomically; a file name in it that is not UTF-8 (surrogate escapes) is written
+    as its own bytes."""
+    atomic_write_bytes(path, text.encode("utf-8", "surrogateescape"))
 
 
 def atomic_save_npy(path: str | Path, array: np.ndarray) -> None:

@@ -99,8 +99,8 @@ def _resolve_paths(paths: list[str | os.PathLike]) -> list[tuple[Path, str | Non
         except MusicGenreError as exc:
             items.append((arg, str(exc)))
             continue
-        for path in found:
-            if (real := path.resolve()) not in seen:
+        for path in found:  # a file by what it is; a link to nothing, or a loop, by its own name
+            if (key := path.resolve() if path.is_file() else path.absolute()) not in seen:
                 items.append((path, None))
-                seen.add(real)
+                seen.add(key)
     return items
