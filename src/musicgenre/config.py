@@ -15,8 +15,9 @@ SCHEDULERS = ("none", "cosine", "onecycle")
 PRECISIONS = ("fp32", "bf16")
 CUDA_DEVICE = r"cuda(:\d+)?"  # cuda or cuda:N
 FLOAT32_MAX = 3.4028234663852886e38
-# torch's Beta sampler gives 0.5 for most draws below alpha 0.01 (it should give near 0 or 1), and nothing
-# mixes above float32's range; past 1000 the blend is 0.5 +- 0.01 anyway
+# torch's Beta sampler returns exactly 0.5 for a share of draws that grows as alpha falls below 0.01 (a quarter
+# at 0.001, nearly all at 1e-5; they should lie near 0 or 1), and nothing mixes above float32's range; past
+# 1000 the blend is 0.5 +- 0.01 anyway
 MIXUP_ALPHAS = (0.01, 1000.0)
 SEED_LIMIT = 2**63  # seeds are 0..2**63-1, what torch.manual_seed takes as a signed 64-bit number
 

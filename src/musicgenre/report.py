@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 CALIBRATION_FIGURES = ("nll_before", "nll_after", "ece_before", "ece_after")
 MAX_ANNOTATED = 12  # classes up to which a confusion matrix's cells are labelled and its figure grows
-MEL_COLUMNS = 6  # example mel-spectrograms per row
+MEL_COLUMNS, MEL_EXAMPLES = 6, 24  # example mel-spectrograms per row, and in all (the first genres')
 
 
 @dataclass
@@ -123,10 +123,12 @@ def plot_per_class(metrics: dict, path: Path) -> None:
 
 
 def plot_mel_examples(data: str | os.PathLike, classes: tuple[str, ...], path: Path) -> None:
-    """The first mel-spectrogram of each genre in the train split (time across, mel band up), as the study showed."""
+    """The first mel-spectrogram of each of the first MEL_EXAMPLES genres in the train split (time across, mel band
+    up), as the study showed."""
     from musicgenre.datasets import load_split
 
     train = load_split(data, "train", "melgram", classes)
+    classes = classes[:MEL_EXAMPLES]
     cols = min(len(classes), MEL_COLUMNS)
     rows = -(-len(classes) // cols)
     fig = new_figure(figsize=(3.2 * cols, 2.6 * rows))
@@ -185,7 +187,8 @@ def run_blocks(run: Run, record: dict, history: list[dict], out: Path, prefix: s
         else:
             try:
                 plot_mel_examples(data, run.classes, out / f"{prefix}mel_examples.png")
-                blocks += [Block("p", "One training mel-spectrogram per genre:"), Block("img", f"{prefix}mel_examples.png")]
+                shown = "" if len(run.classes) <= MEL_EXAMPLES else f" (the first {MEL_EXAMPLES} of {len(run.classes)})"
+                blocks += [Block("p", f"One training mel-spectrogram per genre{shown}:"), Block("img", f"{prefix}mel_examples.png")]
             except MusicGenreError as exc:  # another dataset's genres, or a broken file
                 missing = f"{exc} (pass --data ROOT of the run's own data)"
         if missing:
