@@ -217,3 +217,12 @@ def test_a_corrupt_mp3_is_one_error_without_the_decoders_own_lines(audio_dir, tm
     with _error_naming(path, "truncated file"):
         load_audio(path)
     assert capfd.readouterr().err == ""
+
+
+def test_hidden_files_and_folders_in_a_folder_are_left_out(tmp_path):
+    """A trash folder inside a genre was trained on, and macOS's ._ files were error lines."""
+    for name in ["a.wav", ".Trash-1000/deleted.wav", "._a.wav", "album/b.wav", "album/.hidden/c.wav"]:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        sf.write(tmp_path / name, np.zeros(800), SAMPLE_RATE)
+    assert find_audio_files([tmp_path]) == [tmp_path / "a.wav", tmp_path / "album" / "b.wav"]
+    assert find_audio_files([tmp_path / "._a.wav"]) == [tmp_path / "._a.wav"]  # named itself: read as asked

@@ -136,7 +136,8 @@ def segment(y: np.ndarray) -> np.ndarray:
 
 def _audio_under(folder: Path) -> set[Path]:
     """Audio files anywhere under `folder`, through symlinked subfolders too (an album linked into a
-    library), each real folder walked once, so that a link loop ends."""
+    library), each real folder walked once, so that a link loop ends. Hidden files and folders (names
+    starting with a dot: a trash folder, macOS's ._ metadata files) are left out."""
     found: set[Path] = set()
     walked: set[str] = set()
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
@@ -145,10 +146,18 @@ def _audio_under(folder: Path) -> set[Path]:
             dirnames.clear()
             continue
         walked.add(real)
-        dirnames.sort()  # a folder reached twice is named by its first path in sorted order, on any filesystem
+        # sorted: a folder reached twice is named by its first path in sorted order, on any filesystem
+        dirnames[:] = sorted(name for name in dirnames if not name.startswith("."))
         # every entry named as audio, a link to nothing or a pipe included: reading it reports what it is
-        found |= {p for name in filenames if (p := Path(dirpath, name)).suffix.lower() in AUDIO_EXTENSIONS}
+        found |= {p for name in filenames
+                  if not name.startswith(".") and (p := Path(dirpath, name)).suffix.lower() in AUDIO_EXTENSIONS}
     return found
+
+
+def file_key(path: Path) -> Path:
+    """What identifies a file among paths: its real path (links followed), so that a file reached by two paths
+    counts once; for a path that reaches no file (a broken or looping link), its own absolute path."""
+    return path.resolve() if path.is_file() else path.absolute()
 
 
 def find_audio_files(paths: Iterable[str | Path]) -> list[Path]:

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from musicgenre.audio import as_path, find_audio_files
+from musicgenre.audio import as_path, file_key, find_audio_files
 from musicgenre.config import check_seed
 from musicgenre.datasets import FEATURE_DIRS, FEATURE_SHAPES, is_genre_name
 from musicgenre.errors import MusicGenreError
@@ -43,11 +43,11 @@ def build_dataset(
     check_out_dir(out_root, overwrite, [audio_dir])  # before any audio is read
     check_seed(seed)
     ratios = _check_ratios(split_ratio)
-    genre_files = _genre_files(audio_dir)
+    genre_files, repeats = _drop_repeats(_genre_files(audio_dir))
     manifest: dict[str, Any] = {}
 
     def fill(tmp: Path) -> None:
-        manifest.update(_build(audio_dir, tmp, genre_files, ratios, seed, workers, progress))
+        manifest.update(_build(audio_dir, tmp, genre_files, repeats, ratios, seed, workers, progress))
 
     write_dir(out_root, overwrite, fill, inputs=[audio_dir])
     return manifest
@@ -57,6 +57,7 @@ def _build(
     audio_dir: Path,
     out_root: Path,
     genre_files: dict[str, list[Path]],
+    repeats: dict[Path, tuple[str, Path]],
     ratios: np.ndarray,
     seed: int,
     workers: int | None,
@@ -83,6 +84,9 @@ def _build(
             if split is not None:
                 sounding = ~result.silent
                 kept[split].append(({kind: x[sounding] for kind, x in result.features.items()}, label))
+    for path, (label, kept_path) in repeats.items():
+        records.append({"path": path.relative_to(audio_dir).as_posix(), "label": label, "split": None, "n_segments": 0,
+                        "n_silent": 0, "error": f"{path}: the same file as {kept_path}, which is extracted instead"})
     n_clips = {split: sum(len(features["mfcc"]) for features, _ in rows) for split, rows in kept.items()}
     if n_clips["train"] == 0:
         errors = [r["error"] for r in records if r["error"]]
@@ -140,6 +144,24 @@ def _genre_files(audio_dir: Path) -> dict[str, list[Path]]:
             raise MusicGenreError(f"{genre}: {genre.name!r} is not a genre name (spaces at either end, or not UTF-8 "
                                   "text, which a genre's label must be): rename the folder")
     return {genre.name: find_audio_files([genre]) for genre in genres}
+
+
+def _drop_repeats(genre_files: dict[str, list[Path]]) -> tuple[dict[str, list[Path]], dict[Path, tuple[str, Path]]]:
+    """Each file once: a later path to a file already listed (a link to it, in its own genre or another) is left
+    out, so that no recording can have seconds in two splits. Returns the files kept, and for each path left
+    out its genre and the path that was kept."""
+    first: dict[Path, Path] = {}
+    kept: dict[str, list[Path]] = {}
+    repeats: dict[Path, tuple[str, Path]] = {}
+    for label, files in genre_files.items():
+        kept[label] = []
+        for path in files:
+            if (key := file_key(path)) in first:
+                repeats[path] = (label, first[key])
+            else:
+                first[key] = path
+                kept[label].append(path)
+    return kept, repeats
 
 
 def _split_counts(n: int, ratios: np.ndarray) -> np.ndarray:

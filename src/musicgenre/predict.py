@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
-from musicgenre.audio import as_path, find_audio_files
+from musicgenre.audio import as_path, file_key, find_audio_files
 from musicgenre.errors import MusicGenreError
 from musicgenre.features import FileFeatures, iter_file_features
 
@@ -99,8 +99,8 @@ def _resolve_paths(paths: list[str | os.PathLike]) -> list[tuple[Path, str | Non
         except MusicGenreError as exc:
             items.append((arg, str(exc)))
             continue
-        for path in found:  # a file by what it is; a link to nothing, or a loop, by its own name
-            if (key := path.resolve() if path.is_file() else path.absolute()) not in seen:
+        for path in found:
+            if (key := file_key(path)) not in seen:
                 items.append((path, None))
                 seen.add(key)
     return items
