@@ -132,6 +132,20 @@ def test_calibrating_infinite_outputs_is_one_line_and_changes_nothing(tiny_run, 
     assert run_files(run) == before
 
 
+def test_a_val_split_without_errors_is_not_fitted_to_a_temperature_near_zero(tiny_run, capsys):
+    """Every clip right: the NLL falls as T -> 0; a T of 0.004 was stored and made every prediction 1.00."""
+    run, root = tiny_run
+    val = load_dataset(root, "mfcc")["val"]
+    right = load_predictor(run).predict_proba(val.X).argmax(1) == val.y
+    np.save(root / "val/mfccs/X.npy", val.X[right])
+    np.save(root / "val/mfccs/labels.npy", np.array(val.classes)[val.y[right]])
+    before = run_files(run)
+    capsys.readouterr()
+    assert main(["calibrate", str(run), "--data", str(root)]) == 2
+    assert "the val split is separated perfectly, so the fitted temperature runs towards 0" in capsys.readouterr().err
+    assert run_files(run) == before
+
+
 def test_calibrate_writes_weights_and_metrics_or_neither(tiny_run, monkeypatch, capsys):
     import musicgenre.ensemble as ensemble
 
