@@ -74,7 +74,13 @@ def test_sweep_report(small_mfcc_root, tmp_path):
     assert "| SGD | 0.002 |" in md and "| Adam | 0.002 |" in md
     rows = [line for line in md.splitlines() if line.startswith("| SGD |") or line.startswith("| Adam |")]
     best = rows[0].split("|")[1].strip()
-    assert f"## Best: {best}, seed 0" in md
+    assert f"## Best: {best}, seed 0" in md and "Unfinished" not in md
+    # a sweep stopped part way says so, and that its best is the best so far
+    (sweep / "runs" / "Adam" / "results.json").rename(tmp_path / "adam-results.json")
+    md = (build_report(sweep, tmp_path / "part") / "report.md").read_text()
+    assert "Unfinished: 1 of 2 optimizers have run; not yet Adam (rerun the sweep command to continue it)." in md
+    assert "## Best so far: SGD, seed 0" in md
+    (tmp_path / "adam-results.json").rename(sweep / "runs" / "Adam" / "results.json")
     # a sweep written before the runs were named seed-K (as `train --seeds` names them) still reports
     for opt in ("SGD", "Adam"):
         (sweep / "runs" / opt / "seed-0").rename(sweep / "runs" / opt / "seed0")
@@ -87,7 +93,8 @@ def test_melgram_report_shows_examples_with_data(mel_root, tmp_path, monkeypatch
                  "--seed", "0", "--batch-size", "16"]) == 0
     plain = {"learning_curves.png", "confusion.png", "per_class.png"}
     monkeypatch.delenv("MUSICGENRE_DATA", raising=False)
-    assert_report(build_report(run, tmp_path / "without"), plain)
+    md = assert_report(build_report(run, tmp_path / "without"), plain)
+    assert "No example mel-spectrograms: no data root to take them from (pass --data ROOT" in md
     md = assert_report(build_report(run, tmp_path / "with", str(mel_root)), plain | {"mel_examples.png"})
     assert "One training mel-spectrogram per genre" in md
     monkeypatch.setenv("MUSICGENRE_DATA", str(mel_root))  # the data root from the environment, as elsewhere

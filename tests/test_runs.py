@@ -257,7 +257,7 @@ def test_report_and_load_run_say_what_a_path_is_instead(run_dir, tmp_path):
     with pytest.raises(MusicGenreError, match="five: holds one run per seed .seed-K folders.: report on one of them$"):
         build_report(seeds, tmp_path / "rep")
     with pytest.raises(MusicGenreError, match="metrics.json: holds no training record .'best_epoch' is missing.: "
-                                              ".*ready_model was not written by train, sweep or compare$"):
+                                              ".*ready_model was not written by train, sweep or reproduce$"):
         build_report(READY_MODEL, tmp_path / "rep")
     assert not (tmp_path / "rep").exists()
 
@@ -277,6 +277,12 @@ def test_a_multi_seed_folder_says_how_to_use_its_runs(small_mfcc_root, audio_dir
         load_run(out)
     assert main(["predict", "--model", f"ensemble:{out}/seed-0, {out}/seed-1", str(audio_dir / "hiphop_fma_000002.mp3")]) == 0
     assert "hiphop_fma_000002.mp3" in capsys.readouterr().out
+    assert main(["calibrate", str(out), "--data", str(small_mfcc_root)]) == 2  # one run's temperature: no ensemble hint
+    assert capsys.readouterr().err == f"error: {out}: holds 4 runs, not one: pass one of them\n"
+    for k in (1, 2, 10):  # a folder of one run
+        shutil.rmtree(out / f"seed-{k}")
+    with pytest.raises(MusicGenreError, match=rf"^{out}: not a run directory, but it holds one: pass {out}/seed-0$"):
+        load_run(out)
 
 
 def test_seeds_beyond_the_range_are_refused_before_training(small_mfcc_root, tmp_path, capsys):

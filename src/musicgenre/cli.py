@@ -314,7 +314,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from musicgenre.ensemble import calibrate_run
     from musicgenre.runs import load_run
 
-    run = load_run(args.run_dir)
+    run = load_run(args.run_dir, averaged=False)  # a temperature is fitted to one run
     dataset = load_split(resolve_data_root(args.data), "val", run.features, run.classes)
     c = calibrate_run(run, dataset)
     print(f"temperature {c['temperature']:.4f} fitted on val: NLL {c['nll_before']:.4f} -> {c['nll_after']:.4f}, "
@@ -359,7 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="accuracy, macro F1, per-class report and confusion matrix of a run")
-    p.add_argument("run_dir", help="a run directory (from train, sweep or compare)")
+    p.add_argument("run_dir", help="a run directory (from train, sweep or reproduce)")
     add_scoring_options(p)
     p.set_defaults(func=cmd_evaluate)
 

@@ -180,9 +180,11 @@ def run_blocks(run: Run, record: dict, history: list[dict], out: Path, prefix: s
         blocks += [Block("img", f"{prefix}confusion.png"), Block("img", f"{prefix}per_class.png")]
     if float(run.model.temperature) != 1.0:
         blocks.append(Block("p", calibration_text(run, record)))
-    if run.features == "melgram" and data is not None:  # optional: without them the report goes on, saying why
+    if run.features == "melgram":  # optional: without them the report goes on, saying why
         missing = None
-        if not has_split(Path(data), "train", "melgram"):
+        if data is None:
+            missing = "no data root to take them from (pass --data ROOT, or set MUSICGENRE_DATA)"
+        elif not has_split(Path(data), "train", "melgram"):
             missing = f"{data} has no train split of melgrams (pass --data ROOT of one that has)"
         else:
             try:
@@ -202,6 +204,10 @@ def sweep_blocks(cfg: SweepConfig, results: list[OptimizerResult], out: Path) ->
 
     atomic_write_bytes(out / "sweep.png", sweep_figure(cfg, results))
     blocks = [Block("p", line) for line in sweep_intro(cfg)]
+    missing = [o for o in cfg.optimizers if o not in {r.optimizer for r in results}]
+    if missing:  # a sweep stopped part way: what is there is not the whole comparison
+        blocks.append(Block("p", f"Unfinished: {len(results)} of {len(cfg.optimizers)} optimizers have run; not yet "
+                                 f"{', '.join(missing)} (rerun the sweep command to continue it)."))
     return blocks + [Block("table", header=SWEEP_HEADER, rows=tuple(sweep_table_rows(results))), Block("img", "sweep.png")]
 
 
@@ -275,7 +281,8 @@ def build_report(path: str | os.PathLike, out: str | os.PathLike, data: str | No
     def fill(tmp: Path) -> None:
         blocks = []
         if cfg is not None:
-            blocks = sweep_blocks(cfg, results, tmp) + [Block("h2", f"Best: {best.optimizer}, seed {seed}")]
+            so_far = " so far" if len(results) < len(cfg.optimizers) else ""
+            blocks = sweep_blocks(cfg, results, tmp) + [Block("h2", f"Best{so_far}: {best.optimizer}, seed {seed}")]
         blocks += run_blocks(run, record, history, tmp, prefix, data)
         atomic_write_text(tmp / "report.md", render_markdown(title, blocks))
         atomic_write_text(tmp / "report.html", render_html(title, blocks, tmp))

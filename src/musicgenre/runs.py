@@ -118,7 +118,7 @@ def training_record(run: Run) -> dict:
         raise MusicGenreError(f"{source}: missing")
     if "best_epoch" not in run.metrics:  # the shipped model keeps its validation figures, not a training record
         raise MusicGenreError(f"{source}: holds no training record ('best_epoch' is missing): "
-                              f"{run.path} was not written by train, sweep or compare")
+                              f"{run.path} was not written by train, sweep or reproduce")
     m = check_fields(run.metrics, {"best_epoch": (int,), "epochs_run": (int,), "train_seconds": NUMBER,
                                    "seconds_per_epoch": NUMBER, "val": (dict, type(None))}, str(source))
     if m["val"] is not None:
@@ -235,18 +235,22 @@ def run_folders(path: Path) -> list[str]:
                   key=lambda name: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)])
 
 
-def load_run(path: str | os.PathLike, device: str | torch.device = "cpu") -> Run:
-    """Load a run directory; anything that is not one of ours is a one-line error naming the file."""
+def load_run(path: str | os.PathLike, device: str | torch.device = "cpu", averaged: bool = True) -> Run:
+    """Load a run directory; anything that is not one of ours is a one-line error naming the file. `averaged`:
+    whether the command could average several runs, which a folder of runs is then pointed to."""
     path = Path(path)
     cfg_path = path / "config.json"
     if not path.is_dir():
         raise MusicGenreError(f"{path}: {'a file, not a' if path.exists() else 'no such'} run directory")
     if not cfg_path.is_file():
         runs = run_folders(path)
+        if len(runs) == 1:
+            raise MusicGenreError(f"{path}: not a run directory, but it holds one: pass {path}/{runs[0]}")
         if runs:
             listed = [f"{path}/{name}" for name in runs[:2]] + (["..."] if len(runs) > 2 else [])
-            raise MusicGenreError(f"{path}: holds {len(runs)} runs, not one: pass one of them, or average them "
-                                  f"(`musicgenre ensemble {' '.join(listed)}`, or `--model ensemble:{','.join(listed)}`)")
+            average = (f", or average them (`musicgenre ensemble {' '.join(listed)}`, or "
+                       f"`--model ensemble:{','.join(listed)}`)") if averaged else ""
+            raise MusicGenreError(f"{path}: holds {len(runs)} runs, not one: pass one of them{average}")
         raise MusicGenreError(f"{cfg_path}: missing: {path} is not a musicgenre run directory")
     meta = read_json(cfg_path)
     if not isinstance(meta, dict) or meta.get("kind") != RUN_KIND:
