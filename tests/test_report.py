@@ -153,6 +153,13 @@ def test_reproduce_mfcc_only_end_to_end_and_resume(small_mfcc_root, tmp_path, ca
     assert json.loads((out / "reproduce_config.json").read_text())["epochs"] == 1
     assert (out / "mfcc-net" / "metrics.json").stat().st_mtime_ns == mtime
     capsys.readouterr()
+    X = np.load(small_mfcc_root / "train/mfccs/X.npy")
+    np.save(small_mfcc_root / "train/mfccs/X.npy", X[::-1])  # the data under the same root changed
+    assert main(args) == 2
+    assert capsys.readouterr().err == (f"error: {out / 'reproduce_config.json'}: {out} holds a reproduction begun on "
+                                       f"other data: what {small_mfcc_root.resolve()} holds has changed since; pass "
+                                       "another --out, or delete it to start over\n")
+    np.save(small_mfcc_root / "train/mfccs/X.npy", X)
     (out / "mfcc-net" / "metrics.json").rename(tmp_path / "metrics.json")  # a part changed by hand
     assert main(args) == 2
     assert capsys.readouterr().err == (f"error: {out / 'mfcc-net'}: not a finished run (no metrics.json): delete it, "

@@ -239,6 +239,22 @@ def test_test_clips_the_model_cannot_score_stop_the_sweep_with_one_line(small_mf
     assert not (out / "runs" / "SGD" / "results.json").exists()
 
 
+def test_a_sweep_resumed_on_changed_data_is_refused(small_mfcc_root, tmp_path, capsys):
+    """Resumed after the arrays under the same root changed, a sweep mixed optimizers trained on two datasets."""
+    out = tmp_path / "sweep"
+    args = sweep_args(small_mfcc_root, out, "--optimizers", "sgd,adam", "--seeds", "1", "--epochs", "1")
+    assert main(args) == 0
+    (out / "runs" / "Adam" / "results.json").unlink()  # as a sweep stopped after SGD leaves it
+    labels = np.load(small_mfcc_root / "val/mfccs/labels.npy")
+    np.save(small_mfcc_root / "val/mfccs/labels.npy", labels[::-1])
+    capsys.readouterr()
+    assert main(args) == 2
+    assert capsys.readouterr().err == (f"error: {out}: holds a sweep begun on other data: what {small_mfcc_root.resolve()} "
+                                       "holds has changed since; choose another --out, or delete it to start over\n")
+    np.save(small_mfcc_root / "val/mfccs/labels.npy", labels)
+    assert main(args) == 0 and (out / "runs" / "Adam" / "results.json").is_file()
+
+
 def test_an_optimizer_that_diverges_at_once_is_a_result_not_a_crash(small_mfcc_root, tmp_path):
     # The study reports optimizers that collapse; a NaN loss in epoch 1 keeps the initial weights (epoch 0).
     out = tmp_path / "sweep"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -160,3 +161,16 @@ def load_dataset(
         if split != "train" and ((d / "X.npy").exists() or (d / "labels.npy").exists()):
             out[split] = load_split(root, split, features, train.classes)
     return out
+
+
+def data_digest(splits: dict[str, Dataset]) -> str:
+    """A fingerprint of loaded splits (their features, labels and classes), saved with a long job so that its
+    resumption can tell that the data under the same path has changed since, and refuse to mix the two."""
+    h = hashlib.sha256()
+    for name in sorted(splits):
+        d = splits[name]
+        for part in (name, d.features, "\n".join(d.classes)):
+            h.update(part.encode("utf-8", "surrogateescape") + b"\0")
+        h.update(np.ascontiguousarray(d.X).tobytes())
+        h.update(np.ascontiguousarray(d.y).tobytes())
+    return h.hexdigest()[:16]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from musicgenre.benchmark import compare_devices, device_table, read_device_rows
 from musicgenre.config import TrainConfig
-from musicgenre.datasets import Dataset, has_split, load_dataset, resolve_data_root
+from musicgenre.datasets import Dataset, data_digest, has_split, load_dataset, resolve_data_root
 from musicgenre.errors import MusicGenreError
 from musicgenre.io import atomic_write_json, atomic_write_text, out_folder, read_json
 from musicgenre.report import build_report
@@ -75,7 +75,9 @@ def reproduce(data: str | os.PathLike | None, out: str | os.PathLike, seeds: int
     for features, splits in data_of.items():  # every part is scored on val: refused before anything is trained
         if "val" not in splits:
             raise MusicGenreError(f"{root}: no val split of {features} features, which reproduce scores every part on")
-    settings = {"data": str(root), "epochs": epochs, "seeds": seeds, "optimizers": list(sweep_cfg.optimizers)}
+    digest = data_digest({f"{features}/{split}": d for features, splits in data_of.items() for split, d in splits.items()})
+    settings = {"data": str(root), "epochs": epochs, "seeds": seeds, "optimizers": list(sweep_cfg.optimizers),
+                "data_digest": digest}
     settings_path = Path(out) / "reproduce_config.json"
     found = {p.name for p in Path(out).iterdir() if not p.name.startswith(".")} if Path(out).is_dir() else set()
     if found and not settings_path.is_file() and not found & PARTS:  # its reports/ would replace what is there
@@ -83,6 +85,10 @@ def reproduce(data: str | os.PathLike | None, out: str | os.PathLike, seeds: int
                               f"({', '.join(sorted(PARTS))}): choose another --out")
     out = out_folder(out, [root])
     saved = check_fields(read_json(settings_path), {}, str(settings_path)) if settings_path.is_file() else settings
+    saved.setdefault("data_digest", digest)  # a folder of an earlier version, which recorded none, is adopted
+    if saved["data_digest"] != digest:
+        raise MusicGenreError(f"{settings_path}: {out} holds a reproduction begun on other data: what {root} holds "
+                              "has changed since; pass another --out, or delete it to start over")
     if saved != settings:  # its finished parts would be read back and mixed with parts run otherwise
         raise MusicGenreError(f"{settings_path}: {out} holds a reproduction run with other settings "
                               f"({differences(saved, settings)}): pass another --out, or delete it to start over")

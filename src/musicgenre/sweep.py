@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from musicgenre.config import OPTIMIZERS, WITHOUT_WEIGHT_DECAY, TrainConfig, canonical_optimizer
-from musicgenre.datasets import load_dataset, resolve_data_root
+from musicgenre.datasets import data_digest, load_dataset, resolve_data_root
 from musicgenre.errors import MusicGenreError
 from musicgenre.io import atomic_write_bytes, atomic_write_json, atomic_write_text, check_out_path, read_json
 from musicgenre.metrics import mean_std
@@ -179,9 +179,14 @@ def run_sweep(cfg: SweepConfig, out: str | os.PathLike, progress: bool = True) -
     if cfg.split not in data:
         raise MusicGenreError(f"{cfg.data}: no {cfg.split} split of {cfg.base.features} features to evaluate on")
     check_settings(cfg.base, data["train"], data.get("val"))
+    digest = data_digest(data)
+    saved = read_json(out / "sweep_config.json").get("data_digest") if resuming else None
+    if saved is not None and saved != digest:  # its finished optimizers were trained on other data
+        raise MusicGenreError(f"{out}: holds a sweep begun on other data: what {cfg.data} holds has changed since; "
+                              "choose another --out, or delete it to start over")
     done = finished_results(cfg, out)
     if not resuming:  # only now that the data and options are known to be good
-        atomic_write_json(out / "sweep_config.json", cfg.to_dict())
+        atomic_write_json(out / "sweep_config.json", {**cfg.to_dict(), "data_digest": digest})
     seeds = list(range(cfg.seeds))
     epochs = cfg.base.epochs
     results: list[OptimizerResult] = []
