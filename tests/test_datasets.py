@@ -146,3 +146,10 @@ def test_training_data_needs_two_genres(tmp_path):
     write_split(tmp_path, "train", "mfcc", np.zeros((8, 26)), ["blues"] * 8)
     with pytest.raises(MusicGenreError, match="train/mfccs/labels.npy: one genre only \\('blues'\\)"):
         load_dataset(tmp_path, "mfcc")
+
+
+def test_genre_names_may_hold_any_text_but_control_characters_and_undecodable_bytes():
+    from musicgenre.datasets import is_genre_name
+
+    assert all(map(is_genre_name, ["Hip\u00a0Hop", "\u067e\u0627\u067e\u200c\u0631\u0627\u06a9", "rock", "r|b"]))
+    assert not any(map(is_genre_name, ["", " rock", "ro\nck", "bell\x07", "caf\udce9"]))

@@ -295,10 +295,12 @@ def test_a_file_reached_by_two_paths_is_extracted_once(tmp_path, decoded):
             sf.write(tmp_path / "lib" / genre / f"{i}.wav", decoded[source][i * 2 * SAMPLE_RATE:][:2 * SAMPLE_RATE], SAMPLE_RATE)
         (tmp_path / "lib" / genre / "playlist" / "best.wav").symlink_to(tmp_path / "lib" / genre / "0.wav")
     (tmp_path / "lib" / "rock" / "stray.wav").symlink_to(tmp_path / "lib" / "blues" / "1.wav")  # and in another genre
+    (tmp_path / "lib" / "blues" / "z.wav").symlink_to(tmp_path / "lib" / "rock" / "2.wav")  # listed before its file
     manifest = build_dataset(tmp_path / "lib", tmp_path / "out", split_ratio="1/1", workers=1, progress=False)
     by_path = {f["path"]: f for f in manifest["files"]}
     assert by_path["blues/0.wav"]["split"] is not None and by_path["blues/playlist/best.wav"]["split"] is None
     assert by_path["blues/playlist/best.wav"]["error"].endswith(f"the same file as {tmp_path / 'lib' / 'blues' / '0.wav'}, "
                                                                 "which is extracted instead")
     assert by_path["rock/stray.wav"]["split"] is None and by_path["rock/playlist/best.wav"]["split"] is None
+    assert by_path["blues/z.wav"]["split"] is None and by_path["rock/2.wav"]["split"] is not None  # the file's genre
     assert sum(f["split"] is not None for f in manifest["files"]) == 6, manifest["files"]

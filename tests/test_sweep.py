@@ -253,6 +253,11 @@ def test_a_sweep_resumed_on_changed_data_is_refused(small_mfcc_root, tmp_path, c
                                        "holds has changed since; choose another --out, or delete it to start over\n")
     np.save(small_mfcc_root / "val/mfccs/labels.npy", labels)
     assert main(args) == 0 and (out / "runs" / "Adam" / "results.json").is_file()
+    saved = json.loads((out / "sweep_config.json").read_text())
+    digest = saved.pop("data_digest")
+    (out / "sweep_config.json").write_text(json.dumps(saved))  # as an earlier version wrote it: adopted, and
+    assert main(args) == 0  # fingerprinted from then on
+    assert json.loads((out / "sweep_config.json").read_text())["data_digest"] == digest
 
 
 def test_an_optimizer_that_diverges_at_once_is_a_result_not_a_crash(small_mfcc_root, tmp_path):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import subset
+from conftest import STUDY_DATA, subset
 from musicgenre.config import OPTIMIZERS, WITHOUT_WEIGHT_DECAY, TrainConfig, recipe
 from musicgenre.datasets import Dataset, load_dataset
 from musicgenre.errors import MusicGenreError
@@ -191,23 +191,29 @@ def test_a_run_that_diverges_at_once_keeps_its_initial_weights_and_the_cli_saves
     assert "training diverged in epoch 1" in capsys.readouterr().err
 
 
-def test_batch_norm_statistics_made_infinite_count_as_diverged(mfcc):
+def test_batch_norm_statistics_made_infinite_count_as_diverged(mfcc, capsys):
     """Adam at lr 1e10 turns batch norm's running variance infinite while loss and parameters stay finite:
     the run was kept and saved, and then refused to load."""
     cfg = replace(recipe("mfcc-mlp-plus"), optimizer="Adam", lr=1e10, batch_size=64, epochs=3, seed=0)
     result = train(cfg, mfcc["train"], mfcc["val"])
     assert result.best_epoch == 0 and len(result.history) == 1
     assert all(torch.isfinite(t).all() for t in result.model.state_dict().values())
+    assert main(["train", "--data", str(STUDY_DATA), "--model", "mfcc-mlp-plus", "--optimizer", "adam", "--lr", "1e10",
+                 "--batch-size", "64", "--epochs", "3", "--seed", "0", "--out", "unused"]) == 2
+    out = capsys.readouterr().out  # the epoch line says so, though its loss is a (huge) number
+    assert "epoch   1/3" in out and out.rstrip().endswith("diverged: training stops here")
 
 
 @pytest.mark.parametrize("seeds", [[0], [0, 1]])  # one run, and two seeds stacked
-def test_validation_outputs_that_are_not_numbers_count_as_diverged(mfcc, seeds):
-    """Clips finite in float32 but far beyond the training range overflow the net: argmax made them class 0."""
+def test_validation_clips_no_weights_can_score_are_the_datas_error(mfcc, seeds):
+    """Clips finite in float32 but far beyond the training range overflow the net at every epoch, the initial
+    weights' included: argmax had made them class 0. Every epoch stops as diverged, and the initial weights
+    cannot be scored either: an error about the data, not advice to lower the learning rate."""
     X = mfcc["val"].X.copy()
     X[:50] = np.where(np.arange(26) % 2, 3e38, -3e38)
     cfg = TrainConfig(epochs=2, device="cpu", fused=False)
-    for result in train_seeds(cfg, seeds, subset(mfcc["train"], 400), replace(mfcc["val"], X=X)):
-        assert result.best_epoch == 0 and result.history[0].val_f1 is None and len(result.history) == 1
+    with pytest.raises(MusicGenreError, match="^the model's outputs on 50 of the 800 val clips are NaN or infinite"):
+        train_seeds(cfg, seeds, subset(mfcc["train"], 400), replace(mfcc["val"], X=X))
 
 
 @pytest.mark.parametrize("fused, seeds", [(True, [0]), (False, [0]), (False, [0, 1])])  # fused, PyTorch, stacked

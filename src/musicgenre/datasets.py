@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,10 +102,11 @@ def validate_features(X: np.ndarray, features: str, source: str) -> np.ndarray:
 
 
 def is_genre_name(name: object) -> bool:
-    """A usable genre label: a non-empty string of printable text (no control characters, nor the surrogate
-    escapes of a folder name that is not UTF-8, which no table, figure or JSON file could show) without spaces
-    at either end (a stray space would make a class of its own)."""
-    return isinstance(name, str) and bool(name) and name == name.strip() and name.isprintable()
+    """A usable genre label: a non-empty string without spaces at either end (a stray space would make a class
+    of its own), control characters, or the surrogate escapes of a folder name that is not UTF-8 (no table,
+    figure or JSON file could show them)."""
+    return (isinstance(name, str) and bool(name) and name == name.strip()
+            and not any(unicodedata.category(c) in ("Cc", "Cs") for c in name))
 
 
 def load_split(
@@ -125,7 +127,7 @@ def load_split(
         raise MusicGenreError(f"{labels_path}: genre names stored as bytes that are not ASCII text") from None
     bad = [name for name in sorted(set(labels.tolist())) if not is_genre_name(name)]
     if bad:
-        raise MusicGenreError(f"{labels_path}: {bad[0]!r} is not a genre name (empty, spaces at either end, or not printable text)")
+        raise MusicGenreError(f"{labels_path}: {bad[0]!r} is not a genre name (empty, spaces at either end, or control characters)")
     X = validate_features(X, features, str(d / "X.npy"))
     if len(X) != len(labels):
         raise MusicGenreError(f"{d}: X.npy has {len(X)} rows but labels.npy has {len(labels)}")

@@ -141,8 +141,8 @@ def _genre_files(audio_dir: Path) -> dict[str, list[Path]]:
         raise MusicGenreError(f"{audio_dir}: no genre subfolders (expected one folder of audio files per genre)")
     for genre in genres:
         if not is_genre_name(genre.name):
-            raise MusicGenreError(f"{genre}: {genre.name!r} is not a genre name (spaces at either end, or not UTF-8 "
-                                  "text, which a genre's label must be): rename the folder")
+            raise MusicGenreError(f"{genre}: {genre.name!r} is not a genre name (spaces at either end, control "
+                                  "characters, or a name that is not UTF-8, which a genre's label must be): rename the folder")
     return {genre.name: find_audio_files([genre]) for genre in genres}
 
 
@@ -150,17 +150,17 @@ def _drop_repeats(genre_files: dict[str, list[Path]]) -> tuple[dict[str, list[Pa
     """Each file once: a later path to a file already listed (a link to it, in its own genre or another) is left
     out, so that no recording can have seconds in two splits. Returns the files kept, and for each path left
     out its genre and the path that was kept."""
-    first: dict[Path, Path] = {}
-    kept: dict[str, list[Path]] = {}
+    chosen: dict[Path, Path] = {}  # per file, the path kept: the file itself rather than a link to it (its genre
+    for path in sorted((p for files in genre_files.values() for p in files), key=Path.is_symlink):  # is the file's)
+        chosen.setdefault(file_key(path), path)
+    kept: dict[str, list[Path]] = {label: [] for label in genre_files}
     repeats: dict[Path, tuple[str, Path]] = {}
     for label, files in genre_files.items():
-        kept[label] = []
         for path in files:
-            if (key := file_key(path)) in first:
-                repeats[path] = (label, first[key])
-            else:
-                first[key] = path
+            if (first := chosen[file_key(path)]) == path:
                 kept[label].append(path)
+            else:
+                repeats[path] = (label, first)
     return kept, repeats
 
 

@@ -185,7 +185,7 @@ def run_sweep(cfg: SweepConfig, out: str | os.PathLike, progress: bool = True) -
         raise MusicGenreError(f"{out}: holds a sweep begun on other data: what {cfg.data} holds has changed since; "
                               "choose another --out, or delete it to start over")
     done = finished_results(cfg, out)
-    if not resuming:  # only now that the data and options are known to be good
+    if saved is None:  # new, or begun by an earlier version (adopted): only now that the data and options are good
         atomic_write_json(out / "sweep_config.json", {**cfg.to_dict(), "data_digest": digest})
     seeds = list(range(cfg.seeds))
     epochs = cfg.base.epochs

@@ -364,7 +364,9 @@ def kept_metrics(model: GenreNet, val_set: Dataset, pred: torch.Tensor | None) -
     """Validation metrics of the kept epoch from its own predictions `pred` (no second pass over the split), or
     with None, of the initial weights, kept because epoch 1 diverged."""
     if pred is None:
-        pred = predict_logits(model, torch.from_numpy(val_set.X).to(model.mean.device)).argmax(1)
+        logits = predict_logits(model, torch.from_numpy(val_set.X).to(model.mean.device))
+        check_scorable(logits.isfinite().all(1).cpu().numpy(), val_set.split)  # the data's doing, not the training's
+        pred = logits.argmax(1)
     return classification_metrics(val_set.y, pred.cpu().numpy(), val_set.classes)
 
 
