@@ -10,6 +10,7 @@ from __future__ import annotations
 import multiprocessing
 import signal
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
@@ -165,17 +166,26 @@ def _ignore_stop_signals() -> None:
 
 @contextmanager
 def _stop_signals_deferred() -> Iterator[None]:
-    """Hold Ctrl-C and SIGTERM back meanwhile (they arrive when it ends, where POSIX allows it): a worker
-    process started meanwhile inherits the block, so a stop cannot kill it before it has set itself to ignore
-    stops (a killed worker breaks the pool, and the executor prints a traceback)."""
-    if not hasattr(signal, "pthread_sigmask"):
+    """Hold Ctrl-C and SIGTERM back meanwhile and deliver them when it ends: worker processes started meanwhile
+    inherit the block (through exec, on POSIX), so that a stop cannot kill one before it ignores stops (a killed
+    worker breaks the pool, and the executor prints a traceback), nor interrupt this process half way through
+    starting one. Two holds, since a signal blocked here can still be caught by another thread of ours, whose
+    Python handler then runs here: the mask, and handlers that only note the signal."""
+    stops = (signal.SIGINT, signal.SIGTERM)
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
         yield
         return
-    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    caught: list[int] = []
+    handlers = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in stops}
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, stops)
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # one still pending arrives now, and is noted
+        for s, handler in handlers.items():
+            signal.signal(s, handler)
+        if caught:
+            signal.raise_signal(caught[0])  # now to the handler that was there: Ctrl-C's or SIGTERM's
 
 
 def iter_file_features(paths: Sequence[Path], kinds: tuple[str, ...], workers: int | None = None) -> Iterator[FileFeatures]:
