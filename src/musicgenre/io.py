@@ -116,7 +116,7 @@ def out_folder(out: str | os.PathLike, inputs: Sequence[str | os.PathLike] = ())
     return out
 
 
-def _occupied(out: Path) -> bool:
+def occupied(out: Path) -> bool:
     """Whether `out` holds something a folder written there would replace: a file, or a non-empty folder
     (an empty folder or a dangling link holds nothing)."""
     return out.exists() and (not out.is_dir() or any(out.iterdir()))
@@ -129,7 +129,7 @@ def check_out_dir(out: str | os.PathLike, overwrite: bool = False, inputs: Seque
     out = check_out_path(out, inputs)
     if out.resolve() in (Path.cwd(), *Path.cwd().parents):
         raise MusicGenreError(f"{out}: is or holds the current folder, which it would replace (choose another --out)")
-    if _occupied(out) and not overwrite:
+    if occupied(out) and not overwrite:
         raise MusicGenreError(f"{out}: already exists and is not empty (choose another --out, or --overwrite)")
     parent = next(p for p in out.absolute().parents if p.exists())  # where the temporary sibling's folders start
     try:
@@ -165,7 +165,7 @@ def commit_dir(tmp: Path, out: Path, overwrite: bool = True) -> Path:
     Without `overwrite`, an `out` that became a file or a non-empty folder meanwhile is refused, not replaced."""
     old = out.parent / f".{out.name}.old-{os.getpid()}" if out.exists() or out.is_symlink() else None
     try:
-        if not overwrite and _occupied(out):
+        if not overwrite and occupied(out):
             raise MusicGenreError(f"{out}: appeared while this was being written (choose another --out, or --overwrite)")
         if old is not None:
             os.replace(out, old)

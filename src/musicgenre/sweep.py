@@ -17,7 +17,7 @@ import torch
 from musicgenre.config import OPTIMIZERS, WITHOUT_WEIGHT_DECAY, TrainConfig, canonical_optimizer
 from musicgenre.datasets import data_digest, load_dataset, resolve_data_root
 from musicgenre.errors import MusicGenreError
-from musicgenre.io import atomic_write_bytes, atomic_write_json, atomic_write_text, check_out_path, read_json
+from musicgenre.io import atomic_write_bytes, atomic_write_json, atomic_write_text, check_out_path, occupied, read_json
 from musicgenre.metrics import mean_std
 from musicgenre.runs import NUMBER, check_fields, save_run, train_config_from_json
 from musicgenre.tables import differences, markdown_table, plural
@@ -141,7 +141,7 @@ def check_config(cfg: SweepConfig, out: Path) -> bool:
             raise MusicGenreError(f"{path}: {out} holds a sweep with another configuration "
                                   f"({differences(flat_old, flat_new)}); choose another --out")
         return True
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if occupied(out):
         raise MusicGenreError(f"{out}: already exists and is not a sweep directory (choose another --out)")
     return False
 
