@@ -363,10 +363,8 @@ def _train(cfg, train_set, val_set, on_epoch, device) -> TrainResult:
 def kept_metrics(model: GenreNet, val_set: Dataset, pred: torch.Tensor | None) -> dict:
     """Validation metrics of the kept epoch from its own predictions `pred` (no second pass over the split), or
     with None, of the initial weights, kept because epoch 1 diverged."""
-    if pred is None:
-        logits = predict_logits(model, torch.from_numpy(val_set.X).to(model.mean.device))
-        check_scorable(logits.isfinite().all(1).cpu().numpy(), val_set.split)  # the data's doing, not the training's
-        pred = logits.argmax(1)
+    if pred is None:  # outputs that cannot be scored are then the data's doing, not the training's: refused
+        return evaluate_model(model, val_set)
     return classification_metrics(val_set.y, pred.cpu().numpy(), val_set.classes)
 
 
