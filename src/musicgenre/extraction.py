@@ -150,14 +150,15 @@ def _drop_repeats(genre_files: dict[str, list[Path]]) -> tuple[dict[str, list[Pa
     """Each file once: a later path to a file already listed (a link to it, in its own genre or another) is left
     out, so that no recording can have seconds in two splits. Returns the files kept, and for each path left
     out its genre and the path that was kept."""
+    key = {path: file_key(path) for files in genre_files.values() for path in files}
     chosen: dict[Path, Path] = {}  # per file, the path kept: the file itself rather than a link to it (its genre
-    for path in sorted((p for files in genre_files.values() for p in files), key=Path.is_symlink):  # is the file's)
-        chosen.setdefault(file_key(path), path)
+    for path in sorted(key, key=Path.is_symlink):  # is the file's)
+        chosen.setdefault(key[path], path)
     kept: dict[str, list[Path]] = {label: [] for label in genre_files}
     repeats: dict[Path, tuple[str, Path]] = {}
     for label, files in genre_files.items():
         for path in files:
-            if (first := chosen[file_key(path)]) == path:
+            if (first := chosen[key[path]]) == path:
                 kept[label].append(path)
             else:
                 repeats[path] = (label, first)
