@@ -9,7 +9,7 @@ import torch
 from musicgenre.cli import main
 from musicgenre.config import RECIPES, TrainConfig
 from musicgenre.datasets import Dataset, load_dataset
-from musicgenre.models import MODELS, build_model, count_parameters, model_features
+from musicgenre.models import MODELS, MelCNN, build_model, count_parameters, model_features
 from musicgenre.training import evaluate_model, train
 
 AUDIO = Path(__file__).resolve().parents[1].parent / "shared" / "audio"
@@ -67,6 +67,25 @@ def real_melgrams(seconds: int = 20) -> Dataset:
 @pytest.fixture(scope="module")
 def melgrams() -> Dataset:
     return real_melgrams()
+
+
+def test_mel_cnn_pools_before_relu_with_the_study_order_outputs_and_gradients(melgrams):
+    """MelCNN pools before its ReLU (faster); on real melgrams it computes what the study's
+    conv -> ReLU -> pool order computes, gradients included."""
+    from torch import nn
+
+    ours = MelCNN(3)
+    study = nn.Sequential(*[m for conv in ours.features if isinstance(conv, nn.Conv2d)
+                            for m in (conv, nn.ReLU(), nn.MaxPool2d(2))], nn.Flatten())
+    x = torch.from_numpy(melgrams.X[:32]).unsqueeze(1).contiguous(memory_format=torch.channels_last)
+    outputs, grads = [], []
+    for features in (ours.features, study):
+        out = ours.head(features(x))
+        grads.append(torch.autograd.grad(out.square().sum(), list(ours.parameters())))
+        outputs.append(out)
+    torch.testing.assert_close(outputs[0], outputs[1], rtol=0, atol=0)
+    for g_ours, g_study in zip(*grads):
+        torch.testing.assert_close(g_ours, g_study, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("name", ["mel-cnn-bn", "mel-resnet"])
