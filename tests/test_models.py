@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from musicgenre.cli import main
 from musicgenre.config import RECIPES, TrainConfig
@@ -72,15 +73,14 @@ def melgrams() -> Dataset:
 def test_mel_cnn_pools_before_relu_with_the_study_order_outputs_and_gradients(melgrams):
     """MelCNN pools before its ReLU (faster); on real melgrams it computes what the study's
     conv -> ReLU -> pool order computes, gradients included."""
-    from torch import nn
-
-    ours = MelCNN(3)
-    study = nn.Sequential(*[m for conv in ours.features if isinstance(conv, nn.Conv2d)
-                            for m in (conv, nn.ReLU(), nn.MaxPool2d(2))], nn.Flatten())
-    x = torch.from_numpy(melgrams.X[:32]).unsqueeze(1).contiguous(memory_format=torch.channels_last)
+    ours, study = MelCNN(3), MelCNN(3)
+    study.features = nn.Sequential(*[m for conv in ours.features if isinstance(conv, nn.Conv2d)
+                                     for m in (conv, nn.ReLU(), nn.MaxPool2d(2))], nn.Flatten())
+    study.head = ours.head  # the same parameters, in the study's order
+    x = torch.from_numpy(melgrams.X[:32])
     outputs, grads = [], []
-    for features in (ours.features, study):
-        out = ours.head(features(x))
+    for model in (ours, study):
+        out = model(x)
         grads.append(torch.autograd.grad(out.square().sum(), list(ours.parameters())))
         outputs.append(out)
     torch.testing.assert_close(outputs[0], outputs[1], rtol=0, atol=0)
