@@ -109,6 +109,17 @@ def test_truncated_mp3(tmp_path, audio_dir):
         load_audio(path)
 
 
+@pytest.mark.parametrize("name", ["rock_fma_001040.mp3", "hiphop_fma_000002.mp3"])
+def test_an_mp3_cut_by_a_few_percent_is_truncated_and_a_whole_one_is_not(tmp_path, audio_dir, name):
+    """Their Xing/Info headers count the frames: a file cut to 96% (about a second short) is caught."""
+    data = (audio_dir / name).read_bytes()
+    path = tmp_path / name
+    path.write_bytes(data[: len(data) * 96 // 100])
+    with _error_naming(path, r"truncated file: only 28\.\d s of the 30\.0 s"):
+        load_audio(path)
+    assert len(load_audio(audio_dir / name)) > 29.9 * SAMPLE_RATE  # the whole file: no error
+
+
 def test_empty_wav(tmp_path):
     path = tmp_path / "empty.wav"
     sf.write(path, np.zeros((0, 1)), SAMPLE_RATE)
@@ -165,6 +176,51 @@ def test_truncated_wav(tmp_path):
     path.write_bytes(data[: len(data) // 3])
     with _error_naming(path, r"truncated file: only 1\.0 s of the 3\.0 s"):
         load_audio(path)
+
+
+def test_a_wav_short_of_its_declared_length_by_any_amount_is_truncated(tmp_path):
+    path = tmp_path / "cut.wav"
+    data = _stereo_wav(path, 20.0, sr=8000)
+    path.write_bytes(data[: len(data) * 96 // 100])
+    with _error_naming(path, r"truncated file: only 19\.2 s of the 20\.0 s"):
+        load_audio(path)
+    path.write_bytes(data[:-4])  # one stereo 16-bit frame short
+    with _error_naming(path, "truncated file"):
+        load_audio(path)
+
+
+@pytest.mark.parametrize("subtype", ["GSM610", "G721_32"])
+def test_wav_codecs_libsndfile_cannot_seek_in_are_read_whole(tmp_path, subtype):
+    path = tmp_path / f"{subtype}.wav"
+    t = np.arange(2 * SAMPLE_RATE) / SAMPLE_RATE
+    sf.write(path, 0.5 * np.sin(2 * np.pi * 440 * t), SAMPLE_RATE, subtype=subtype)
+    y = load_audio(path)
+    assert len(y) >= 2 * SAMPLE_RATE - 160 and 0.3 < np.abs(y).max() < 0.7
+
+
+def test_a_file_or_folder_we_may_not_read_says_so(tmp_path, monkeypatch):
+    """Permission denied is reported as that, not as corrupt audio or a folder without audio (simulated:
+    the tests may run as root, whom permissions do not stop)."""
+    import os
+
+    import musicgenre.audio
+
+    song, album = tmp_path / "song.wav", tmp_path / "album"
+    _stereo_wav(song, 1.0)
+    album.mkdir()
+    _stereo_wav(album / "b.wav", 1.0)
+
+    def denied(path, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", os.fspath(path))
+
+    real_open, real_scandir = open, os.scandir
+    monkeypatch.setattr(musicgenre.audio, "open", lambda p, *a: denied(p) if p == song else real_open(p, *a), raising=False)
+    monkeypatch.setattr(os, "scandir", lambda p=".": denied(p) if Path(p) == album else real_scandir(p))
+    with _error_naming(song, "permission denied"):
+        load_audio(song)
+    with _error_naming(album, "this folder cannot be read \\(permission denied\\)"):
+        find_audio_files([tmp_path])
+    assert musicgenre.audio.scan_audio(tmp_path) == ([song], [f"{album}: this folder cannot be read (permission denied)"])
 
 
 def test_wav_streamed_with_unknown_length_is_read_whole(tmp_path):

@@ -91,7 +91,10 @@ def test_missing_and_corrupt_files(tmp_path, monkeypatch):
     with pytest.raises(MusicGenreError, match="no train split of mfcc features \\(no folder train/mfccs\\)"):
         load_split(tmp_path, "train", "mfcc")
     monkeypatch.setenv("MUSICGENRE_DATA", str(tmp_path / "nowhere"))
-    with pytest.raises(MusicGenreError, match="nowhere \\(from \\$MUSICGENRE_DATA\\): not a data root"):
+    with pytest.raises(MusicGenreError, match="nowhere \\(from \\$MUSICGENRE_DATA\\): no such folder"):
+        resolve_data_root(None)
+    monkeypatch.setenv("MUSICGENRE_DATA", str(tmp_path))
+    with pytest.raises(MusicGenreError, match="\\(from \\$MUSICGENRE_DATA\\): not a data root \\(no train/ folder inside\\)"):
         resolve_data_root(None)
     d = tmp_path / "train" / "mfccs"
     d.mkdir(parents=True)

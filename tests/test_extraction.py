@@ -155,14 +155,14 @@ def test_a_crash_while_writing_leaves_the_old_dataset(built, genre_dir, tmp_path
 
 
 def test_unexpected_decoder_failure_skips_only_that_file(genre_dir, tmp_path, monkeypatch):
-    real_load = musicgenre.features.load_audio
+    real_decode = musicgenre.features.decode
 
-    def load_audio(path):
+    def decode(path):
         if path.name == "gap.wav":
             raise ValueError("soxr: bad ratio")
-        return real_load(path)
+        return real_decode(path)
 
-    monkeypatch.setattr(musicgenre.features, "load_audio", load_audio)
+    monkeypatch.setattr(musicgenre.features, "decode", decode)
     manifest = build_dataset(genre_dir, tmp_path / "data", workers=1, progress=False)
     gap = next(f for f in manifest["files"] if f["path"].endswith("gap.wav"))
     assert gap["error"] == f"{genre_dir / 'rock_metal_hardrock' / 'gap.wav'}: could not be processed (ValueError: soxr: bad ratio)"

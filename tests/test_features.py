@@ -6,9 +6,10 @@ import pytest
 import soundfile as sf
 from pyAudioAnalysis import ShortTermFeatures
 
-from musicgenre.audio import SAMPLE_RATE, SEGMENT_SAMPLES, segment
+from musicgenre.audio import SAMPLE_RATE, SEGMENT_SAMPLES, load_audio, segment
 from musicgenre.errors import MusicGenreError
-from musicgenre.features import FEATURE_SHAPES, _mfcc_filterbank, extract, file_features, melgram, mfcc, silent_segments
+from musicgenre.features import (FEATURE_SHAPES, SILENCE_LEVEL, _mfcc_filterbank, extract, file_features, melgram, mfcc,
+                                 silent_seconds)
 from musicgenre.reference import reference_melgram, reference_mfcc
 
 N_PARITY_SEGMENTS = 20  # per recording, to keep the reference loops quick
@@ -34,7 +35,7 @@ def test_mfcc_matches_pyaudioanalysis_on_real_recordings(segmented):
 
 def test_mfcc_statistics_resemble_the_study(segmented):
     music = np.concatenate([s for name, s in segmented.items() if not name.startswith("speech")])
-    features = mfcc(music[~silent_segments(music)])
+    features = mfcc(music[~silent_seconds(music.ravel())])
     c0, c1 = features[:, 0].mean(), features[:, 1].mean()
     # The study's train arrays: c0 mean -22.9, c1 mean 1.87.
     assert -26 < c0 < -19 and 0.5 < c1 < 3.5, (c0, c1)
@@ -54,17 +55,28 @@ def test_silence_gives_finite_features_and_is_flagged():
     segments = np.zeros((3, SEGMENT_SAMPLES), dtype=np.float32)
     segments[1] = 0.25  # constant offset: no sound either
     segments = np.concatenate([segments, rng.normal(0, 0.1, (1, SEGMENT_SAMPLES)).astype(np.float32)])
-    np.testing.assert_array_equal(silent_segments(segments), [True, True, True, False])
+    np.testing.assert_array_equal(silent_seconds(segments.ravel()), [True, True, True, False])
     # a 16-bit noise floor (+-1 step, about -90 dBFS) is silence too; a quiet passage at -50 dBFS is not
-    lsb = rng.integers(-1, 2, (1, SEGMENT_SAMPLES)) / 32768
-    quiet = 10 ** (-50 / 20) * np.sin(2 * np.pi * 440 * np.arange(SEGMENT_SAMPLES) / SAMPLE_RATE)[None]
-    np.testing.assert_array_equal(silent_segments(np.concatenate([lsb, quiet]).astype(np.float32)), [True, False])
-    # a DC offset of 1.5 s: the last second's zero padding is no step into sound
-    offset = segment(np.full(12000, 0.01, dtype=np.float32))
-    np.testing.assert_array_equal(silent_segments(offset, 12000), [True, True])
-    np.testing.assert_array_equal(silent_segments(offset), [True, False])  # judged with its padding
+    lsb = rng.integers(-1, 2, SEGMENT_SAMPLES) / 32768
+    quiet = 10 ** (-50 / 20) * np.sin(2 * np.pi * 440 * np.arange(SEGMENT_SAMPLES) / SAMPLE_RATE)
+    np.testing.assert_array_equal(silent_seconds(np.concatenate([lsb, quiet]).astype(np.float32)), [True, False])
+    # a DC offset of 1.5 s: a last second is judged on its own samples, and at the file's own rate
+    np.testing.assert_array_equal(silent_seconds(np.full(12000, 0.01, dtype=np.float32)), [True, True])
+    np.testing.assert_array_equal(silent_seconds(np.full(66150, 0.01, dtype=np.float32), 44100), [True, True])
+    np.testing.assert_array_equal(silent_seconds(np.r_[np.zeros(44100), quiet].astype(np.float32), 44100), [True, False])
     for kind in FEATURE_SHAPES:
         assert np.isfinite(extract(segments, kind)).all(), kind
+
+
+def test_a_quiet_offset_at_44_1_khz_is_silent_though_resampling_rings(tmp_path):
+    """A file of a constant offset (and noise far below the silence level) has no sound, at any sample rate;
+    the resampler's ringing where it starts and ends is not taken for sound (it spans over 0.001 here)."""
+    rng = np.random.default_rng(0)
+    y = 0.002 + 1e-5 * rng.standard_normal(44100 * 5)
+    sf.write(tmp_path / "hum.wav", y, 44100, subtype="FLOAT")
+    assert np.ptp(load_audio(tmp_path / "hum.wav")[:SAMPLE_RATE]) > SILENCE_LEVEL
+    ff = file_features(tmp_path / "hum.wav", ("mfcc",))
+    assert ff.error is None and ff.silent.tolist() == [True] * 5
 
 
 def test_empty_batch():

@@ -91,6 +91,9 @@ def test_stacked_seeds_agree_with_single_runs(mfcc, cfg):
             assert g.loss == pytest.approx(w.loss, rel=1e-4)
             assert g.val_accuracy == pytest.approx(w.val_accuracy, abs=0.01)
         assert got.metrics["accuracy"] == pytest.approx(want.metrics["accuracy"], abs=0.01)
+        # recorded with the run, since only the same seeds stacked repeat it to the bit
+        assert got.trained_on == {"device": "cpu", "loop": "stacked", "stacked_seeds": seeds}
+        assert want.trained_on == {"device": "cpu", "loop": "pytorch"}
         assert got.metrics["f1_macro"] == pytest.approx(got.history[got.best_epoch - 1].val_f1, abs=1e-12)
         for pg, pw in zip(got.model.parameters(), want.model.parameters()):
             assert torch.allclose(pg, pw, atol=1e-2)
@@ -142,3 +145,5 @@ def test_cli_trains_seeds_together(mfcc, tmp_path, monkeypatch, capsys):
     assert sorted(line.split("  epoch")[0] for line in out_text.splitlines() if "  epoch " in line) == \
         ["seed 10"] * 2 + ["seed 11"] * 2 + ["seed 12"] * 2
     assert {r["seed"] for r in json.loads((out / "seed-11" / "history.json").read_text())} == {11}
+    # the study's SGD net trains seed after seed with the fused epoch, which `train --seed 11` repeats
+    assert json.loads((out / "seed-11" / "config.json").read_text())["trained_on"] == {"device": "cpu", "loop": "fused"}

@@ -104,6 +104,65 @@ def test_missing_paths_are_errors_and_the_rest_is_classified(tmp_path, capsys, a
     ]
 
 
+def test_a_folder_or_file_we_may_not_read_is_its_error_and_the_rest_is_classified(tmp_path, capsys, audio_dir, monkeypatch):
+    """Simulated (the tests may run as root): a subfolder that cannot be listed, and a named file in a folder
+    we may not enter (stat fails), are one error line each; the readable file is still classified."""
+    import os
+
+    library, locked = tmp_path / "library", tmp_path / "library" / "album"
+    locked.mkdir(parents=True)
+    clip = library / "trumpet.ogg"
+    clip.symlink_to(audio_dir / "blues_sorohanro_solo_trumpet.ogg")
+    hidden_song = tmp_path / "closed" / "song.wav"
+    real_scandir, real_stat = os.scandir, os.stat
+
+    def scandir(path="."):
+        if Path(path) == locked:
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    def stat(path, *args, **kwargs):
+        if Path(os.fsdecode(path)) == hidden_song:
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    monkeypatch.setattr(os, "stat", stat)
+    assert main(["predict", str(hidden_song), str(library), "--workers", "1"]) == 1
+    out = capsys.readouterr()
+    assert [line.split("  ")[0] for line in out.out.splitlines()] == [str(clip)]
+    assert out.err.splitlines() == [f"error: {hidden_song}: permission denied",
+                                    f"error: {locked}: this folder cannot be read (permission denied)"]
+
+
+def test_decoding_workers_that_fail_are_one_error_line(audio_dir, capsys, monkeypatch):
+    """A worker killed (out of memory) breaks the pool: one line that says so and how to go on, no traceback."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    import musicgenre.features
+
+    class Broken:
+        def __init__(self, *args, **kwargs):
+            raise BrokenProcessPool("A process in the process pool was terminated abruptly")
+
+    monkeypatch.setattr(musicgenre.features, "ProcessPoolExecutor", Broken)
+    assert main(["predict", str(audio_dir), "--workers", "2"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "error: the decoding worker processes failed (BrokenProcessPool: A process in the process pool was "
+        "terminated abruptly); --workers 1 decodes in this process"]
+
+
+def test_a_line_break_in_a_file_name_stays_in_its_one_line(tmp_path, audio_dir, capsys):
+    odd = tmp_path / "two\nlines.ogg"
+    odd.symlink_to(audio_dir / "blues_sorohanro_solo_trumpet.ogg")
+    bad = tmp_path / "bad\rname.mp3"
+    bad.write_text("not audio")
+    assert main(["predict", str(odd), str(bad)]) == 1
+    out = capsys.readouterr()
+    assert len(out.out.splitlines()) == 1 and out.out.startswith(f"{tmp_path}/two\\nlines.ogg  ")
+    assert out.err.splitlines() == [f"error: {tmp_path}/bad\\rname.mp3: not a readable audio file (unknown format or corrupt data)"]
+
+
 def test_a_file_named_twice_by_different_paths_is_classified_once(tmp_path, capsys, audio_dir, monkeypatch):
     clip = audio_dir / "blues_sorohanro_solo_trumpet.ogg"
     (tmp_path / "link").symlink_to(audio_dir)
@@ -122,15 +181,15 @@ def test_unexpected_decoder_failure_is_one_files_error(audio_dir, monkeypatch):
     """An exception other than MusicGenreError (soxr, librosa, memory) fails only its file, in one line."""
     import musicgenre.features
 
-    real_load = musicgenre.features.load_audio
+    real_decode = musicgenre.features.decode
     broken = audio_dir / "blues_sorohanro_solo_trumpet.ogg"
 
-    def load_audio(path):
+    def decode(path):
         if path == broken:
             raise MemoryError("cannot allocate\n 42 bytes")
-        return real_load(path)
+        return real_decode(path)
 
-    monkeypatch.setattr(musicgenre.features, "load_audio", load_audio)
+    monkeypatch.setattr(musicgenre.features, "decode", decode)
     good = audio_dir / "classical_brahms_hungarian_dance_5.ogg"
     bad_pred, good_pred = predict_paths([broken, good], workers=1)
     assert bad_pred.error == f"{broken}: could not be processed (MemoryError: cannot allocate 42 bytes)"
@@ -162,7 +221,7 @@ def test_nan_samples_are_an_error_not_nan_probabilities(tmp_path, audio_dir, cap
     assert main(["predict", str(tmp_path / "nan.wav"), str(clip), "--json", "--segments"]) == 1
     out = capsys.readouterr()
     bad, good = [_strict_json(line) for line in out.out.splitlines()]
-    assert bad == {"file": str(tmp_path / "nan.wav"), "error": f"{tmp_path / 'nan.wav'}: the audio has NaN or infinite samples"}
+    assert bad == {"file": str(tmp_path / "nan.wav"), "error": f"{tmp_path / 'nan.wav'}: the audio has NaN or infinite samples (or ones too large for 32-bit floats)"}
     assert good["genre"] in good["probabilities"]
     assert out.err.splitlines() == [f"error: {bad['error']}"]
 

@@ -86,6 +86,8 @@ def test_weights_tagged_as_runs_saved_before_november_2026_still_load(run_dir):
     (lambda s: s.update({k: v.to(torch.int32) for k, v in s.items()}), OURS, "'body.layers.0.(weight|bias)' is torch.int32, not torch.float32"),
     (lambda s: s["temperature"].fill_(-1.0), OURS, "calibration temperature -1 .it must be above 0."),
     (lambda s: s["temperature"].fill_(0.0), OURS, "calibration temperature 0 .it must be above 0."),
+    (lambda s: s["std"][3].fill_(-2.0), OURS, "its input standardisation has a std of 0 or below"),
+    (lambda s: s["std"][0].fill_(0.0), OURS, "its input standardisation has a std of 0 or below"),
 ])
 def test_load_run_refuses_weights_of_another_kind_or_a_meaningless_temperature(run_dir, change, metadata, message):
     from safetensors.torch import load_file, save_file
@@ -286,7 +288,7 @@ def test_a_multi_seed_folder_says_how_to_use_its_runs(small_mfcc_root, audio_dir
 
 
 def test_seeds_beyond_the_range_are_refused_before_training(small_mfcc_root, tmp_path, capsys):
-    args = ["train", "--data", str(small_mfcc_root), "--out", str(tmp_path / "s"), "--seeds", "3", "--seed", str(2**63 - 2)]
+    args = ["train", "--data", str(small_mfcc_root), "--out", str(tmp_path / "s"), "--seeds", "3", "--seed", str(2**32 - 2)]
     assert main(args) == 2
     out = capsys.readouterr()
-    assert out.out == "" and out.err == f"error: --seed {2**63 - 2} with --seeds 3: the last seed, {2**63}, is beyond 2**63 - 1\n"
+    assert out.out == "" and out.err == f"error: --seed {2**32 - 2} with --seeds 3: the last seed, {2**32}, is beyond 2**32 - 1\n"

@@ -267,6 +267,7 @@ def test_a_run_that_diverges_later_stops_and_keeps_its_best_sound_epoch(mfcc, mo
     ({"mixup": 1e39}, "^mixup alpha 1e\\+39 out of range"),
     ({"seed": 99999999999999999999}, "seed 99999999999999999999 out of range"),
     ({"seed": -1}, "seed -1 out of range"),
+    ({"seed": 2**32}, "seed 4294967296 out of range: give a whole number from 0 to 2\\*\\*32 - 1"),  # torch would train seed 0
     ({"standardize": "no"}, "standardize must be True or False, not 'no'"),  # a truthy string
     ({"mixup_same_class": 1}, "mixup_same_class must be True or False, not 1"),
     ({"optimizer": "rprop", "weight_decay": 1e-3}, "^optimizer Rprop has no weight decay: set it to 0"),

@@ -18,8 +18,9 @@ from musicgenre.errors import MusicGenreError
 SAMPLE_RATE = 8000
 SEGMENT_SAMPLES = 8000
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
-# A file whose decoder stops short of this share of the length its header declares is truncated.
-_MIN_DECODED_SHARE = 0.95
+# A file that decodes to fewer samples than its header declares is truncated; an MP3's Xing/Info header may
+# count up to two frames of 1152 samples that its decoder does not return (encoder padding).
+_MP3_LENGTH_SLACK = 2 * 1152
 # libsndfile trims a WAV data chunk that runs past the end of the file and logs the sizes in bytes.
 _SHORT_DATA_CHUNK = re.compile(r"^data : (\d+) \(should be (\d+)\)$", re.MULTILINE)
 # Writers streaming to a pipe leave a placeholder data size (sox 0x7ffff000, ffmpeg 0xffffffff): length unknown.
@@ -33,6 +34,11 @@ def as_path(arg: str | os.PathLike) -> Path:
     if not os.fspath(arg):
         raise MusicGenreError("'': an empty path names no file or folder")
     return Path(arg)
+
+
+def os_problem(path: Path, exc: OSError) -> MusicGenreError:
+    """The system's reason a path could not be reached or read (permission denied), as one line naming it."""
+    return MusicGenreError(f"{path}: {(exc.strerror or str(exc)).lower()}")
 
 
 def _declared_frames(f: sf.SoundFile) -> int:
@@ -86,28 +92,31 @@ def _decoder_messages_dropped() -> Iterator[None]:
         os.close(saved)
 
 
-def load_audio(path: str | Path) -> np.ndarray:
-    """Decode an audio file to float32 mono at SAMPLE_RATE, as librosa.load(path, sr=8000) would.
-
-    Channels are averaged before resampling with soxr 'HQ' (librosa's default soxr_hq).
-    """
+def decode(path: str | Path) -> tuple[np.ndarray, int]:
+    """Decode an audio file to float32 mono at its own sample rate (channels averaged), checked whole and
+    finite: the samples and their rate."""
     path = as_path(path)
-    if not path.is_file():
-        problem = ("is a folder, not an audio file" if path.is_dir() else _NOT_REGULAR if path.exists()
-                   else _DEAD_LINK if path.is_symlink() else "no such file")
-        raise MusicGenreError(f"{path}: {problem}")
+    try:
+        if not path.is_file():
+            problem = ("is a folder, not an audio file" if path.is_dir() else _NOT_REGULAR if path.exists()
+                       else _DEAD_LINK if path.is_symlink() else "no such file")
+            raise MusicGenreError(f"{path}: {problem}")
+        open(path, "rb").close()  # a file we may not read is that, not corrupt audio
+    except OSError as exc:
+        raise os_problem(path, exc) from exc
     try:
         # as bytes on POSIX: a name that is not UTF-8 (a Latin-1 rip in an old library) reaches Python with
         # surrogate escapes, which soundfile's own encoding of a str refuses; os.fsencode gives the name back
         native = os.fsencode(path) if os.name == "posix" else path
         with _decoder_messages_dropped(), sf.SoundFile(native) as f:
             declared, sr, container = _declared_frames(f), f.samplerate, f.format
-            y = f.read(dtype="float32", always_2d=True)
+            # a codec libsndfile cannot seek in (GSM 6.10, G.721) is read by its frame count
+            y = f.read(-1 if f.seekable() else f.frames, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError) as e:
         raise MusicGenreError(f"{path}: not a readable audio file (unknown format or corrupt data)") from e
     if len(y) == 0:
         raise MusicGenreError(f"{path}: the file contains no audio samples")
-    if len(y) < _MIN_DECODED_SHARE * declared:
+    if len(y) + (_MP3_LENGTH_SLACK if container == "MPEG" else 0) < declared:
         raise MusicGenreError(
             f"{path}: truncated file: only {len(y) / sr:.1f} s of the {declared / sr:.1f} s "
             "its header declares could be decoded"
@@ -115,15 +124,24 @@ def load_audio(path: str | Path) -> np.ndarray:
     if container == "OGG" and not _ogg_pages_whole(path):
         raise MusicGenreError(f"{path}: truncated file: its last Ogg page is cut short")
     if not np.isfinite(y).all():
-        raise MusicGenreError(f"{path}: the audio has NaN or infinite samples")
-    mono = y.mean(axis=1)
+        raise MusicGenreError(f"{path}: the audio has NaN or infinite samples (or ones too large for 32-bit floats)")
+    return np.ascontiguousarray(y.mean(axis=1)), sr
+
+
+def resample(mono: np.ndarray, sr: int) -> np.ndarray:
+    """A mono signal at rate `sr` brought to SAMPLE_RATE with soxr 'HQ' (librosa's default soxr_hq)."""
     if sr == SAMPLE_RATE:
-        return np.ascontiguousarray(mono)
+        return mono
     # Like librosa, fix the length to ceil(n * ratio): soxr may return one sample fewer.
     out = np.zeros(int(np.ceil(len(mono) * SAMPLE_RATE / sr)), dtype=np.float32)
     resampled = soxr.resample(mono, sr, SAMPLE_RATE, quality="HQ")[: len(out)]
     out[: len(resampled)] = resampled
     return out
+
+
+def load_audio(path: str | Path) -> np.ndarray:
+    """Decode an audio file to float32 mono at SAMPLE_RATE, as librosa.load(path, sr=8000) would."""
+    return resample(*decode(path))
 
 
 def segment(y: np.ndarray) -> np.ndarray:
@@ -134,13 +152,19 @@ def segment(y: np.ndarray) -> np.ndarray:
     return padded.reshape(n_segments, SEGMENT_SAMPLES)
 
 
-def _audio_under(folder: Path) -> set[Path]:
+def _audio_under(folder: Path) -> tuple[set[Path], list[str]]:
     """Audio files anywhere under `folder`, through symlinked subfolders too (an album linked into a
-    library), each real folder walked once, so that a link loop ends. Hidden files and folders (names
-    starting with a dot: a trash folder, macOS's ._ metadata files) are left out."""
+    library), each real folder walked once, so that a link loop ends; and an error line for each folder
+    that could not be listed. Hidden files and folders (names starting with a dot: a trash folder,
+    macOS's ._ metadata files) are left out."""
     found: set[Path] = set()
     walked: set[str] = set()
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+    errors: list[str] = []
+
+    def unreadable(exc: OSError) -> None:
+        errors.append(f"{exc.filename}: this folder cannot be read ({(exc.strerror or str(exc)).lower()})")
+
+    for dirpath, dirnames, filenames in os.walk(folder, onerror=unreadable, followlinks=True):
         real = os.path.realpath(dirpath)
         if real in walked:
             dirnames.clear()
@@ -151,32 +175,45 @@ def _audio_under(folder: Path) -> set[Path]:
         # every entry named as audio, a link to nothing or a pipe included: reading it reports what it is
         found |= {p for name in filenames
                   if not name.startswith(".") and (p := Path(dirpath, name)).suffix.lower() in AUDIO_EXTENSIONS}
-    return found
+    return found, sorted(errors)
 
 
 def file_key(path: Path) -> Path:
     """What identifies a file among paths: its real path (links followed), so that a file reached by two paths
-    counts once; for a path that reaches no file (a broken or looping link), its own absolute path."""
-    return path.resolve() if path.is_file() else path.absolute()
+    counts once; for a path that reaches no file (a broken or looping link, one we may not look at), its own
+    absolute path."""
+    try:
+        return path.resolve() if path.is_file() else path.absolute()
+    except OSError:
+        return path.absolute()
+
+
+def scan_audio(path: Path) -> tuple[list[Path], list[str]]:
+    """One argument's audio files, sorted (the file itself, or those under a folder), and an error line for each
+    folder under it that could not be read; an argument that names no audio at all raises its one-line error."""
+    try:
+        if path.is_file():
+            return [path], []
+        if path.is_dir():
+            files, errors = _audio_under(path)
+            if not files and not errors:
+                kinds = ", ".join(ext.lstrip(".") for ext in AUDIO_EXTENSIONS)
+                raise MusicGenreError(f"{path}: no audio files ({kinds}) in this folder")
+            return sorted(files), errors
+        problem = _NOT_REGULAR if path.exists() else _DEAD_LINK if path.is_symlink() else "no such file or folder"
+    except OSError as exc:
+        raise os_problem(path, exc) from exc
+    raise MusicGenreError(f"{path}: {problem}")
 
 
 def find_audio_files(paths: Iterable[str | Path]) -> list[Path]:
-    """Expand files and folders (recursively) into a sorted list of audio files without repeats.
-
-    Files named explicitly are kept whatever their extension; decoding reports them if unreadable.
-    """
+    """Expand files and folders (recursively) into a sorted list of audio files without repeats; a folder
+    that cannot be read is an error. Files named explicitly are kept whatever their extension; decoding
+    reports them if unreadable."""
     found: set[Path] = set()
     for path in map(as_path, paths):
-        if path.is_file():
-            found.add(path)
-        elif path.is_dir():
-            in_dir = _audio_under(path)
-            if not in_dir:
-                kinds = ", ".join(ext.lstrip(".") for ext in AUDIO_EXTENSIONS)
-                raise MusicGenreError(f"{path}: no audio files ({kinds}) in this folder")
-            found |= in_dir
-        elif path.exists():
-            raise MusicGenreError(f"{path}: {_NOT_REGULAR}")
-        else:
-            raise MusicGenreError(f"{path}: {_DEAD_LINK if path.is_symlink() else 'no such file or folder'}")
+        files, errors = scan_audio(path)
+        if errors:
+            raise MusicGenreError(errors[0])
+        found.update(files)
     return sorted(found)

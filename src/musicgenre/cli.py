@@ -228,13 +228,23 @@ def cmd_extract(args: argparse.Namespace) -> int:
     return 0
 
 
+# Line breaks and other control characters in a file name, escaped so that each file's line stays one line
+_CONTROL_ESCAPES = {c: repr(chr(c))[1:-1] for c in [*range(32), 127] if c != 9}
+
+
+def one_line(text: str) -> str:
+    """Text with any line break or other control character (from a file name) as its Python escape."""
+    return text.translate(_CONTROL_ESCAPES)
+
+
 def print_prediction(pred: FilePrediction, segments: bool) -> None:
     """A file's genre and probabilities on one line, then (with `segments`) one line per second."""
+    path = one_line(str(pred.path))
     if pred.silent:
-        print(f"{pred.path}  (silent: no genre)  [{pred.duration:.1f} s]")
+        print(f"{path}  (silent: no genre)  [{pred.duration:.1f} s]")
     else:
         probs = "  ".join(f"{c} {p:.2f}" for c, p in pred.probabilities.items())
-        print(f"{pred.path}  {pred.genre} ({pred.probabilities[pred.genre]:.2f})   {probs}  [{pred.duration:.1f} s]")
+        print(f"{path}  {pred.genre} ({pred.probabilities[pred.genre]:.2f})   {probs}  [{pred.duration:.1f} s]")
     if segments:
         for s in pred.segments:
             print(f"  {s.start:5d} s  {s.genre or '(silent)':20s} {'' if s.probability is None else f'{s.probability:.2f}'}")
@@ -244,15 +254,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from musicgenre.predict import predict_paths
 
     failed = []
-    for pred in predict_paths(args.paths, args.model, args.workers):
-        if pred.error is not None:
-            failed.append(pred.error)
-        if args.json:  # errors too, as {"file", "error"}
-            print(json.dumps(pred.to_json(args.segments)), flush=True)
-        elif pred.error is None:
-            print_prediction(pred, args.segments)
-    for err in failed:
-        print(f"error: {err}", file=sys.stderr)
+    try:
+        for pred in predict_paths(args.paths, args.model, args.workers):
+            if pred.error is not None:
+                failed.append(pred.error)
+            if args.json:  # errors too, as {"file", "error"}
+                print(json.dumps(pred.to_json(args.segments)), flush=True)
+            elif pred.error is None:
+                print_prediction(pred, args.segments)
+    finally:  # the files' errors so far, also when the command stops early
+        for err in failed:
+            print(f"error: {one_line(err)}", file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -460,7 +472,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         return args.func(args)
     except MusicGenreError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
         terminated = isinstance(exc, Terminated)

@@ -19,7 +19,7 @@ FLOAT32_MAX = 3.4028234663852886e38
 # at 0.001, nearly all at 1e-5; they should lie near 0 or 1), and nothing mixes above float32's range; past
 # 1000 the blend is 0.5 +- 0.01 anyway
 MIXUP_ALPHAS = (0.01, 1000.0)
-SEED_LIMIT = 2**63  # seeds are 0..2**63-1, what torch.manual_seed takes as a signed 64-bit number
+SEED_LIMIT = 2**32  # seeds are 0..2**32-1: torch's CPU generator keeps 32 bits of a seed (2**32 would repeat 0), numpy takes no more
 
 
 def usable_cpus() -> int:
@@ -29,9 +29,9 @@ def usable_cpus() -> int:
 
 
 def check_seed(seed: int) -> None:
-    """Refuse a seed out of 0..2**63-1 (torch and numpy take no other)."""
+    """Refuse a seed out of 0..2**32-1: beyond it, seeds would repeat runs of smaller ones."""
     if not 0 <= seed < SEED_LIMIT:
-        raise MusicGenreError(f"seed {seed} out of range: give a whole number from 0 to 2**63 - 1")
+        raise MusicGenreError(f"seed {seed} out of range: give a whole number from 0 to 2**32 - 1 (4294967295)")
 
 
 @dataclass
@@ -102,7 +102,7 @@ class TrainConfig:
 def seed_range(first: int, n: int) -> list[int]:
     """The n seeds first..first+n-1 of a multi-seed run, refused before any training if they run out of range."""
     if first + n > SEED_LIMIT:
-        raise MusicGenreError(f"--seed {first} with --seeds {n}: the last seed, {first + n - 1}, is beyond 2**63 - 1")
+        raise MusicGenreError(f"--seed {first} with --seeds {n}: the last seed, {first + n - 1}, is beyond 2**32 - 1")
     return list(range(first, first + n))
 
 

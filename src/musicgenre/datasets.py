@@ -45,7 +45,8 @@ def resolve_data_root(data: str | os.PathLike | None) -> Path:
         raise MusicGenreError(f"no data root given: {DATA_HINT}")
     root = Path(data)
     if not (root / "train").is_dir():
-        raise MusicGenreError(f"{root}{source}: not a data root (no train/ folder inside); {DATA_HINT}")
+        what = "not a data root (no train/ folder inside)" if root.is_dir() else "no such folder"
+        raise MusicGenreError(f"{root}{source}: {what}; {DATA_HINT}")
     return root
 
 

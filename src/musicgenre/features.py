@@ -13,6 +13,7 @@ import sys
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from scipy.fft import dct
 
-from musicgenre.audio import SAMPLE_RATE, SEGMENT_SAMPLES, load_audio, segment
+from musicgenre.audio import SAMPLE_RATE, SEGMENT_SAMPLES, decode, resample, segment
 from musicgenre.config import usable_cpus
 from musicgenre.datasets import FEATURE_SHAPES
 from musicgenre.errors import MusicGenreError
@@ -103,14 +104,15 @@ def melgram(segments: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(db.transpose(0, 2, 1), dtype=np.float32)
 
 
-def silent_segments(segments: np.ndarray, n_samples: int | None = None) -> np.ndarray:
-    """Flag segments without audible sound (peak-to-peak under SILENCE_LEVEL): they have no genre.
-    `n_samples`: the signal's length before `segment` padded it, so that the last segment is judged on its
-    own samples (a DC offset would otherwise step down to the zero padding and pass for sound)."""
-    segments = _check_segments(segments)
-    ptp = np.ptp(segments, axis=1)
-    if n_samples is not None and 0 < (tail := n_samples - (len(segments) - 1) * SEGMENT_SAMPLES) < SEGMENT_SAMPLES:
-        ptp[-1] = np.ptp(segments[-1, :tail])
+def silent_seconds(signal: np.ndarray, sr: int = SAMPLE_RATE) -> np.ndarray:
+    """Flag each second of a mono signal at rate `sr` that has no audible sound (its samples span under
+    SILENCE_LEVEL): such seconds have no genre. A last, shorter second is judged on its own samples, not on
+    padding. `file_features` judges the decoded samples before resampling, whose filter rings where a
+    file starts or ends on a constant offset: that ringing would pass for sound."""
+    full = len(signal) // sr
+    ptp = np.ptp(signal[: full * sr].reshape(full, sr), axis=1)
+    if len(signal) % sr:
+        ptp = np.append(ptp, np.ptp(signal[full * sr:]))
     return ptp < SILENCE_LEVEL
 
 
@@ -138,7 +140,8 @@ class FileFeatures:
 def file_features(path: Path, kinds: tuple[str, ...]) -> FileFeatures:
     """Decode one file and compute the given feature kinds; a file that fails gives its one-line error, never raises."""
     try:
-        y = load_audio(path)
+        mono, sr = decode(path)
+        y = resample(mono, sr)
         if len(y) < FRAME:
             raise MusicGenreError(
                 f"{path}: too short to analyse: {1000 * len(y) / SAMPLE_RATE:.1f} ms of audio, "
@@ -149,7 +152,7 @@ def file_features(path: Path, kinds: tuple[str, ...]) -> FileFeatures:
             features = {kind: extract(segments, kind) for kind in kinds}
         if not all(np.isfinite(f).all() for f in features.values()):
             raise MusicGenreError(f"{path}: its features overflow (samples far beyond the [-1, 1] of audio)")
-        return FileFeatures(path, features, silent_segments(segments, len(y)), len(y) / SAMPLE_RATE)
+        return FileFeatures(path, features, silent_seconds(mono, sr), len(y) / SAMPLE_RATE)
     except MusicGenreError as exc:
         return FileFeatures(path, error=str(exc))
     except Exception as exc:  # decoder, resampler or memory failures: one file's problem, not the batch's
@@ -195,7 +198,11 @@ def iter_file_features(paths: Sequence[Path], kinds: tuple[str, ...], workers: i
         yield from (file_features(path, kinds) for path in paths)
         return
     ctx = multiprocessing.get_context("spawn")  # forking after torch has started its threads is unsafe
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_ignore_stop_signals) as pool:
-        with _stop_signals_deferred():  # the workers start here, inheriting the block until they ignore them
-            results = pool.map(file_features, paths, [kinds] * len(paths))
-        yield from results
+    try:
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_ignore_stop_signals) as pool:
+            with _stop_signals_deferred():  # the workers start here, inheriting the block until they ignore them
+                results = pool.map(file_features, paths, [kinds] * len(paths))
+            yield from results
+    except (BrokenProcessPool, OSError) as exc:  # a worker killed (out of memory), or none could start
+        raise MusicGenreError(f"the decoding worker processes failed ({type(exc).__name__}: {exc}); "
+                              "--workers 1 decodes in this process") from exc

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
-from musicgenre.audio import as_path, file_key, find_audio_files
+from musicgenre.audio import as_path, file_key, scan_audio
 from musicgenre.errors import MusicGenreError
 from musicgenre.features import FileFeatures, iter_file_features
 
@@ -89,16 +89,18 @@ def predict_paths(paths: list[str | os.PathLike], model: str | None = None, work
 
 def _resolve_paths(paths: list[str | os.PathLike]) -> list[tuple[Path, str | None]]:
     """Each argument's audio files, without repeats (a file named twice, by any path, is classified once);
-    an argument that names none (missing path, folder without audio) becomes one entry carrying its
-    error, so the others are still classified; an empty path is a usage error that stops the command."""
+    an argument that names none (missing path, folder without audio) and each folder that cannot be read
+    become one entry carrying its error, so the others are still classified; an empty path is a usage
+    error that stops the command."""
     items: list[tuple[Path, str | None]] = []
     seen: set[Path] = set()
     for arg in map(as_path, paths):
         try:
-            found = find_audio_files([arg])
+            found, errors = scan_audio(arg)
         except MusicGenreError as exc:
             items.append((arg, str(exc)))
             continue
+        items += [(arg, error) for error in errors]
         for path in found:
             if (key := file_key(path)) not in seen:
                 items.append((path, None))

@@ -167,6 +167,7 @@ def _fill_run(tmp: Path, result: TrainResult, extra: dict | None) -> None:
             "musicgenre_version": __version__,
             "torch_version": torch.__version__,
             "config": result.config.to_dict(),
+            "trained_on": result.trained_on,
             "classes": list(result.classes),
             "n_parameters": count_parameters(result.model),
             **(extra or {}),
@@ -289,6 +290,8 @@ def load_run(path: str | os.PathLike, device: str | torch.device = "cpu", averag
         raise MusicGenreError(f"{weights}: weights do not fit model {config.model} (a model file of another kind)")
     if not all(torch.isfinite(t).all() for t in state.values()):
         raise MusicGenreError(f"{weights}: holds NaN or infinite weights (its training diverged)")
+    if not bool((model.std > 0).all()):  # training writes at least 1e-6: inputs divided by it
+        raise MusicGenreError(f"{weights}: its input standardisation has a std of 0 or below (a damaged model file)")
     if not float(model.temperature) > 0:
         raise MusicGenreError(f"{weights}: calibration temperature {float(model.temperature):g} (it must be above 0)")
     metrics_path = path / "metrics.json"

@@ -48,6 +48,10 @@ class TrainResult:
     best_epoch: int = 0
     train_seconds: float = 0.0
     metrics: dict | None = None  # validation metrics of the kept model
+    # how it was trained, recorded beside its config: the device and the loop ("fused", "pytorch", "stacked",
+    # with ", cuda graphs"); a stacked run also lists the seeds trained with it, which its exact repeat needs
+    # (stacking agrees with a seed trained alone to float rounding only, which epochs can grow)
+    trained_on: dict = field(default_factory=dict)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -55,7 +59,7 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise MusicGenreError("device 'cuda' asked for, but no CUDA GPU is available here")
+        raise MusicGenreError(f"device {name!r} asked for, but no CUDA GPU is available here")
     device = torch.device(name)
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
         raise MusicGenreError(f"device {name!r} asked for, but this machine has {torch.cuda.device_count()} CUDA GPU(s)")
@@ -82,7 +86,7 @@ def autocast(device: torch.device, precision: str) -> torch.autocast:
 def seed_everything(seed: int) -> None:
     """Seed every generator a run draws from."""
     random.seed(seed)
-    np.random.seed(seed % 2**32)
+    np.random.seed(seed)
     torch.manual_seed(seed)
 
 
@@ -316,7 +320,8 @@ def _train(cfg, train_set, val_set, on_epoch, device) -> TrainResult:
     if graphs:
         step = GraphedStep(step)
 
-    result = TrainResult(model=model, config=cfg, classes=classes)
+    loop = "fused" if fused is not None else "pytorch, cuda graphs" if graphs else "pytorch"
+    result = TrainResult(model=model, config=cfg, classes=classes, trained_on={"device": str(device), "loop": loop})
     keeper = BestKeeper(cfg.patience)
     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}  # epoch 0: kept if epoch 1 diverges
     best_pred = None
