@@ -36,9 +36,14 @@ def as_path(arg: str | os.PathLike) -> Path:
     return Path(arg)
 
 
-def os_problem(path: Path, exc: OSError) -> MusicGenreError:
-    """The system's reason a path could not be reached or read (permission denied), as one line naming it."""
-    return MusicGenreError(f"{path}: {(exc.strerror or str(exc)).lower()}")
+def _reason(exc: OSError) -> str:
+    """The system's reason a path could not be reached or read: "permission denied"."""
+    return (exc.strerror or str(exc)).lower()
+
+
+def _os_problem(path: Path, exc: OSError) -> MusicGenreError:
+    """That reason as one line naming the path."""
+    return MusicGenreError(f"{path}: {_reason(exc)}")
 
 
 def _declared_frames(f: sf.SoundFile) -> int:
@@ -103,7 +108,7 @@ def decode(path: str | Path) -> tuple[np.ndarray, int]:
             raise MusicGenreError(f"{path}: {problem}")
         open(path, "rb").close()  # a file we may not read is that, not corrupt audio
     except OSError as exc:
-        raise os_problem(path, exc) from exc
+        raise _os_problem(path, exc) from exc
     try:
         # as bytes on POSIX: a name that is not UTF-8 (a Latin-1 rip in an old library) reaches Python with
         # surrogate escapes, which soundfile's own encoding of a str refuses; os.fsencode gives the name back
@@ -162,7 +167,7 @@ def _audio_under(folder: Path) -> tuple[set[Path], list[str]]:
     errors: list[str] = []
 
     def unreadable(exc: OSError) -> None:
-        errors.append(f"{exc.filename}: this folder cannot be read ({(exc.strerror or str(exc)).lower()})")
+        errors.append(f"{exc.filename}: this folder cannot be read ({_reason(exc)})")
 
     for dirpath, dirnames, filenames in os.walk(folder, onerror=unreadable, followlinks=True):
         real = os.path.realpath(dirpath)
@@ -202,7 +207,7 @@ def scan_audio(path: Path) -> tuple[list[Path], list[str]]:
             return sorted(files), errors
         problem = _NOT_REGULAR if path.exists() else _DEAD_LINK if path.is_symlink() else "no such file or folder"
     except OSError as exc:
-        raise os_problem(path, exc) from exc
+        raise _os_problem(path, exc) from exc
     raise MusicGenreError(f"{path}: {problem}")
 
 
