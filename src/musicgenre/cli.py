@@ -78,6 +78,7 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
 
     from musicgenre.config import RECIPES, TrainConfig, recipe
     from musicgenre.models import check_model_features, model_features
+    from musicgenre.training import resolve_device
 
     base = recipe(args.recipe) if args.recipe else TrainConfig()
     given = {k: getattr(args, k) for k in TRAIN_OPTIONS if getattr(args, k) is not None}
@@ -94,6 +95,7 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
     cfg = replace(base, **given)
     if given.get("mixup_same_class") and cfg.mixup == 0:
         raise MusicGenreError("--mixup-same-class chooses mixup's partners: it needs mixup on (--mixup ALPHA > 0)")
+    resolve_device(cfg.device)  # a GPU this machine lacks is refused before any data loads
     return cfg
 
 
