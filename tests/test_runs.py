@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -170,6 +171,27 @@ def test_overwrite_never_replaces_an_input(small_mfcc_root, tmp_path, capsys):
     assert (lib / "blues" / "song.wav").read_bytes() == b"RIFF"
 
 
+def test_overwrite_never_replaces_a_device_pipe_or_link_to_one(small_mfcc_root, run_dir, tmp_path, capsys):
+    """As root, `--out /dev/null --overwrite` once turned the system's /dev/null into a folder."""
+    import os
+
+    fifo, link = tmp_path / "pipe", tmp_path / "null"
+    os.mkfifo(fifo)
+    link.symlink_to("/dev/null")
+    for out in (fifo, link, Path("/dev/null")):
+        for args in (["train", "--data", str(small_mfcc_root), "--epochs", "1"], ["report", str(run_dir)]):
+            assert main([*args, "--out", str(out), "--overwrite"]) == 2
+            assert capsys.readouterr().err == f"error: {out}: is a device, pipe or socket, not a place for output (choose another --out)\n"
+    assert fifo.is_fifo() and link.is_symlink() and Path("/dev/null").is_char_device()
+
+
+def test_an_empty_run_path_is_not_the_current_folder(run_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(run_dir)  # inside a run: "" would have read it (and `calibrate` written into it)
+    for args in (["evaluate", ""], ["calibrate", ""], ["report", "", "--out", str(tmp_path / "r")], ["ensemble", "", str(run_dir)]):
+        assert main(args) == 2
+        assert capsys.readouterr().err == "error: '': an empty path names no run directory\n", args
+
+
 def test_overwrite_onto_a_file_leaves_nothing_behind(small_mfcc_root, tmp_path):
     afile = tmp_path / "out" / "afile"
     afile.parent.mkdir()
@@ -240,6 +262,13 @@ def test_report_validates_run_dirs_as_evaluate_does(run_dir, tmp_path):
     edit_json(bad / "metrics.json", lambda d: d["val"].update(confusion_matrix=[[1]]))
     with pytest.raises(MusicGenreError, match=r"metrics.json: 'val': 'confusion_matrix' is not a 4 x 4 table of counts"):
         build_report(bad, tmp_path / "rep")
+    for change, message in [(lambda d: d["val"].update(accuracy=float("nan")), "'val': 'accuracy' is NaN, expected a number"),
+                            (lambda d: d["val"].update(f1_macro=1.5), "'val': accuracy and macro F1 must lie between 0 and 1"),
+                            (lambda d: d.update(best_epoch=99), "'best_epoch' is 99, but the run has epochs 0 (its initial weights) to 1")]:
+        edit_json(bad / "metrics.json", lambda d: d.update(json.loads((run_dir / "metrics.json").read_text())))
+        edit_json(bad / "metrics.json", change)
+        with pytest.raises(MusicGenreError, match=re.escape(message)):
+            build_report(bad, tmp_path / "rep")
     assert not (tmp_path / "rep").exists()  # checked before the report folder is made
 
 

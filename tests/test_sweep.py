@@ -160,6 +160,7 @@ def test_test_split_evaluates_kept_models_on_test(study_data, tmp_path, capsys):
     ("runs/SGD/results.json", "{}", "runs/SGD/results.json: 'lr' is missing"),
     ("runs/SGD/results.json", '{"lr": 0.002, "runs": [{"x": 1}]}', "runs/SGD/results.json: run 1: 'optimizer' is missing"),
     ("runs/SGD/results.json", '{"lr": 0.002, "runs": []}', r"runs/SGD/results.json: holds seeds \[\], not the sweep's 0..0"),
+    ("runs/SGD/results.json", '{"lr": NaN, "runs": []}', "runs/SGD/results.json: 'lr' is NaN, expected a number"),  # Python's JSON takes NaN
     ("sweep_config.json", "[1]", "sweep_config.json: not a musicgenre sweep configuration"),
 ])
 def test_corrupted_sweep_dir_is_one_line_for_resume_and_report(small_mfcc_root, tmp_path, spy_train_seeds, capsys, name, text, message):

@@ -63,8 +63,6 @@ def load_ensemble(paths: list[str | os.PathLike]) -> Predictor:
 def load_predictor(spec: str | os.PathLike) -> Predictor:
     """A run directory, or `ensemble:RUN1,RUN2,...` for the average of several."""
     spec = str(spec)
-    if not spec:
-        raise MusicGenreError("'': an empty path names no run directory")
     if spec.startswith(ENSEMBLE_PREFIX):
         return load_ensemble([p.strip() for p in spec[len(ENSEMBLE_PREFIX):].split(",") if p.strip()])
     return load_ensemble([spec])

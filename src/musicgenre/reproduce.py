@@ -119,7 +119,7 @@ def reproduce(data: str | os.PathLike | None, out: str | os.PathLike, seeds: int
     header = ("Figure", "Study, its test split (acc / F1)", "Ours, seed 0, val split", "Ours, sweep mean ± std, val split")
     table = markdown_table(header, comparison_rows(runs, base.model, sweep), "lrrr")
     text = "\n\n".join([
-        f"# The study, reproduced\n\nData: {root}; {plural(epochs, 'epoch')}; sweep of {len(sweep)} optimizers x {seeds} seeds "
+        f"# The study, reproduced\n\nData: {root}; {plural(epochs, 'epoch')}; sweep of {plural(len(sweep), 'optimizer')} x {plural(seeds, 'seed')} "
         f"on {base.model}; validation split.",
         table,
         *notes,

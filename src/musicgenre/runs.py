@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import re
 import typing
@@ -58,7 +59,8 @@ _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "tru
 
 def check_fields(obj: Any, spec: dict[str, tuple[type, ...]], source: str, required: bool = True) -> dict:
     """`obj` if it is a JSON object whose keys in `spec` (all of them if `required`) hold values of their
-    types (true/false is not a number); else a one-line error naming `source`."""
+    types (true/false is not a number, nor is NaN or Infinity, which Python's JSON reader takes); else a
+    one-line error naming `source`."""
     if not isinstance(obj, dict):
         raise MusicGenreError(f"{source}: expected a JSON object, not {json.dumps(obj)[:60]}")
     for key, types in spec.items():
@@ -67,7 +69,8 @@ def check_fields(obj: Any, spec: dict[str, tuple[type, ...]], source: str, requi
                 raise MusicGenreError(f"{source}: {key!r} is missing")
             continue
         value = obj[key]
-        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+        if (not isinstance(value, types) or (isinstance(value, bool) and bool not in types)
+                or (isinstance(value, float) and not math.isfinite(value))):
             names = " or ".join(_TYPE_NAMES[t] for t in types if not (t is int and float in types))
             raise MusicGenreError(f"{source}: {key!r} is {json.dumps(value)[:60]}, expected {names}")
     return obj
@@ -98,6 +101,8 @@ def check_eval_metrics(m: Any, source: str) -> dict:
     scores and a square confusion matrix of counts."""
     check_fields(m, {"n": (int,), "accuracy": NUMBER, "f1_macro": NUMBER, "classes": (list,), "per_class": (dict,),
                      "confusion_matrix": (list,)}, source)
+    if not (0 <= m["accuracy"] <= 1 and 0 <= m["f1_macro"] <= 1):
+        raise MusicGenreError(f"{source}: accuracy and macro F1 must lie between 0 and 1")
     classes = m["classes"]
     if not all(isinstance(c, str) for c in classes) or set(m["per_class"]) != set(classes):
         raise MusicGenreError(f"{source}: 'classes' must be the genre names that 'per_class' lists")
@@ -121,6 +126,9 @@ def training_record(run: Run) -> dict:
                               f"{run.path} was not written by train, sweep or reproduce")
     m = check_fields(run.metrics, {"best_epoch": (int,), "epochs_run": (int,), "train_seconds": NUMBER,
                                    "seconds_per_epoch": NUMBER, "val": (dict, type(None))}, str(source))
+    if not 0 <= m["best_epoch"] <= m["epochs_run"]:
+        raise MusicGenreError(f"{source}: 'best_epoch' is {m['best_epoch']}, but the run has epochs 0 (its initial "
+                              f"weights) to {m['epochs_run']}")
     if m["val"] is not None:
         check_eval_metrics(m["val"], f"{source}: 'val'")
     return m
@@ -229,6 +237,14 @@ def read_weights(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
     return header.get("__metadata__") or {}, dict(sorted(state.items()))
 
 
+def run_path(path: str | os.PathLike) -> Path:
+    """A run (or sweep) directory given as an argument, refusing the empty string, which Path reads as the
+    current folder (`calibrate` writes into the run it is given)."""
+    if not os.fspath(path):
+        raise MusicGenreError("'': an empty path names no run directory")
+    return Path(path)
+
+
 def run_folders(path: Path) -> list[str]:
     """Names of the run directories right inside `path`, in number order (seed-2 before seed-10): the one run
     per seed that `train --seeds N` writes under OUT, and a sweep under runs/OPTIMIZER."""
@@ -239,7 +255,7 @@ def run_folders(path: Path) -> list[str]:
 def load_run(path: str | os.PathLike, device: str | torch.device = "cpu", averaged: bool = True) -> Run:
     """Load a run directory; anything that is not one of ours is a one-line error naming the file. `averaged`:
     whether the command could average several runs, which a folder of runs is then pointed to."""
-    path = Path(path)
+    path = run_path(path)
     cfg_path = path / "config.json"
     if not path.is_dir():
         raise MusicGenreError(f"{path}: {'a file, not a' if path.exists() else 'no such'} run directory")
