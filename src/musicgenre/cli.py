@@ -256,15 +256,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from musicgenre.predict import predict_paths
 
     failed = []
+    preds = predict_paths(args.paths, args.model, args.workers)
     try:
-        for pred in predict_paths(args.paths, args.model, args.workers):
+        for pred in preds:
             if pred.error is not None:
                 failed.append(pred.error)
             if args.json:  # errors too, as {"file", "error"}
                 print(json.dumps(pred.to_json(args.segments)), flush=True)
             elif pred.error is None:
                 print_prediction(pred, args.segments)
-    finally:  # the files' errors so far, also when the command stops early
+    finally:  # a stop (Ctrl-C) ends the decoding workers now, not at interpreter exit; then the errors so far
+        preds.close()
         for err in failed:
             print(f"error: {one_line(err)}", file=sys.stderr)
     return 1 if failed else 0

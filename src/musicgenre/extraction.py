@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import zlib
 from collections.abc import Sequence
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -194,9 +195,11 @@ def _extract_all(paths: list[Path], workers: int | None, progress: bool) -> dict
     a file without a second of sound gets an error, so it is skipped like an unreadable one."""
     from rich.progress import track
 
-    results = iter_file_features(paths, tuple(FEATURE_SHAPES), workers)
-    done = track(results, total=len(paths), description="Extracting features", disable=not progress)
-    return {result.path: _skip_if_silent(result) for result in done}
+    # closed on the way out: a stop (Ctrl-C) that lands outside the generator still ends its workers before
+    # the command prints its one line, not later, at interpreter exit, when multiprocessing complains of leaks
+    with closing(iter_file_features(paths, tuple(FEATURE_SHAPES), workers)) as results:
+        done = track(results, total=len(paths), description="Extracting features", disable=not progress)
+        return {result.path: _skip_if_silent(result) for result in done}
 
 
 def _skip_if_silent(result: FileFeatures) -> FileFeatures:
