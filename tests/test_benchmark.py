@@ -19,8 +19,8 @@ no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has
 @no_cuda
 def test_compare_devices_cpu_figures_and_missing_cuda(study_data):
     cfg = TrainConfig(epochs=2, seed=3)
-    rows = compare_devices(cfg, ["cpu", "cuda"], str(study_data))
-    assert [r["device"] for r in rows] == ["cpu", "cuda"]
+    rows = compare_devices(cfg, ["cpu", "cuda", " cpu"], str(study_data))
+    assert [r["device"] for r in rows] == ["cpu", "cuda"]  # each device once
     cpu, cuda = rows
     assert cuda == {"device": "cuda", "available": False}
     assert cpu["available"] and cpu["epochs"] == 2 and cpu["seed"] == 3

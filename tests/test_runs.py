@@ -113,8 +113,10 @@ def test_out_under_a_file_is_one_line_for_train_extract_and_report(small_mfcc_ro
         assert main(args) == 2
         err = capsys.readouterr().err
         assert err == f"error: {args[-1]}: {afile} is a file, not a folder (choose another --out)\n"
-    assert main(["report", str(run_dir), "--out", str(afile)]) == 2
-    assert capsys.readouterr().err == f"error: {afile}: already exists and is not empty (choose another --out, or --overwrite)\n"
+    afile.with_name("empty").touch()  # a file, even an empty one, is not a folder to write into
+    for out in (afile, afile.with_name("empty")):
+        assert main(["report", str(run_dir), "--out", str(out)]) == 2
+        assert capsys.readouterr().err == f"error: {out}: is a file, which the output folder would replace (choose another --out, or --overwrite)\n"
     assert afile.read_text() == "hi"
 
 

@@ -41,7 +41,7 @@ def device_name(device: str, model: str) -> str:
 def compare_devices(cfg: TrainConfig, devices: list[str], data: str | None = None) -> list[dict]:
     """Train `cfg` once per device with one shared seed; one dict per device with its timings and
     validation scores, or available=False for a device this machine lacks."""
-    devices = [d.strip() for d in devices if d.strip()]
+    devices = list(dict.fromkeys(d.strip() for d in devices if d.strip()))  # each device once, in the order given
     if not devices:
         raise MusicGenreError("--devices: give at least one device, e.g. cpu,cuda")
     available = {d: device_available(d) for d in devices}  # unknown names fail before any loading

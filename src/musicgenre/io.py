@@ -133,7 +133,8 @@ def check_out_dir(out: str | os.PathLike, overwrite: bool = False, inputs: Seque
     if out.resolve() in (Path.cwd(), *Path.cwd().parents):
         raise MusicGenreError(f"{out}: is or holds the current folder, which it would replace (choose another --out)")
     if occupied(out) and not overwrite:
-        raise MusicGenreError(f"{out}: already exists and is not empty (choose another --out, or --overwrite)")
+        what = "is a file, which the output folder would replace" if out.is_file() else "already exists and is not empty"
+        raise MusicGenreError(f"{out}: {what} (choose another --out, or --overwrite)")
     parent = next(p for p in out.absolute().parents if p.exists())  # where the temporary sibling's folders start
     try:
         os.rmdir(tempfile.mkdtemp(prefix=f".{out.name}.probe-", dir=parent))
