@@ -206,9 +206,9 @@ def scan_audio(path: Path) -> tuple[list[Path], list[str]]:
                 raise MusicGenreError(f"{path}: no audio files ({kinds}) in this folder")
             return sorted(files), errors
         problem = _NOT_REGULAR if path.exists() else _DEAD_LINK if path.is_symlink() else "no such file or folder"
+        raise MusicGenreError(f"{path}: {problem}")
     except OSError as exc:
         raise _os_problem(path, exc) from exc
-    raise MusicGenreError(f"{path}: {problem}")
 
 
 def find_audio_files(paths: Iterable[str | Path]) -> list[Path]:
