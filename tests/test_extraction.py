@@ -214,6 +214,16 @@ def test_a_silent_file_is_skipped_and_takes_no_split(tmp_path, decoded, capsys):
     assert len(X) == 3 and set(labels) == {"jazz"}
 
 
+def test_a_skipped_file_whose_name_holds_a_line_break_keeps_one_line(tmp_path, decoded, capsys):
+    for genre, name in (("blues", "blues_sorohanro_solo_trumpet.ogg"), ("hiphop", "hiphop_fma_000002.mp3")):
+        (tmp_path / "genres" / genre).mkdir(parents=True)
+        sf.write(tmp_path / "genres" / genre / "a.wav", decoded[name][: 3 * SAMPLE_RATE], SAMPLE_RATE)
+    (tmp_path / "genres" / "blues" / "bad\nname.mp3").write_text("not audio")
+    assert main(["extract", str(tmp_path / "genres"), "--out", str(tmp_path / "out"), "--split-ratio", "1/0", "--workers", "1"]) == 0
+    skipped = [line for line in capsys.readouterr().err.splitlines() if "name.mp3" in line]
+    assert skipped == [f"skipped: {tmp_path}/genres/blues/bad\\nname.mp3: not a readable audio file (unknown format or corrupt data)"]
+
+
 def test_a_one_sample_file_is_skipped(tmp_path, decoded):
     rock = tmp_path / "genres" / "rock"
     rock.mkdir(parents=True)

@@ -215,7 +215,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
         if n:
             print(f"{split}: {n} one-second clips from {sum(f.get('split') == split for f in files_)} files")
     for f in failed:
-        print(f"skipped: {f['error']}", file=sys.stderr)
+        print(f"skipped: {one_line(f['error'])}", file=sys.stderr)
     print(f"dataset written to {args.out} (manifest.json lists every file)")
     genres = {split: sorted({f["label"] for f in files_ if f.get("split") == split and f["n_segments"] > f["n_silent"]})
               for split in EXTRACT_SPLITS}
