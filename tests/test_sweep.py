@@ -103,6 +103,28 @@ def test_sweep_outputs_resume_and_config_guard(study_data, tmp_path, spy_train_s
     assert spy_train_seeds == []
 
 
+def test_tensorboard_scalars_are_the_history_and_a_resumed_optimizer_replaces_its_curves(small_mfcc_root, tmp_path):
+    """Each seed's log holds its per-epoch loss and val scores; retraining it on resume replaces the log
+    (one events file) rather than adding a second set of curves beside the first."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "sweep"
+    args = sweep_args(small_mfcc_root, out, "--optimizers", "sgd", "--seeds", "1", "--epochs", "3")
+    for _ in range(2):
+        (out / "runs" / "SGD" / "results.json").unlink(missing_ok=True)  # the second pass retrains SGD
+        assert main(args) == 0
+    log = out / "tensorboard" / "SGD" / "seed-0"
+    assert len(list(log.iterdir())) == 1
+    events = EventAccumulator(str(log))
+    events.Reload()
+    history = json.loads((out / "runs" / "SGD" / "seed-0" / "history.json").read_text())
+    for tag, key in [("loss/train", "loss"), ("val/accuracy", "val_accuracy"), ("val/f1_macro", "val_f1")]:
+        scalars = events.Scalars(tag)
+        assert [s.step for s in scalars] == [h["epoch"] for h in history]
+        assert [s.value for s in scalars] == pytest.approx([h[key] for h in history], rel=1e-6)
+    assert not [p for p in log.parent.iterdir() if p.name.startswith(".")]  # no temporary folder left
+
+
 def test_library_sweep_without_progress_prints_nothing(study_data, tmp_path, capsys):
     """`run_sweep(progress=False)` is for callers that print their own: neither bar nor result lines."""
     from musicgenre.config import TrainConfig

@@ -17,7 +17,8 @@ import torch
 from musicgenre.config import OPTIMIZERS, WITHOUT_WEIGHT_DECAY, TrainConfig, canonical_optimizer
 from musicgenre.datasets import data_digest, load_dataset, resolve_data_root
 from musicgenre.errors import MusicGenreError
-from musicgenre.io import atomic_write_bytes, atomic_write_json, atomic_write_text, check_out_path, occupied, read_json
+from musicgenre.io import (atomic_write_bytes, atomic_write_json, atomic_write_text, check_out_path, occupied, read_json,
+                          write_dir)
 from musicgenre.metrics import mean_std
 from musicgenre.runs import NUMBER, check_fields, save_run, train_config_from_json
 from musicgenre.tables import differences, markdown_table, plural
@@ -147,17 +148,22 @@ def check_config(cfg: SweepConfig, out: Path) -> bool:
 
 
 def write_tensorboard(result: TrainResult, log_dir: Path) -> None:
-    """Per-epoch scalars for TensorBoard, when it is installed (silently nothing otherwise)."""
+    """Per-epoch scalars for TensorBoard, when it is installed (silently nothing otherwise). Written whole
+    into a temporary folder that then replaces `log_dir`, so a retrained seed's curves replace its old ones."""
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
         return
-    with SummaryWriter(str(log_dir)) as w:
-        for r in result.history:
-            w.add_scalar("loss/train", r.loss, r.epoch)
-            if r.val_f1 is not None:
-                w.add_scalar("val/accuracy", r.val_accuracy, r.epoch)
-                w.add_scalar("val/f1_macro", r.val_f1, r.epoch)
+
+    def fill(tmp: Path) -> None:
+        with SummaryWriter(str(tmp)) as w:
+            for r in result.history:
+                w.add_scalar("loss/train", r.loss, r.epoch)
+                if r.val_f1 is not None:
+                    w.add_scalar("val/accuracy", r.val_accuracy, r.epoch)
+                    w.add_scalar("val/f1_macro", r.val_f1, r.epoch)
+
+    write_dir(log_dir, True, fill)
 
 
 def seed_dir(out: Path, optimizer: str, seed: int) -> Path:
