@@ -23,7 +23,8 @@ import torch
 
 from musicgenre.config import RECIPES
 from musicgenre.datasets import Dataset, load_dataset
-from musicgenre.io import atomic_write_json, commit_dir, prepare_out_dir
+from musicgenre.cli import positive_int
+from musicgenre.io import atomic_write_json, write_dir
 from musicgenre.metrics import seed_summary
 from musicgenre.runs import WEIGHTS, save_run
 from musicgenre.training import train, train_seeds
@@ -50,7 +51,7 @@ def validation_figures(train_set: Dataset, val_set: Dataset, n_seeds: int) -> di
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=None, help="data root (default: $MUSICGENRE_DATA)")
-    parser.add_argument("--seeds", type=int, default=5, help="seeds for the validation figures")
+    parser.add_argument("--seeds", type=positive_int, default=5, help="seeds for the validation figures")
     args = parser.parse_args()
     torch.set_num_threads(1)  # a net this small trains fastest on one thread, and the result stays reproducible
 
@@ -63,16 +64,18 @@ def main() -> None:
     both = Dataset(np.concatenate([tr.X, va.X]), np.concatenate([tr.y, va.y]), tr.classes, "mfcc", "train+val")
     cfg = replace(RECIPES[RECIPE], seed=SEED)
     result = train(cfg, both)  # no validation split: the last epoch is kept
-    tmp, out = prepare_out_dir(OUT, overwrite=True)
-    with tempfile.TemporaryDirectory() as scratch:  # keep only the files that do not hold timings
-        run = save_run(result, Path(scratch) / "run", extra={"training_splits": ["train", "val"]})
-        for name in (WEIGHTS, "config.json"):
-            shutil.copy(run / name, tmp / name)
-    atomic_write_json(tmp / "metrics.json", {
-        "trained_on": f"train+val ({len(both)} clips), seed {SEED}, {cfg.epochs} epochs",
-        "validation": val_figures,
-    })
-    commit_dir(tmp, out)
+
+    def fill(tmp: Path) -> None:
+        with tempfile.TemporaryDirectory() as scratch:  # keep only the files that do not hold timings
+            run = save_run(result, Path(scratch) / "run", extra={"training_splits": ["train", "val"]})
+            for name in (WEIGHTS, "config.json"):
+                shutil.copy(run / name, tmp / name)
+        atomic_write_json(tmp / "metrics.json", {
+            "trained_on": f"train+val ({len(both)} clips), seed {SEED}, {cfg.epochs} epochs",
+            "validation": val_figures,
+        })
+
+    out = write_dir(OUT, True, fill)  # built beside it, then moved into place; nothing left behind on failure
     print(f"ready model written to {out}")
 
 
