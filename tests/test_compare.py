@@ -4,6 +4,7 @@ scores over seeds, costs for the models without data, and its output folder hand
 from __future__ import annotations
 
 import csv
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 
 import musicgenre.compare
 from conftest import write_split
+from musicgenre.baselines import BASELINES
 from musicgenre.cli import main
 from musicgenre.config import RECIPES
 
@@ -25,7 +27,7 @@ def test_compare_scores_mfcc_recipes_and_baselines_and_costs_the_rest(small_mfcc
     out = tmp_path / "cmp"
     assert main(["compare", "--data", str(small_mfcc_root), "--seeds", "2", "--out", str(out)]) == 0
     rows = {r["model"]: r for r in csv.DictReader((out / "compare.csv").open())}
-    assert set(rows) >= set(RECIPES) | {"sk-logreg", "sk-svm-rbf", "sk-hist-gb"}
+    assert set(rows) == set(RECIPES) | set(BASELINES)
     for name, r in rows.items():
         trained = RECIPES[name].features == "mfcc" if name in RECIPES else True
         assert r["seeds"] == ("2" if trained else "0")
@@ -34,6 +36,11 @@ def test_compare_scores_mfcc_recipes_and_baselines_and_costs_the_rest(small_mfcc
     assert int(rows["mel-cnn"]["parameters"]) == 1_589_796  # no melgrams here: cost only
     md = (out / "compare.md").read_text()
     assert "| mfcc-mlp-log | mfcc | 2 | " in md and " ± " in md
+    settings = json.loads((out / "compare_config.json").read_text())  # what ran, recorded beside the results
+    assert (settings["data"], settings["seeds"]) == (str(small_mfcc_root), [0, 1])
+    assert set(settings["recipes"]) == {n for n, r in RECIPES.items() if r.features == "mfcc"}
+    assert settings["recipes"]["mfcc-mlp-log"] == replace(RECIPES["mfcc-mlp-log"], epochs=2).to_dict()
+    assert settings["baselines"] == list(BASELINES) and list(settings["data_digest"]) == ["mfcc"]
 
 
 def test_one_seed_has_no_spread_to_show(small_mfcc_root, short_recipes, tmp_path):

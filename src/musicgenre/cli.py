@@ -350,9 +350,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     def show(row) -> None:
         print(table_markdown([row]).splitlines()[-1], flush=True)
 
-    rows = compare(root, list(range(args.seeds)), on_row=show)
-    out = write_tables(rows, args.out, args.overwrite, [root])
-    print(f"\n{table_markdown(rows)}\nwritten to {out / 'compare.md'} and {out / 'compare.csv'}")
+    comparison = compare(root, list(range(args.seeds)), on_row=show)
+    out = write_tables(comparison, args.out, args.overwrite, [root])
+    print(f"\n{table_markdown(comparison.rows)}\nwritten to {out / 'compare.md'} and {out / 'compare.csv'} "
+          f"(settings: {out / 'compare_config.json'})")
     return 0
 
 

@@ -12,13 +12,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import sklearn
 import torch
 
+from musicgenre import __version__
 from musicgenre.baselines import BASELINES, evaluate_baseline, fit_baseline
 from musicgenre.config import RECIPES
-from musicgenre.datasets import FEATURE_SHAPES, has_split, load_dataset, resolve_data_root
+from musicgenre.datasets import FEATURE_SHAPES, data_digest, has_split, load_dataset, resolve_data_root
 from musicgenre.errors import MusicGenreError
-from musicgenre.io import atomic_write_text, write_dir
+from musicgenre.io import atomic_write_json, atomic_write_text, write_dir
 from musicgenre.metrics import mean_std
 from musicgenre.models import build_model, count_parameters, model_features
 from musicgenre.tables import markdown_table
@@ -38,6 +40,14 @@ class Row:
     f1_macro: list[float] = field(default_factory=list)
     parameters: int | None = None
     us_per_clip: float | None = None
+
+
+@dataclass
+class Comparison:
+    """The table's rows, and what produced them (written beside the tables as compare_config.json)."""
+
+    rows: list[Row]
+    settings: dict
 
 
 def seconds_per_clip(predict: Callable[[np.ndarray], object], X: np.ndarray, repeats: int = 20) -> float:
@@ -70,7 +80,7 @@ def model_cost(model_name: str, n_classes: int) -> tuple[int, float]:
 
 def compare(
     data: str | os.PathLike | None, seeds: list[int], on_row: Callable[[Row], None] | None = None
-) -> list[Row]:
+) -> Comparison:
     """Train every recipe whose features the data root has (over `seeds`) and every baseline on MFCC;
     recipes without data are listed with their cost only. Scores are on the val split, which every
     representation with a train split must have."""
@@ -109,7 +119,15 @@ def compare(
                 row.f1_macro.append(m["f1_macro"])
             row.us_per_clip = seconds_per_clip(pipe.predict, X) * 1e6
             add(row)
-    return rows
+    settings = {
+        "kind": "musicgenre-compare", "data": str(root),
+        "data_digest": {f: data_digest(d) for f, d in splits.items()}, "seeds": seeds,
+        "recipes": {name: r.to_dict() for name, r in RECIPES.items() if r.features in splits},
+        "baselines": list(BASELINES) if "mfcc" in splits else [],
+        "timing": {"batch": TIMING_BATCH, "threads": TIMING_THREADS},
+        "musicgenre_version": __version__, "torch_version": torch.__version__, "sklearn_version": sklearn.__version__,
+    }
+    return Comparison(rows, settings)
 
 
 def _summary(values: list[float]) -> tuple[float | None, float | None]:
@@ -158,13 +176,14 @@ def table_csv(rows: list[Row]) -> str:
     return buf.getvalue()
 
 
-def write_tables(rows: list[Row], out: str | os.PathLike, overwrite: bool = False,
+def write_tables(comparison: Comparison, out: str | os.PathLike, overwrite: bool = False,
                  inputs: Sequence[str | os.PathLike] = ()) -> Path:
-    """Write the folder `out` with compare.md and compare.csv, built aside and moved into place (see
-    io.write_dir: an existing non-empty `out` only with `overwrite`, never one overlapping `inputs`)."""
+    """Write the folder `out` with compare.md, compare.csv and compare_config.json, built aside and moved into
+    place (see io.write_dir: an existing non-empty `out` only with `overwrite`, never one overlapping `inputs`)."""
 
     def fill(tmp: Path) -> None:
-        atomic_write_text(tmp / "compare.md", table_markdown(rows))
-        atomic_write_text(tmp / "compare.csv", table_csv(rows))
+        atomic_write_text(tmp / "compare.md", table_markdown(comparison.rows))
+        atomic_write_text(tmp / "compare.csv", table_csv(comparison.rows))
+        atomic_write_json(tmp / "compare_config.json", comparison.settings)
 
     return write_dir(out, overwrite, fill, inputs)
