@@ -27,6 +27,7 @@ from musicgenre.cli import positive_int
 from musicgenre.io import atomic_write_json, write_dir
 from musicgenre.metrics import seed_summary
 from musicgenre.runs import WEIGHTS, save_run
+from musicgenre.tables import plural, plus_minus
 from musicgenre.training import train, train_seeds
 
 RECIPE = "mfcc-mlp-log"
@@ -58,8 +59,8 @@ def main() -> None:
     data = load_dataset(args.data, "mfcc", ("train", "val"))
     tr, va = data["train"], data["val"]
     val_figures = validation_figures(tr, va, args.seeds)
-    print(f"{RECIPE} on val over {args.seeds} seeds: accuracy {val_figures['accuracy']['mean']:.4f} ± "
-          f"{val_figures['accuracy']['std']:.4f}, macro F1 {val_figures['f1_macro']['mean']:.4f} ± {val_figures['f1_macro']['std']:.4f}")
+    acc, f1 = (plus_minus(val_figures[k]["mean"], val_figures[k]["std"], ".4f") for k in ("accuracy", "f1_macro"))
+    print(f"{RECIPE} on val over {plural(args.seeds, 'seed')}: accuracy {acc}, macro F1 {f1}")
 
     both = Dataset(np.concatenate([tr.X, va.X]), np.concatenate([tr.y, va.y]), tr.classes, "mfcc", "train+val")
     cfg = replace(RECIPES[RECIPE], seed=SEED)

@@ -141,6 +141,7 @@ def train_many_seeds(cfg: TrainConfig, seeds: list[int], args: argparse.Namespac
                      val_set: Dataset | None, show: Callable[[EpochRecord], None]) -> int:
     """The seeds trained together; OUT/seed-K per seed and OUT/summary.json."""
     from musicgenre.runs import save_seed_runs
+    from musicgenre.tables import plural, plus_minus
     from musicgenre.training import check_learned, train_seeds
 
     results = train_seeds(cfg, seeds, train_set, val_set, on_epoch=show)
@@ -149,7 +150,7 @@ def train_many_seeds(cfg: TrainConfig, seeds: list[int], args: argparse.Namespac
     for key in ("accuracy", "f1_macro"):
         if f"val_{key}" in summary:
             figures = summary[f"val_{key}"]
-            print(f"val {key}: {figures['mean']:.4f} ± {figures['std']:.4f} over {len(seeds)} seeds")
+            print(f"val {key}: {plus_minus(figures['mean'], figures['std'], '.4f')} over {plural(len(seeds), 'seed')}")
     print(f"runs saved to {out}/seed-{{{seeds[0]}..{seeds[-1]}}}")
     return 0
 

@@ -23,7 +23,7 @@ from musicgenre.errors import MusicGenreError
 from musicgenre.io import atomic_write_json, atomic_write_text, write_dir
 from musicgenre.metrics import mean_std
 from musicgenre.models import build_model, count_parameters, model_features
-from musicgenre.tables import markdown_table
+from musicgenre.tables import markdown_table, plus_minus
 from musicgenre.training import cpu_threads, predict_logits, train_seeds
 
 TIMING_BATCH = 256
@@ -131,19 +131,13 @@ def compare(
 
 
 def _summary(values: list[float]) -> tuple[float | None, float | None]:
-    """Mean and sample std over seeds: None for no scores, and no std for one seed (its spread is unknown)."""
-    if not values:
-        return None, None
-    mean, std = mean_std(values)
-    return mean, std if len(values) > 1 else None
+    """Mean and sample std over seeds (metrics.mean_std), and neither for no scores."""
+    return mean_std(values) if values else (None, None)
 
 
 def _mean_std(values: list[float]) -> str:
-    """mean ± sample std over seeds, as _summary gives them."""
-    mean, std = _summary(values)
-    if mean is None:
-        return "—"
-    return f"{mean:.4f}" if std is None else f"{mean:.4f} ± {std:.4f}"
+    """mean ± sample std over seeds, or a dash for no scores."""
+    return plus_minus(*mean_std(values), fmt=".4f") if values else "—"
 
 
 COLUMNS = ("model", "features", "seeds", "val accuracy", "val macro F1", "parameters", "CPU µs/clip")

@@ -17,7 +17,7 @@ from musicgenre.io import atomic_write_json, atomic_write_text, out_folder, read
 from musicgenre.report import build_report
 from musicgenre.runs import check_fields, load_run, save_run, training_record
 from musicgenre.sweep import OptimizerResult, run_sweep, sweep_config_from
-from musicgenre.tables import differences, markdown_table, plural
+from musicgenre.tables import differences, markdown_table, plural, plus_minus
 from musicgenre.training import train
 
 # The study's published figures (on its test split): (what, model, optimizer, accuracy, macro F1).
@@ -48,8 +48,7 @@ def comparison_rows(runs: dict[str, dict], sweep_model: str, sweep: list[Optimiz
         single = f"{100 * m['accuracy']:.1f}% / {m['f1_macro']:.3f}" if m else "-"
         res = by_opt.get(optimizer) if model == sweep_model else None
         if res:
-            (a, sa), (f, sf) = res.mean_std("accuracy"), res.mean_std("f1_macro")
-            swept = f"{100 * a:.1f}% ± {100 * sa:.1f} / {f:.3f} ± {sf:.3f}"
+            swept = f"{plus_minus(*res.mean_std('accuracy'), '.1f', 100, '%')} / {plus_minus(*res.mean_std('f1_macro'))}"
         else:
             swept = "-"
         rows.append((what, f"{100 * acc:.1f}% / {f1:.3f}", single, swept))

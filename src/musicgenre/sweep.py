@@ -21,7 +21,7 @@ from musicgenre.io import (atomic_write_bytes, atomic_write_json, atomic_write_t
                           write_dir)
 from musicgenre.metrics import mean_std
 from musicgenre.runs import NUMBER, check_fields, save_run, train_config_from_json
-from musicgenre.tables import differences, markdown_table, plural
+from musicgenre.tables import differences, markdown_table, plural, plus_minus
 from musicgenre.training import TrainResult, check_settings, evaluate_model, train_seeds
 
 SWEEP_KIND = "musicgenre-sweep"
@@ -69,8 +69,8 @@ class OptimizerResult:
     lr: float
     runs: list[dict] = field(default_factory=list)  # one dict of RESULT_FIELDS per seed
 
-    def mean_std(self, key: str) -> tuple[float, float]:
-        """Mean and sample standard deviation over seeds (0 for a single seed)."""
+    def mean_std(self, key: str) -> tuple[float, float | None]:
+        """Mean and sample standard deviation over seeds (None for a single seed)."""
         return mean_std([r[key] for r in self.runs])
 
 
@@ -221,8 +221,8 @@ def run_sweep(cfg: SweepConfig, out: str | os.PathLike, progress: bool = True) -
             results.append(res)
             bar.update(task, completed=(i + 1) * len(seeds) * epochs)
             if progress:  # each optimizer's result as it finishes, above the bar
-                acc, f1 = res.mean_std("accuracy"), res.mean_std("f1_macro")
-                bar.console.print(f"{opt:9s} lr {lr:<7g} acc {acc[0]:.3f} ± {acc[1]:.3f}  F1 {f1[0]:.3f} ± {f1[1]:.3f}")
+                acc, f1 = plus_minus(*res.mean_std("accuracy")), plus_minus(*res.mean_std("f1_macro"))
+                bar.console.print(f"{opt:9s} lr {lr:<7g} acc {acc}  F1 {f1}")
     write_summary(cfg, results, out)
     return results
 
@@ -254,7 +254,7 @@ def sweep_intro(cfg: SweepConfig) -> list[str]:
     split = {"val": "validation", "test": "test"}[cfg.split]
     lr_line = ("lr: each optimizer's own default (from its torch.optim signature)" if cfg.lr_per_optimizer
                else f"lr: {b.lr:g} for every optimizer")
-    return [f"Optimizer sweep: {b.model} on {b.features}, {split} split, {cfg.seeds} seeds (0..{cfg.seeds - 1}), "
+    return [f"Optimizer sweep: {b.model} on {b.features}, {split} split, {plural(cfg.seeds, 'seed')} (0..{cfg.seeds - 1}), "
             f"{plural(b.epochs, 'epoch')}, batch {b.batch_size}; kept epoch = best validation macro F1 (the last epoch "
             "where the data has no val split; 0: the initial weights, kept where training diverged in epoch 1).",
             f"{lr_line}. Figures are mean ± sample std over seeds."]
@@ -264,8 +264,8 @@ def sweep_table_rows(results: list[OptimizerResult]) -> list[tuple[str, ...]]:
     """The table's cells (see SWEEP_HEADER), best macro F1 first."""
     rows = []
     for res in by_f1(results):
-        (a, sa), (f, sf) = res.mean_std("accuracy"), res.mean_std("f1_macro")
-        rows.append((res.optimizer, f"{res.lr:g}", f"{100 * a:.1f}% ± {100 * sa:.1f}", f"{f:.3f} ± {sf:.3f}",
+        rows.append((res.optimizer, f"{res.lr:g}", plus_minus(*res.mean_std("accuracy"), ".1f", 100, "%"),
+                     plus_minus(*res.mean_std("f1_macro")),
                      f"{res.mean_std('best_epoch')[0]:.1f}", f"{res.mean_std('train_seconds')[0]:.1f}"))
     return rows
 
@@ -284,11 +284,11 @@ def sweep_figure(cfg: SweepConfig, results: list[OptimizerResult]) -> bytes:
     fig = new_figure(figsize=(max(6.0, 0.8 * len(ordered) + 2), 4.2))
     ax = fig.subplots()
     for offset, key, label in [(-0.2, "accuracy", "accuracy"), (0.2, "f1_macro", "macro F1")]:
-        stats = np.array([r.mean_std(key) for r in ordered])
-        ax.bar(x + offset, stats[:, 0], 0.4, yerr=stats[:, 1], capsize=3, label=label)
+        means, stds = zip(*(r.mean_std(key) for r in ordered))
+        ax.bar(x + offset, means, 0.4, yerr=[s or 0.0 for s in stds], capsize=3, label=label)
     ax.set_xticks(x, [r.optimizer for r in ordered], rotation=30, ha="right")
     ax.set_ylim(0, 1)
-    ax.set_ylabel(f"{cfg.split} score (mean ± std, {cfg.seeds} seeds)")
+    ax.set_ylabel(f"{cfg.split} score (mean ± std, {plural(cfg.seeds, 'seed')})")
     lr = "own default lr" if cfg.lr_per_optimizer else f"lr {cfg.base.lr:g}"
     ax.set_title(f"{cfg.base.model}: optimizers, {lr}, {plural(cfg.base.epochs, 'epoch')}")
     ax.legend(loc="lower left")

@@ -14,6 +14,13 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]], align: 
     return "\n".join([lines[0], rule, *lines[1:]])
 
 
+def plus_minus(mean: float, std: float | None, fmt: str = ".3f", scale: float = 1.0, unit: str = "") -> str:
+    """'0.611 ± 0.012', or with scale 100 and unit '%' '61.1% ± 1.2'; the mean alone where there is no
+    spread (one seed)."""
+    text = f"{scale * mean:{fmt}}{unit}"
+    return text if std is None else f"{text} ± {scale * std:{fmt}}"
+
+
 def plural(n: int, noun: str) -> str:
     """'1 epoch', '2 epochs'."""
     return f"{n} {noun}{'' if n == 1 else 's'}"
