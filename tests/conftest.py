@@ -69,6 +69,6 @@ def synthetic_melgrams(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 @pytest.fixture(scope="session")
 def decoded(audio_dir: Path) -> dict[str, np.ndarray]:
     """Every real recording decoded once with load_audio, by file name."""
-    from musicgenre.audio import find_audio_files, load_audio
+    from musicgenre.audio import load_audio, scan_audio
 
-    return {path.name: load_audio(path) for path in find_audio_files([audio_dir])}
+    return {path.name: load_audio(path) for path in scan_audio(audio_dir)[0]}

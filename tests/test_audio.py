@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from musicgenre.audio import SAMPLE_RATE, SEGMENT_SAMPLES, find_audio_files, load_audio, segment
+from musicgenre.audio import SAMPLE_RATE, SEGMENT_SAMPLES, as_path, load_audio, scan_audio, segment
 from musicgenre.errors import MusicGenreError
 
 # Durations from shared/audio/SOURCES.md, in seconds.
@@ -24,7 +24,7 @@ DURATIONS = {
 
 
 def test_finds_all_real_recordings(audio_dir):
-    assert [p.name for p in find_audio_files([audio_dir])] == sorted(DURATIONS)
+    assert [p.name for p in scan_audio(audio_dir)[0]] == sorted(DURATIONS)
 
 
 def test_decodes_real_recordings_to_8k_mono(decoded):
@@ -135,21 +135,21 @@ def test_errors_are_one_line(tmp_path):
     assert "\n" not in str(info.value)
 
 
-def test_find_audio_files(tmp_path):
+def test_scan_audio(tmp_path):
     (tmp_path / "a" / "b").mkdir(parents=True)
-    for name in ["a/x.WAV", "a/b/y.flac", "a/b/z.Ogg", "a/b/w.mp3", "a/readme.txt"]:
+    for name in ["a/x.WAV", "a/b/y.flac", "a/b/z.Ogg", "a/b/w.mp3", "a/readme.txt", "a/notes.md"]:
         (tmp_path / name).write_bytes(b"")
-    found = find_audio_files([tmp_path / "a", tmp_path / "a" / "x.WAV"])
-    assert found == sorted(tmp_path / n for n in ["a/x.WAV", "a/b/y.flac", "a/b/z.Ogg", "a/b/w.mp3"])
+    assert scan_audio(tmp_path / "a") == (sorted(tmp_path / n for n in ["a/x.WAV", "a/b/y.flac", "a/b/z.Ogg", "a/b/w.mp3"]), [])
+    assert scan_audio(tmp_path / "a" / "notes.md") == ([tmp_path / "a" / "notes.md"], [])  # named: kept, whatever it is
 
 
-def test_find_audio_files_errors(tmp_path):
+def test_scan_audio_errors(tmp_path):
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "readme.txt").write_text("hi")
     with _error_naming(tmp_path / "docs", "no audio files"):
-        find_audio_files([tmp_path / "docs"])
+        scan_audio(tmp_path / "docs")
     with _error_naming(tmp_path / "gone", "no such file"):
-        find_audio_files([tmp_path / "gone"])
+        scan_audio(tmp_path / "gone")
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
@@ -218,8 +218,6 @@ def test_a_file_or_folder_we_may_not_read_says_so(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "scandir", lambda p=".": denied(p) if Path(p) == album else real_scandir(p))
     with _error_naming(song, "permission denied"):
         load_audio(song)
-    with _error_naming(album, "this folder cannot be read \\(permission denied\\)"):
-        find_audio_files([tmp_path])
     assert musicgenre.audio.scan_audio(tmp_path) == ([song], [f"{album}: this folder cannot be read (permission denied)"])
 
 
@@ -238,12 +236,12 @@ def test_device_is_not_a_regular_file():
     with _error_naming(path, "not a regular file"):
         load_audio(path)
     with _error_naming(path, "not a regular file"):
-        find_audio_files([path])
+        scan_audio(path)
 
 
 def test_empty_path_is_not_the_current_folder():
     with pytest.raises(MusicGenreError, match="^'': an empty path names no file or folder$"):
-        find_audio_files([""])
+        as_path("")
     with pytest.raises(MusicGenreError, match="empty path"):
         load_audio("")
 
@@ -258,7 +256,7 @@ def test_folders_are_searched_through_symlinked_subfolders_without_looping(audio
     library.mkdir()
     (library / "album").symlink_to(album, target_is_directory=True)
     (library / "loop").symlink_to(library, target_is_directory=True)
-    assert find_audio_files([library]) == [library / "album" / "song.mp3"]
+    assert scan_audio(library) == ([library / "album" / "song.mp3"], [])
 
 
 def test_a_corrupt_mp3_is_one_error_without_the_decoders_own_lines(audio_dir, tmp_path, capfd):
@@ -280,5 +278,5 @@ def test_hidden_files_and_folders_in_a_folder_are_left_out(tmp_path):
     for name in ["a.wav", ".Trash-1000/deleted.wav", "._a.wav", "album/b.wav", "album/.hidden/c.wav"]:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         sf.write(tmp_path / name, np.zeros(800), SAMPLE_RATE)
-    assert find_audio_files([tmp_path]) == [tmp_path / "a.wav", tmp_path / "album" / "b.wav"]
-    assert find_audio_files([tmp_path / "._a.wav"]) == [tmp_path / "._a.wav"]  # named itself: read as asked
+    assert scan_audio(tmp_path) == ([tmp_path / "a.wav", tmp_path / "album" / "b.wav"], [])
+    assert scan_audio(tmp_path / "._a.wav") == ([tmp_path / "._a.wav"], [])  # named itself: read as asked

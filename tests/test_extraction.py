@@ -1,4 +1,5 @@
 import json
+import os
 import warnings
 
 import numpy as np
@@ -112,9 +113,9 @@ def test_ratio_with_an_empty_val_writes_train_only_and_trains(genre_dir, tmp_pat
     capsys.readouterr()
 
 
-@pytest.mark.parametrize("ratio", ["abc", "0.8/x", "0.8", "0/1", "-1/2", (0.8, 0.1, 0.1), "nan/1", "1e309/1"])
+@pytest.mark.parametrize("ratio", ["abc", "0.8/x", "0.8", "0/1", "-1/2", (0.6, 0.1, 0.1, 0.2), "nan/1", "1e309/1", "0/0.5/0.5"])
 def test_bad_split_ratios_are_one_line_errors(genre_dir, tmp_path, ratio):
-    with pytest.raises(MusicGenreError, match=r"^split ratio .*: give 2 non-negative shares \(train/val\)[^\n]*$"):
+    with pytest.raises(MusicGenreError, match=r"^split ratio .*: give 2 or 3 non-negative shares \(train/val or train/val/test\)[^\n]*$"):
         build_dataset(genre_dir, tmp_path / "out", split_ratio=ratio, progress=False)
     assert not (tmp_path / "out").exists()
 
@@ -179,7 +180,7 @@ def test_bad_audio_dirs(tmp_path):
     with pytest.raises(MusicGenreError, match=r"nowhere: no such folder \("):
         build_dataset(tmp_path / "nowhere", tmp_path / "out", progress=False)
     (tmp_path / "genres" / "jazz").mkdir(parents=True)
-    with pytest.raises(MusicGenreError, match="jazz.*no audio files"):
+    with pytest.raises(MusicGenreError, match="genres: no audio files .* in its genre folders"):
         build_dataset(tmp_path / "genres", tmp_path / "out", progress=False)
     with pytest.raises(MusicGenreError, match="seed -1 out of range"):  # before any audio is decoded
         build_dataset(tmp_path / "genres", tmp_path / "out", seed=-1, progress=False)
@@ -314,3 +315,84 @@ def test_a_file_reached_by_two_paths_is_extracted_once(tmp_path, decoded):
     assert by_path["rock/stray.wav"]["split"] is None and by_path["rock/playlist/best.wav"]["split"] is None
     assert by_path["blues/z.wav"]["split"] is None and by_path["rock/2.wav"]["split"] is not None  # the file's genre
     assert sum(f["split"] is not None for f in manifest["files"]) == 6, manifest["files"]
+
+
+def _song(path, decoded, source="rock_fma_001040.mp3", start=0):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, decoded[source][start * SAMPLE_RATE:][: 2 * SAMPLE_RATE], SAMPLE_RATE)
+
+
+def test_three_shares_make_a_test_split_that_evaluate_reads(genre_dir, tmp_path, capsys):
+    out = tmp_path / "data"
+    assert main(["extract", str(genre_dir), "--out", str(out), "--split-ratio", "0.5/0.25/0.25", "--workers", "1"]) == 0
+    printed, err = capsys.readouterr()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["split_ratio"] == [0.5, 0.25, 0.25]
+    # only classical has three readable files, one for each split; the others' two go to train and val
+    assert {f["label"] for f in manifest["files"] if f["split"] == "test"} == {"classical"}
+    test_labels = np.load(out / "test" / "mfccs" / "labels.npy")
+    assert len(test_labels) == 3 and set(test_labels) == {"classical"}
+    assert "test: 3 one-second clips (6%) from 1 files" in printed
+    assert "note: the test split has no clips of blues, hiphop, rock_metal_hardrock (too few files of them)" in err
+    assert main(["train", "--data", str(out), "--out", str(tmp_path / "run"), "--epochs", "2", "--seed", "0"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "run"), "--data", str(out), "--split", "test", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["n"] == 3
+
+
+def test_an_out_where_the_folders_links_lead_is_refused_even_with_overwrite(tmp_path, decoded):
+    """`--out` at the folder a genre link leads to, or at the folder of a linked file, deleted the user's
+    audio with --overwrite: the check of what the command reads looked at the audio folder only."""
+    for i in range(2):
+        _song(tmp_path / "real" / "rock" / f"{i}.wav", decoded, start=2 * i)
+    _song(tmp_path / "elsewhere" / "song.wav", decoded, "blues_sorohanro_solo_trumpet.ogg")
+    (tmp_path / "lib" / "blues").mkdir(parents=True)
+    (tmp_path / "lib" / "rock").symlink_to(tmp_path / "real" / "rock", target_is_directory=True)
+    (tmp_path / "lib" / "blues" / "song.wav").symlink_to(tmp_path / "elsewhere" / "song.wav")
+    for out, read in [(tmp_path / "real" / "rock", tmp_path / "lib" / "rock"),
+                      (tmp_path / "real", tmp_path / "lib" / "rock"),
+                      (tmp_path / "elsewhere", tmp_path / "lib" / "blues" / "song.wav")]:
+        with pytest.raises(MusicGenreError, match=f"^{out}: overlaps the input {read}"):
+            build_dataset(tmp_path / "lib", out, workers=1, progress=False, overwrite=True)
+    assert sorted(p.name for p in (tmp_path / "real" / "rock").iterdir()) == ["0.wav", "1.wav"]
+    assert (tmp_path / "elsewhere" / "song.wav").is_file()
+
+
+def test_one_recording_under_two_genres_is_left_out_and_a_linked_genre_folder_keeps_no_files(tmp_path, decoded):
+    """Hard links are one file (they had seconds in two splits, or two labels); a genre folder that is a
+    link to another takes none of its files; a recording linked into two genres from outside, or hard-linked
+    into two, has no one genre and is left out, each path with a line that says why."""
+    lib = tmp_path / "lib"
+    for i in range(3):
+        _song(lib / "metal" / f"{i}.wav", decoded, start=2 * i)
+        _song(lib / "blues" / f"{i}.wav", decoded, "classical_brahms_hungarian_dance_5.ogg", 2 * i)
+    (lib / "playlist").symlink_to(lib / "metal", target_is_directory=True)
+    os.link(lib / "metal" / "0.wav", lib / "metal" / "0-again.wav")  # one genre: extracted once
+    os.link(lib / "metal" / "1.wav", lib / "blues" / "hard.wav")  # two genres
+    _song(tmp_path / "outside.wav", decoded, start=20)
+    for genre in ("blues", "metal"):
+        (lib / genre / "outside.wav").symlink_to(tmp_path / "outside.wav")
+    manifest = build_dataset(lib, tmp_path / "out", split_ratio="1/1", workers=1, progress=False)
+    by_path = {f["path"]: f for f in manifest["files"]}
+    extracted = sorted(p for p, f in by_path.items() if f["split"] is not None)
+    assert extracted == ["blues/0.wav", "blues/1.wav", "blues/2.wav", "metal/0-again.wav", "metal/2.wav"]
+    assert by_path["metal/0.wav"]["error"] == f"{lib / 'metal' / '0.wav'}: the same file as {lib / 'metal' / '0-again.wav'}, which is extracted instead"
+    assert by_path["playlist/2.wav"]["split"] is None and by_path["playlist/2.wav"]["label"] == "playlist"
+    for path in ["metal/1.wav", "blues/hard.wav", "playlist/1.wav", "blues/outside.wav", "metal/outside.wav"]:
+        assert by_path[path]["error"].endswith("one recording in 2 genre folders (blues, metal), so of no one genre: "
+                                               "left out (keep it in one)"), path
+    assert set(np.load(tmp_path / "out" / "train" / "mfccs" / "labels.npy")) == {"blues", "metal"}
+
+
+def test_a_genre_without_usable_audio_is_named_not_dropped_silently(tmp_path, decoded, capsys):
+    for genre in ("blues", "rock"):
+        for i in range(2):
+            _song(tmp_path / "lib" / genre / f"{i}.wav", decoded, start=2 * i)
+    (tmp_path / "lib" / "jazz").mkdir()  # empty
+    (tmp_path / "lib" / "folk").mkdir()
+    sf.write(tmp_path / "lib" / "folk" / "quiet.wav", np.zeros(2 * SAMPLE_RATE), SAMPLE_RATE)
+    assert main(["extract", str(tmp_path / "lib"), "--out", str(tmp_path / "out"), "--workers", "1"]) == 0
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["genres"] == ["blues", "folk", "jazz", "rock"]
+    assert capsys.readouterr().err.endswith(
+        "note: folk, jazz: no readable audio with sound, so those genres are not in the dataset\n")

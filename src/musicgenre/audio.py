@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Hashable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -157,7 +157,7 @@ def segment(y: np.ndarray) -> np.ndarray:
     return padded.reshape(n_segments, SEGMENT_SAMPLES)
 
 
-def _audio_under(folder: Path) -> tuple[set[Path], list[str]]:
+def audio_under(folder: Path) -> tuple[set[Path], list[str]]:
     """Audio files anywhere under `folder`, through symlinked subfolders too (an album linked into a
     library), each real folder walked once, so that a link loop ends; and an error line for each folder
     that could not be listed. Hidden files and folders (names starting with a dot: a trash folder,
@@ -183,14 +183,17 @@ def _audio_under(folder: Path) -> tuple[set[Path], list[str]]:
     return found, sorted(errors)
 
 
-def file_key(path: Path) -> Path:
-    """What identifies a file among paths: its real path (links followed), so that a file reached by two paths
-    counts once; for a path that reaches no file (a broken or looping link, one we may not look at), its own
-    absolute path."""
+def file_key(path: Path) -> Hashable:
+    """What identifies a file among paths: its device and inode (links and hard links followed), so that a file
+    reached by two paths counts once; for a path that reaches no file (a broken or looping link, one we may
+    not look at), its own absolute path."""
     try:
-        return path.resolve() if path.is_file() else path.absolute()
+        if path.is_file():
+            st = path.stat()
+            return st.st_dev, st.st_ino
     except OSError:
-        return path.absolute()
+        pass
+    return path.absolute()
 
 
 def scan_audio(path: Path) -> tuple[list[Path], list[str]]:
@@ -200,7 +203,7 @@ def scan_audio(path: Path) -> tuple[list[Path], list[str]]:
         if path.is_file():
             return [path], []
         if path.is_dir():
-            files, errors = _audio_under(path)
+            files, errors = audio_under(path)
             if not files and not errors:
                 kinds = ", ".join(ext.lstrip(".") for ext in AUDIO_EXTENSIONS)
                 raise MusicGenreError(f"{path}: no audio files ({kinds}) in this folder")
@@ -210,15 +213,3 @@ def scan_audio(path: Path) -> tuple[list[Path], list[str]]:
     except OSError as exc:
         raise _os_problem(path, exc) from exc
 
-
-def find_audio_files(paths: Iterable[str | Path]) -> list[Path]:
-    """Expand files and folders (recursively) into a sorted list of audio files without repeats; a folder
-    that cannot be read is an error. Files named explicitly are kept whatever their extension; decoding
-    reports them if unreadable."""
-    found: set[Path] = set()
-    for path in map(as_path, paths):
-        files, errors = scan_audio(path)
-        if errors:
-            raise MusicGenreError(errors[0])
-        found.update(files)
-    return sorted(found)

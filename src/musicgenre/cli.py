@@ -205,29 +205,19 @@ def note_training_split(runs: list, split: str) -> None:
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
-    from musicgenre.extraction import EXTRACT_SPLITS, build_dataset
+    from musicgenre.extraction import build_dataset, dataset_notes, split_sizes
 
     manifest = build_dataset(args.audio_dir, args.out, split_ratio=args.split_ratio, seed=args.seed, workers=args.workers,
                              overwrite=args.overwrite)
-    files_ = manifest["files"]
-    failed = [f for f in files_ if f.get("error")]
-    for split in EXTRACT_SPLITS:
-        n = sum(f["n_segments"] - f["n_silent"] for f in files_ if f.get("split") == split and not f.get("error"))
-        if n:
-            print(f"{split}: {n} one-second clips from {sum(f.get('split') == split for f in files_)} files")
-    for f in failed:
-        print(f"skipped: {one_line(f['error'])}", file=sys.stderr)
+    total = sum(clips for clips, _ in split_sizes(manifest).values())
+    for split, (clips, files) in split_sizes(manifest).items():
+        print(f"{split}: {clips} one-second clips ({clips / total:.0%}) from {files} files")
+    for f in manifest["files"]:
+        if f["error"]:
+            print(f"skipped: {one_line(f['error'])}", file=sys.stderr)
     print(f"dataset written to {args.out} (manifest.json lists every file)")
-    genres = {split: sorted({f["label"] for f in files_ if f.get("split") == split and f["n_segments"] > f["n_silent"]})
-              for split in EXTRACT_SPLITS}
-    if len(genres["train"]) < 2:
-        print(f"note: the train split holds one genre only ({', '.join(genres['train'])}): `train` needs two or more",
-              file=sys.stderr)
-    for split in EXTRACT_SPLITS[1:]:
-        missing = [g for g in genres["train"] if g not in genres[split]]
-        if genres[split] and missing:
-            print(f"note: the {split} split has no clips of {', '.join(missing)} (too few files of them): "
-                  f"its figures leave {'that genre' if len(missing) == 1 else 'those genres'} out", file=sys.stderr)
+    for note in dataset_notes(manifest):
+        print(f"note: {one_line(note)}", file=sys.stderr)
     return 0
 
 
@@ -386,7 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("audio_dir", help="folder with one subfolder of audio files per genre")
     p.add_argument("--out", required=True, help="data root to create")
     p.add_argument("--split-ratio", default="0.8/0.2",
-                   help="train/val shares of each genre's files, scaled to sum to 1 (default: 0.8/0.2)")
+                   help="train/val or train/val/test shares of each genre's files (0.7/0.15/0.15), scaled to sum to 1 (default: 0.8/0.2)")
     p.add_argument("--seed", type=int, default=0, help="seed of the files' assignment to splits (default: 0)")
     p.add_argument("--workers", type=positive_int, default=None, help="decoding processes (default: all cores)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing data root")

@@ -3,23 +3,24 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import zlib
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from musicgenre.audio import as_path, file_key, find_audio_files
+from musicgenre.audio import AUDIO_EXTENSIONS, as_path, audio_under, file_key
 from musicgenre.config import check_seed
 from musicgenre.datasets import FEATURE_DIRS, FEATURE_SHAPES, is_genre_name
 from musicgenre.errors import MusicGenreError
 from musicgenre.features import FileFeatures, iter_file_features
 from musicgenre.io import atomic_save_npy, atomic_write_json, check_out_dir, write_dir
 
-# The splits extract writes, in split-ratio order; the study's test split is withheld, so none is made.
-EXTRACT_SPLITS = ("train", "val")
+# The splits extract can write, in split-ratio order (a ratio of two shares makes no test split).
+EXTRACT_SPLITS = ("train", "val", "test")
 
 
 def build_dataset(
@@ -33,24 +34,28 @@ def build_dataset(
 ) -> dict[str, Any]:
     """Extract both feature sets from audio_dir/<genre>/ files into out_root; return the manifest written.
 
-    split_ratio is one share per split (train, val), as numbers or a string like "0.8/0.2".
-    Each genre's readable files with sound are split by a seeded shuffle, so no song spans two splits.
-    Unreadable and all-silent files are skipped, not fatal: their manifest entries carry an "error"
-    (and no split) to report.
+    split_ratio is one share per split (train, val, and optionally test), as numbers or a string like "0.8/0.2"
+    or "0.7/0.15/0.15". Each genre's readable files with sound are split by a seeded shuffle, so no song spans
+    two splits. Unreadable and all-silent files are skipped, not fatal: their manifest entries carry an
+    "error" (and no split) to report.
     A split without clips is not written. The dataset is built in a temporary sibling folder and
     moved into place at the end, so out_root never mixes an old dataset with a new or partial one.
     """
     audio_dir = as_path(audio_dir)
-    check_out_dir(out_root, overwrite, [audio_dir])  # before any audio is read
+    check_out_dir(out_root, overwrite, [audio_dir])  # before the folders are listed
     check_seed(seed)
     ratios = _check_ratios(split_ratio)
-    genre_files, repeats = _drop_repeats(_genre_files(audio_dir))
+    found = _genre_files(audio_dir)
+    # what the audio folder's links lead to is read too: an --out there would replace the user's own audio
+    inputs = [audio_dir, *(audio_dir / g for g in found), *(p for files in found.values() for p in files)]
+    check_out_dir(out_root, overwrite, inputs)
+    genre_files, left_out = _drop_repeats(audio_dir, found)
     manifest: dict[str, Any] = {}
 
     def fill(tmp: Path) -> None:
-        manifest.update(_build(audio_dir, tmp, genre_files, repeats, ratios, seed, workers, progress))
+        manifest.update(_build(audio_dir, tmp, genre_files, left_out, ratios, seed, workers, progress))
 
-    write_dir(out_root, overwrite, fill, inputs=[audio_dir])
+    write_dir(out_root, overwrite, fill, inputs=inputs)
     return manifest
 
 
@@ -58,7 +63,7 @@ def _build(
     audio_dir: Path,
     out_root: Path,
     genre_files: dict[str, list[Path]],
-    repeats: dict[Path, tuple[str, Path]],
+    left_out: dict[Path, tuple[str, str]],
     ratios: np.ndarray,
     seed: int,
     workers: int | None,
@@ -66,7 +71,8 @@ def _build(
 ) -> dict[str, Any]:
     """Extract, split and write every split with clips and the manifest into out_root."""
     results = _extract_all([path for files in genre_files.values() for path in files], workers, progress)
-    records, kept = [], {split: [] for split in EXTRACT_SPLITS}
+    splits = EXTRACT_SPLITS[: len(ratios)]
+    records, kept = [], {split: [] for split in splits}
     for label, files in genre_files.items():
         readable = [path for path in files if results[path].error is None]
         split_of = dict(zip(readable, _split_files(len(readable), ratios, seed, label)))
@@ -85,9 +91,9 @@ def _build(
             if split is not None:
                 sounding = ~result.silent
                 kept[split].append(({kind: x[sounding] for kind, x in result.features.items()}, label))
-    for path, (label, kept_path) in repeats.items():
+    for path, (label, why) in left_out.items():
         records.append({"path": path.relative_to(audio_dir).as_posix(), "label": label, "split": None, "n_segments": 0,
-                        "n_silent": 0, "error": f"{path}: the same file as {kept_path}, which is extracted instead"})
+                        "n_silent": 0, "error": why})
     n_clips = {split: sum(len(features["mfcc"]) for features, _ in rows) for split, rows in kept.items()}
     if n_clips["train"] == 0:
         errors = [r["error"] for r in records if r["error"]]
@@ -98,12 +104,42 @@ def _build(
             _write_split(out_root / split, rows)
     manifest = {
         "audio_dir": str(audio_dir.resolve()),
+        "genres": list(genre_files),
         "split_ratio": ratios.tolist(),
         "seed": seed,
         "files": records,
     }
     atomic_write_json(out_root / "manifest.json", manifest)
     return manifest
+
+
+def split_sizes(manifest: dict[str, Any]) -> dict[str, tuple[int, int]]:
+    """Clips and files of each split a manifest's dataset holds (splits without clips left out)."""
+    sizes = {}
+    for split in EXTRACT_SPLITS:
+        files = [f for f in manifest["files"] if f["split"] == split]
+        if clips := sum(f["n_segments"] - f["n_silent"] for f in files):
+            sizes[split] = (clips, len(files))
+    return sizes
+
+
+def dataset_notes(manifest: dict[str, Any]) -> list[str]:
+    """What a dataset lacks that its user should hear of: genres left out for want of usable audio, a train
+    split of one genre (which `train` refuses), and genres of train that another split has no clips of."""
+    genres = {split: sorted({f["label"] for f in manifest["files"] if f["split"] == split and f["n_segments"] > f["n_silent"]})
+              for split in EXTRACT_SPLITS}
+    notes = []
+    if absent := [g for g in manifest["genres"] if not any(g in genres[split] for split in EXTRACT_SPLITS)]:
+        notes.append(f"{', '.join(absent)}: no readable audio with sound, so {'that genre is' if len(absent) == 1 else 'those genres are'} "
+                     "not in the dataset")
+    if len(genres["train"]) < 2:
+        notes.append(f"the train split holds one genre only ({', '.join(genres['train'])}): `train` needs two or more")
+    for split in EXTRACT_SPLITS[1:]:
+        missing = [g for g in genres["train"] if g not in genres[split]]
+        if genres[split] and missing:
+            notes.append(f"the {split} split has no clips of {', '.join(missing)} (too few files of them): its figures "
+                         f"leave {'that genre' if len(missing) == 1 else 'those genres'} out")
+    return notes
 
 
 def _write_split(split_dir: Path, rows: list[tuple[dict[str, np.ndarray], str]]) -> None:
@@ -116,17 +152,19 @@ def _write_split(split_dir: Path, rows: list[tuple[dict[str, np.ndarray], str]])
 
 
 def _check_ratios(split_ratio: Sequence[float] | str) -> np.ndarray:
-    """Parse and validate one non-negative share per split, train's above 0 ("0.8/0.2" or (0.8, 0.2)); return them normalised."""
+    """Parse and validate one non-negative share per split, train's above 0, for train and val or for train, val
+    and test ("0.8/0.2", (0.8, 0.2), "0.7/0.15/0.15"); return them normalised."""
     parts = split_ratio.split("/") if isinstance(split_ratio, str) else split_ratio
     text = split_ratio if isinstance(split_ratio, str) else "/".join(map(str, split_ratio))
     try:
         ratios = np.array([float(part) for part in parts])
     except (TypeError, ValueError):
         ratios = np.array([np.nan])
-    if ratios.shape != (len(EXTRACT_SPLITS),) or not np.isfinite(ratios).all() or (ratios < 0).any() or ratios[0] <= 0:
+    if (ratios.ndim != 1 or len(ratios) not in (2, 3) or not np.isfinite(ratios).all() or (ratios < 0).any()
+            or ratios[0] <= 0):
         raise MusicGenreError(
-            f"split ratio {text!r}: give {len(EXTRACT_SPLITS)} non-negative shares ({'/'.join(EXTRACT_SPLITS)}), "
-            "train's above 0, e.g. 0.8/0.2"
+            f"split ratio {text!r}: give 2 or 3 non-negative shares (train/val or train/val/test), "
+            "train's above 0, e.g. 0.8/0.2 or 0.7/0.15/0.15"
         )
     ratios /= ratios.max()  # first, so that huge shares such as 1e308/1e308 cannot overflow the sum
     return ratios / ratios.sum()
@@ -144,26 +182,55 @@ def _genre_files(audio_dir: Path) -> dict[str, list[Path]]:
         if not is_genre_name(genre.name):
             raise MusicGenreError(f"{genre}: {genre.name!r} is not a genre name (spaces at either end, control "
                                   "characters, or a name that is not UTF-8, which a genre's label must be): rename the folder")
-    return {genre.name: find_audio_files([genre]) for genre in genres}
+    genre_files = {}
+    for genre in genres:  # a genre folder without audio is kept, empty: extract notes the genre it leaves out
+        files, errors = audio_under(genre)
+        if errors:
+            raise MusicGenreError(errors[0])
+        genre_files[genre.name] = sorted(files)
+    if not any(genre_files.values()):
+        kinds = ", ".join(ext.lstrip(".") for ext in AUDIO_EXTENSIONS)
+        raise MusicGenreError(f"{audio_dir}: no audio files ({kinds}) in its genre folders")
+    return genre_files
 
 
-def _drop_repeats(genre_files: dict[str, list[Path]]) -> tuple[dict[str, list[Path]], dict[Path, tuple[str, Path]]]:
-    """Each file once: a later path to a file already listed (a link to it, in its own genre or another) is left
-    out, so that no recording can have seconds in two splits. Returns the files kept, and for each path left
-    out its genre and the path that was kept."""
-    key = {path: file_key(path) for files in genre_files.values() for path in files}
-    chosen: dict[Path, Path] = {}  # per file, the path kept: the file itself rather than a link to it (its genre
-    for path in sorted(key, key=Path.is_symlink):  # is the file's)
-        chosen.setdefault(key[path], path)
-    kept: dict[str, list[Path]] = {label: [] for label in genre_files}
-    repeats: dict[Path, tuple[str, Path]] = {}
+def _drop_repeats(
+    audio_dir: Path, genre_files: dict[str, list[Path]]
+) -> tuple[dict[str, list[Path]], dict[Path, tuple[str, str]]]:
+    """Each recording once and under one genre, so that none can have seconds in two splits or two labels.
+    Paths to one file (links, hard links) count as one. Its genre is that of its own path (no link between the
+    audio folder and it), else of a link placed in a real folder, else of any path: so a file linked into a
+    playlist, or reached through a genre folder that is a link to another, keeps its own genre. A recording
+    whose paths of the first such kind lie in two genres has no one genre: all its paths are left out.
+    Returns the files kept per genre, and for each path left out its genre and why."""
+    real_root = Path(os.path.realpath(audio_dir))
+
+    def links_on_the_way(path: Path) -> int:
+        """0: the file's own path; 1: a link in a real folder; 2: a path through a linked folder."""
+        for links, p in enumerate([path, path.parent]):
+            if Path(os.path.realpath(p)) == real_root / p.relative_to(audio_dir):
+                return links
+        return 2
+
+    groups: dict[Hashable, list[tuple[str, Path]]] = {}
     for label, files in genre_files.items():
         for path in files:
-            if (first := chosen[key[path]]) == path:
-                kept[label].append(path)
-            else:
-                repeats[path] = (label, first)
-    return kept, repeats
+            groups.setdefault(file_key(path), []).append((label, path))
+    kept: dict[str, list[Path]] = {label: [] for label in genre_files}
+    left_out: dict[Path, tuple[str, str]] = {}
+    for paths in groups.values():
+        links = [links_on_the_way(p) for _, p in paths]
+        first_kind = [lp for lp, n in zip(paths, links) if n == min(links)]
+        genres = sorted({label for label, _ in first_kind})
+        if len(genres) > 1:
+            for label, p in paths:
+                left_out[p] = (label, f"{p}: one recording in {len(genres)} genre folders ({', '.join(genres)}), "
+                                      "so of no one genre: left out (keep it in one)")
+            continue
+        label, first = first_kind[0]
+        kept[label].append(first)
+        left_out.update({p: (g, f"{p}: the same file as {first}, which is extracted instead") for g, p in paths if p != first})
+    return {label: sorted(files) for label, files in kept.items()}, left_out
 
 
 def _split_counts(n: int, ratios: np.ndarray) -> np.ndarray:
@@ -185,7 +252,7 @@ def _split_counts(n: int, ratios: np.ndarray) -> np.ndarray:
 
 def _split_files(n: int, ratios: np.ndarray, seed: int, label: str) -> list[str]:
     """Split name for each of a genre's n files, from a shuffle seeded by seed and the genre's name."""
-    splits = np.repeat(EXTRACT_SPLITS, _split_counts(n, ratios))
+    splits = np.repeat(EXTRACT_SPLITS[: len(ratios)], _split_counts(n, ratios))
     rng = np.random.default_rng([seed, zlib.crc32(label.encode())])
     return splits[rng.permutation(n)].tolist()
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Hashable, Iterator
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -93,7 +94,7 @@ def _resolve_paths(paths: list[str | os.PathLike]) -> list[tuple[Path, str | Non
     become one entry carrying its error, so the others are still classified; an empty path is a usage
     error that stops the command."""
     items: list[tuple[Path, str | None]] = []
-    seen: set[Path] = set()
+    seen: set[Hashable] = set()
     for arg in map(as_path, paths):
         try:
             found, errors = scan_audio(arg)
