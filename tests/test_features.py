@@ -90,8 +90,34 @@ def test_extract_dispatches_and_rejects_unknown_kind():
     np.testing.assert_array_equal(extract(segments, "mfcc"), mfcc(segments))
     with pytest.raises(MusicGenreError, match="chroma"):
         extract(segments, "chroma")
-    with pytest.raises(ValueError):
+    with pytest.raises(MusicGenreError, match=r"^segments must be real samples of shape \(n, 8000\), not float32 \(2, 100\)$"):
         mfcc(segments[:, :100])
+
+
+@pytest.mark.parametrize("bad, message", [
+    (lambda s: s.astype(np.complex64), "segments must be real samples"),  # the imaginary part was dropped
+    (lambda s: np.where(np.arange(SEGMENT_SAMPLES) == 5, np.nan, s), "segments hold NaN or infinite samples"),
+    (lambda s: np.where(np.arange(SEGMENT_SAMPLES) == 5, np.inf, s), "segments hold NaN or infinite samples"),
+])
+def test_feature_functions_refuse_samples_no_feature_can_come_from(bad, message):
+    """Called from Python, mfcc gave rows of NaN for one NaN sample, and melgram librosa's own error."""
+    segments = bad(np.random.default_rng(1).normal(0, 0.1, (2, SEGMENT_SAMPLES)))
+    for kind in ("mfcc", "melgram"):
+        with pytest.raises(MusicGenreError, match=message):
+            extract(segments, kind)
+
+
+def test_signal_functions_refuse_other_shapes_and_rates():
+    from musicgenre.audio import resample, segment
+    from musicgenre.features import silent_seconds
+
+    stereo = np.zeros((2, SEGMENT_SAMPLES), dtype=np.float32)
+    for call in (lambda: silent_seconds(stereo), lambda: segment(stereo), lambda: resample(stereo, 44100)):
+        with pytest.raises(MusicGenreError, match=r"^a mono signal is a 1-D array of real samples, not float32 \(2, 8000\)$"):
+            call()
+    for sr in (0, -5, 2.5):
+        with pytest.raises(MusicGenreError, match=f"^sample rate {sr}: give a positive whole number"):
+            resample(np.zeros(100, dtype=np.float32), sr)
 
 
 def test_importing_features_loads_neither_librosa_nor_torch():

@@ -149,7 +149,8 @@ def test_decoding_workers_that_fail_are_one_error_line(audio_dir, capsys, monkey
     assert main(["predict", str(audio_dir), "--workers", "2"]) == 2
     assert capsys.readouterr().err.splitlines() == [
         "error: the decoding worker processes failed (BrokenProcessPool: A process in the process pool was "
-        "terminated abruptly); --workers 1 decodes in this process"]
+        "terminated abruptly); --workers 1 decodes in this process (workers=1 in Python, where a script that decodes "
+        "in workers needs an `if __name__ == \"__main__\":` guard)"]
 
 
 def test_a_line_break_in_a_file_name_stays_in_its_one_line(tmp_path, audio_dir, capsys):

@@ -257,8 +257,16 @@ def test_a_run_that_diverges_later_stops_and_keeps_its_best_sound_epoch(mfcc, mo
 
 
 @pytest.mark.parametrize("options, message", [
-    ({"lr": float("nan")}, "learning rate must be positive numbers"),
-    ({"lr": float("inf")}, "learning rate must be positive numbers"),
+    ({"lr": float("nan")}, "^learning rate must be a positive number, not nan$"),
+    ({"lr": float("inf")}, "^learning rate must be a positive number, not inf$"),
+    ({"epochs": 0}, "^epochs must be at least 1, not 0$"),
+    ({"batch_size": -16}, "^batch_size must be at least 1, not -16$"),
+    ({"epochs": 2.5}, "^epochs must be a whole number, not 2.5$"),  # crashed inside train()
+    ({"epochs": True}, "^epochs must be a whole number, not True$"),  # trained one epoch
+    ({"seed": 1.5}, "^seed must be a whole number or None, not 1.5$"),
+    ({"patience": 1.5}, "^patience must be a whole number or None, not 1.5$"),
+    ({"lr": "0.01"}, "^lr must be a number, not '0.01'$"),
+    ({"model": None}, "^model must be a string, not None$"),
     ({"lr": 1e39}, "^learning rate 1e\\+39 is beyond float32's largest number \\(3.403e\\+38\\)$"),  # was a traceback
     ({"weight_decay": float("nan")}, "^weight decay must be 0 \\(off\\) or a positive number, not nan$"),
     ({"weight_decay": -1.0}, "^weight decay must be 0 \\(off\\) or a positive number, not -1.0$"),

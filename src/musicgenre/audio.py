@@ -133,8 +133,22 @@ def decode(path: str | Path) -> tuple[np.ndarray, int]:
     return np.ascontiguousarray(y.mean(axis=1)), sr
 
 
+def check_signal(signal: np.ndarray, sr: int = SAMPLE_RATE) -> np.ndarray:
+    """A mono signal as an array, after refusing what no feature can be computed from: another shape, complex
+    or non-numeric samples, NaN or infinity, a sample rate that is not a positive whole number."""
+    signal = np.asarray(signal)
+    if signal.ndim != 1 or signal.dtype.kind not in "iuf":
+        raise MusicGenreError(f"a mono signal is a 1-D array of real samples, not {signal.dtype} {signal.shape}")
+    if not np.isfinite(signal).all():
+        raise MusicGenreError("the signal has NaN or infinite samples")
+    if not isinstance(sr, (int, np.integer)) or isinstance(sr, bool) or sr < 1:
+        raise MusicGenreError(f"sample rate {sr!r}: give a positive whole number of samples per second")
+    return signal
+
+
 def resample(mono: np.ndarray, sr: int) -> np.ndarray:
     """A mono signal at rate `sr` brought to SAMPLE_RATE with soxr 'HQ' (librosa's default soxr_hq)."""
+    mono = check_signal(mono, sr)
     if sr == SAMPLE_RATE:
         return mono
     # Like librosa, fix the length to ceil(n * ratio): soxr may return one sample fewer.
@@ -151,6 +165,7 @@ def load_audio(path: str | Path) -> np.ndarray:
 
 def segment(y: np.ndarray) -> np.ndarray:
     """Cut a signal into rows of SEGMENT_SAMPLES, zero-padding the last; always at least one row."""
+    y = check_signal(y)
     n_segments = max(1, -(-len(y) // SEGMENT_SAMPLES))
     padded = np.zeros(n_segments * SEGMENT_SAMPLES, dtype=np.float32)
     padded[: len(y)] = y

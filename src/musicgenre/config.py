@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import re
 from dataclasses import asdict, dataclass, fields, replace
@@ -34,9 +35,15 @@ def check_seed(seed: int) -> None:
         raise MusicGenreError(f"seed {seed} out of range: give a whole number from 0 to 2**32 - 1 (4294967295)")
 
 
-@dataclass
+_KINDS = {"str": ((str,), "a string"), "int": ((numbers.Integral,), "a whole number"),
+          "float": ((numbers.Real,), "a number"), "bool": ((bool,), "True or False")}
+
+
+@dataclass(frozen=True)
 class TrainConfig:
-    """Everything that decides a training run; defaults are the study's settings."""
+    """Everything that decides a training run; defaults are the study's settings. Checked when made, and
+    frozen after (dataclasses.replace makes a changed copy, checked again), so that no run starts from a
+    configuration that was never checked."""
 
     features: str = "mfcc"
     model: str = "mfcc-mlp"
@@ -59,16 +66,25 @@ class TrainConfig:
     fused: bool = True  # on the CPU, train plain MLPs with SGD in one compiled call per epoch where fused.can_fuse allows
 
     def __post_init__(self) -> None:
-        for name in ("standardize", "mixup_same_class", "spec_augment", "cuda_graphs", "fused"):  # "no" would be truthy
-            if not isinstance(getattr(self, name), bool):
-                raise MusicGenreError(f"{name} must be True or False, not {getattr(self, name)!r}")
-        self.optimizer = canonical_optimizer(self.optimizer)
+        for f in fields(self):  # each field of its own type ("no" would be a truthy bool, 2.5 epochs a crash)
+            v, (kind, _, optional) = getattr(self, f.name), f.type.partition(" | ")
+            types, words = _KINDS[kind]
+            if v is None and optional:
+                continue
+            if not isinstance(v, types) or (kind != "bool" and isinstance(v, bool)):
+                raise MusicGenreError(f"{f.name} must be {words}{' or None' if optional else ''}, not {v!r}")
+            if kind in ("int", "float"):  # numpy's numbers as Python's, which JSON and torch take
+                object.__setattr__(self, f.name, int(v) if kind == "int" else float(v))
+        object.__setattr__(self, "optimizer", canonical_optimizer(self.optimizer))
         if self.scheduler not in SCHEDULERS:
             raise MusicGenreError(f"unknown scheduler {self.scheduler!r}: choose one of {', '.join(SCHEDULERS)}")
         if self.precision not in PRECISIONS:
             raise MusicGenreError(f"unknown precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
-        if self.epochs < 1 or self.batch_size < 1 or not (math.isfinite(self.lr) and self.lr > 0):
-            raise MusicGenreError(f"epochs, batch size and learning rate must be positive numbers (lr {self.lr})")
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise MusicGenreError(f"{name} must be at least 1, not {getattr(self, name)}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise MusicGenreError(f"learning rate must be a positive number, not {self.lr}")
         if self.lr > FLOAT32_MAX:  # torch.optim cannot take it: its steps are in float32
             raise MusicGenreError(f"learning rate {self.lr:g} is beyond float32's largest number ({FLOAT32_MAX:.4g})")
         if self.seed is not None:

@@ -14,6 +14,7 @@ from musicgenre.errors import MusicGenreError
 
 FEATURE_SHAPES: dict[str, tuple[int, ...]] = {"mfcc": (26,), "melgram": (21, 128)}
 FEATURE_DIRS: dict[str, str] = {"mfcc": "mfccs", "melgram": "melgrams"}
+MELGRAM_RANGE = (-80.0, 0.0)
 SPLITS = ("train", "val", "test")
 DATA_ENV = "MUSICGENRE_DATA"
 DATA_HINT = (
@@ -24,13 +25,31 @@ DATA_HINT = (
 
 @dataclass(frozen=True)
 class Dataset:
-    """One split of one representation: float32 features, int64 class indices, the class names."""
+    """One split of one representation: float32 features, int64 class indices, the class names. Checked when
+    made (from files or by a caller of the API), so that nothing trains or scores on arrays that do not fit."""
 
     X: np.ndarray
     y: np.ndarray
     classes: tuple[str, ...]
     features: str
     split: str
+
+    def __post_init__(self) -> None:
+        where = f"{self.split} split of {self.features} features"
+        if self.features not in FEATURE_SHAPES:
+            raise MusicGenreError(f"unknown features {self.features!r}: choose one of {', '.join(FEATURE_SHAPES)}")
+        object.__setattr__(self, "classes", tuple(self.classes))
+        if not all(is_genre_name(c) for c in self.classes) or len(set(self.classes)) != len(self.classes):
+            raise MusicGenreError(f"{where}: classes must be distinct genre names, not {self.classes!r}")
+        object.__setattr__(self, "X", validate_features(np.asarray(self.X), self.features, where))
+        y = np.asarray(self.y)
+        if y.ndim != 1 or y.dtype.kind not in "iu" or len(y) != len(self.X):
+            raise MusicGenreError(f"{where}: y must be {len(self.X)} whole-number class indices (one per row of X), "
+                                  f"got {y.dtype} {y.shape}")
+        if len(y) and (y.min() < 0 or y.max() >= len(self.classes)):
+            raise MusicGenreError(f"{where}: y holds class index {y.min() if y.min() < 0 else y.max()}, outside "
+                                  f"0..{len(self.classes) - 1} ({len(self.classes)} classes)")
+        object.__setattr__(self, "y", y.astype(np.int64, copy=False))
 
     def __len__(self) -> int:
         return len(self.y)
@@ -99,6 +118,11 @@ def validate_features(X: np.ndarray, features: str, source: str) -> np.ndarray:
             f"{source}: {int(bad.sum())} rows hold NaN, infinite or out-of-float32-range values"
             f" (first at row {int(np.argmax(bad))})"
         )
+    if features == "melgram" and len(X):  # power_to_db(ref=max) with top_db 80: what predict computes
+        low, high = float(X.min()), float(X.max())
+        if low < MELGRAM_RANGE[0] or high > MELGRAM_RANGE[1]:
+            raise MusicGenreError(f"{source}: melgram values run from {low:g} to {high:g}; the study's melgrams (and "
+                                  "predict's) are decibels relative to each second's peak, from -80 to 0")
     return X
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,8 +42,10 @@ class Predictor:
         return np.mean([predict_logits(r.model, Xt).softmax(1).numpy() for r in self.runs], axis=0)
 
 
-def load_ensemble(paths: list[str | os.PathLike]) -> Predictor:
+def load_ensemble(paths: Sequence[str | os.PathLike]) -> Predictor:
     """Load run directories into one predictor; they must agree on classes and features."""
+    if isinstance(paths, (str, os.PathLike)):  # one path, not its characters
+        raise MusicGenreError(f"{paths}: an ensemble takes a list of run directories, not one path")
     if not paths:
         raise MusicGenreError("an ensemble needs at least one run directory")
     runs = [load_run(p) for p in paths]

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from scipy.fft import dct
 
-from musicgenre.audio import SAMPLE_RATE, SEGMENT_SAMPLES, decode, resample, segment
+from musicgenre.audio import SAMPLE_RATE, SEGMENT_SAMPLES, check_signal, decode, resample, segment
 from musicgenre.config import usable_cpus
 from musicgenre.datasets import FEATURE_SHAPES
 from musicgenre.errors import MusicGenreError
@@ -63,10 +63,12 @@ _FILTERBANK_T = _mfcc_filterbank().T
 
 
 def _check_segments(segments: np.ndarray) -> np.ndarray:
-    """Return segments as a 2-D array, raising ValueError for any other shape (a programming error)."""
+    """Segments as a 2-D array of finite real samples (audio.segment's rows), refusing anything else."""
     segments = np.asarray(segments)
-    if segments.ndim != 2 or segments.shape[1] != SEGMENT_SAMPLES:
-        raise ValueError(f"segments must have shape (n, {SEGMENT_SAMPLES}), got {segments.shape}")
+    if segments.ndim != 2 or segments.shape[1] != SEGMENT_SAMPLES or segments.dtype.kind not in "iuf":
+        raise MusicGenreError(f"segments must be real samples of shape (n, {SEGMENT_SAMPLES}), not {segments.dtype} {segments.shape}")
+    if not np.isfinite(segments).all():
+        raise MusicGenreError("segments hold NaN or infinite samples")
     return segments
 
 
@@ -109,6 +111,7 @@ def silent_seconds(signal: np.ndarray, sr: int = SAMPLE_RATE) -> np.ndarray:
     SILENCE_LEVEL): such seconds have no genre. A last, shorter second is judged on its own samples, not on
     padding. `file_features` judges the decoded samples before resampling, whose filter rings where a
     file starts or ends on a constant offset: that ringing would pass for sound."""
+    signal = check_signal(signal, sr)
     full = len(signal) // sr
     ptp = np.ptp(signal[: full * sr].reshape(full, sr), axis=1)
     if len(signal) % sr:
@@ -193,6 +196,8 @@ def _stop_signals_deferred() -> Iterator[None]:
 
 def iter_file_features(paths: Sequence[Path], kinds: tuple[str, ...], workers: int | None = None) -> Iterator[FileFeatures]:
     """file_features of each path, in order; several files are decoded at once in worker processes."""
+    if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
+        raise MusicGenreError(f"workers must be a whole number from 1 up (or None: one per core), not {workers!r}")
     workers = min(workers or usable_cpus(), len(paths))
     if workers <= 1:
         yield from (file_features(path, kinds) for path in paths)
@@ -205,4 +210,5 @@ def iter_file_features(paths: Sequence[Path], kinds: tuple[str, ...], workers: i
             yield from results
     except (BrokenProcessPool, OSError) as exc:  # a worker killed (out of memory), or none could start
         raise MusicGenreError(f"the decoding worker processes failed ({type(exc).__name__}: {exc}); "
-                              "--workers 1 decodes in this process") from exc
+                              "--workers 1 decodes in this process (workers=1 in Python, where a script that decodes "
+                              "in workers needs an `if __name__ == \"__main__\":` guard)") from exc

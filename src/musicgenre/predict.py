@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Hashable, Iterator
+from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
@@ -76,13 +76,15 @@ def classify(ff: FileFeatures, predictor: Predictor) -> FilePrediction:
     return pred
 
 
-def predict_paths(paths: list[str | os.PathLike], model: str | None = None, workers: int | None = None) -> Iterator[FilePrediction]:
-    """Predict every audio file under `paths` (files or folders, recursively) with a run directory,
-    an `ensemble:RUN1,RUN2` spec, or the ready model that ships in the package."""
+def predict_paths(
+    paths: str | os.PathLike | Iterable[str | os.PathLike], model: str | None = None, workers: int | None = None
+) -> Iterator[FilePrediction]:
+    """Predict every audio file under `paths` (one path, or several: files or folders, recursively) with a run
+    directory, an `ensemble:RUN1,RUN2` spec, or the ready model that ships in the package."""
     from musicgenre.ensemble import load_predictor
 
     predictor = load_predictor(str(READY_MODEL) if model is None else model)
-    items = _resolve_paths(paths)
+    items = _resolve_paths([paths] if isinstance(paths, (str, os.PathLike)) else paths)
     features = iter_file_features([path for path, error in items if error is None], (predictor.features,), workers)
     for path, error in items:
         yield FilePrediction(path, error=error) if error is not None else classify(next(features), predictor)

@@ -9,7 +9,7 @@ import random
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -224,6 +224,10 @@ def check_settings(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None
         raise MusicGenreError(f"model {cfg.model} reads {features} features, but the configuration says "
                               f"features={cfg.features!r}: set features={features!r}")
     check_model_features(cfg.model, train_set.features)
+    if val_set is not None and (val_set.features, val_set.classes) != (train_set.features, train_set.classes):
+        raise MusicGenreError(f"the {val_set.split} split's {val_set.features} features of classes {', '.join(val_set.classes)} "
+                              f"do not match the train split's {train_set.features} features of classes "
+                              f"{', '.join(train_set.classes)} (load it with the train split's classes)")
     if cfg.spec_augment and features != "melgram":
         raise MusicGenreError(f"spec_augment (--spec-augment) masks melgram bands and frames: it does nothing to {features} features")
     if cfg.patience is not None and val_set is None:
@@ -385,10 +389,18 @@ def check_learned(results: list[TrainResult]) -> None:
         )
 
 
-def evaluate_model(model: nn.Module, dataset: Dataset) -> dict:
-    """Full classification metrics of a model on a dataset split."""
+def evaluate_model(model: nn.Module, dataset: Dataset, classes: Sequence[str] | None = None) -> dict:
+    """Full classification metrics of a model on a dataset split. `classes`, the model's genres in its output
+    order (a run's `classes`), are checked against the dataset's, so that no label is scored against another
+    genre's output; the number of outputs is checked in any case."""
+    if classes is not None and tuple(classes) != dataset.classes:
+        raise MusicGenreError(f"the {dataset.split} split's classes ({', '.join(dataset.classes)}) are not the model's "
+                              f"({', '.join(classes)}): load it with the model's classes")
     device = next(model.parameters()).device
     logits = predict_logits(model, torch.from_numpy(dataset.X).to(device))
+    if logits.shape[1] != len(dataset.classes):
+        raise MusicGenreError(f"the model has {logits.shape[1]} outputs and the {dataset.split} split "
+                              f"{len(dataset.classes)} classes: load it with the model's classes")
     check_scorable(logits.isfinite().all(1).cpu().numpy(), dataset.split)
     return classification_metrics(dataset.y, logits.argmax(1).cpu().numpy(), dataset.classes)
 

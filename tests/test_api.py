@@ -1,0 +1,82 @@
+"""The Python API as a library user calls it: arguments of the wrong kind are one-line MusicGenreErrors, and
+datasets, configurations and models that do not fit each other are refused rather than scored silently wrong."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from musicgenre.config import TrainConfig
+from musicgenre.datasets import Dataset, load_dataset, load_split
+from musicgenre.errors import MusicGenreError
+from musicgenre.predict import predict_paths
+from musicgenre.training import evaluate_model, train
+
+
+@pytest.fixture(scope="module")
+def mfcc(study_data):
+    return load_dataset(study_data, "mfcc")
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: {"y": d.y + 10}, r"^train split of mfcc features: y holds class index 13, outside 0..3 \(4 classes\)$"),
+    (lambda d: {"y": d.y - 1}, "y holds class index -1, outside 0..3"),
+    (lambda d: {"y": d.y.astype(float)}, "y must be 3200 whole-number class indices"),  # a multi-line numba error
+    (lambda d: {"y": d.y[:-1]}, "y must be 3200 whole-number class indices .* got int64 \\(3199,\\)"),
+    (lambda d: {"X": d.X[:, :20]}, r"mfcc array has shape \(3200, 20\), expected \(N, 26\)"),  # a torch error
+    (lambda d: {"X": np.where(d.X == d.X[0, 0], np.nan, d.X)}, "rows hold NaN"),
+    (lambda d: {"classes": ("a", "a", "b", "c")}, "classes must be distinct genre names"),
+    (lambda d: {"features": "MFCC"}, "unknown features 'MFCC'"),
+])
+def test_a_dataset_made_in_python_is_checked_like_one_read_from_files(mfcc, change, message):
+    """The fused epoch read past its arrays for labels out of range (a NaN loss, no error), torch raised."""
+    with pytest.raises(MusicGenreError, match=message):
+        dataclasses.replace(mfcc["train"], **change(mfcc["train"]))
+
+
+def test_melgrams_outside_the_studys_decibel_range_are_refused(tmp_path):
+    """Melgrams in linear power (0..1) trained without a word, then predict fed the model decibels."""
+    from conftest import synthetic_melgrams, write_split
+
+    X, labels = synthetic_melgrams(8)
+    write_split(tmp_path, "train", "melgram", 10 ** (X / 10), labels)
+    with pytest.raises(MusicGenreError, match=r"melgrams/X.npy: melgram values run from 1.0006e-08 to 0.99994; the study's melgrams "
+                                              r"\(and predict's\) are decibels relative to each second's peak, from -80 to 0$"):
+        load_split(tmp_path, "train", "melgram")
+
+
+def test_scores_and_training_refuse_splits_of_other_classes(mfcc):
+    tr, va = mfcc["train"], mfcc["val"]
+    reordered = Dataset(va.X, 3 - va.y, tuple(reversed(va.classes)), "mfcc", "val")  # the same labels, other order
+    with pytest.raises(MusicGenreError, match="the val split's mfcc features of classes rock_metal_hardrock, hiphop, "
+                                              "classical, blues do not match the train split's"):
+        train(TrainConfig(epochs=1, seed=0), tr, reordered)
+    result = train(TrainConfig(epochs=1, seed=0), tr, va)
+    with pytest.raises(MusicGenreError, match=r"^the val split's classes \(rock_metal_hardrock, hiphop, classical, blues\) "
+                                              r"are not the model's \(blues, classical, hiphop, rock_metal_hardrock\)"):
+        evaluate_model(result.model, reordered, result.classes)
+    two = Dataset(va.X[va.y < 2], va.y[va.y < 2], ("hiphop", "rock"), "mfcc", "val")  # scored as blues/classical
+    with pytest.raises(MusicGenreError, match="^the model has 4 outputs and the val split 2 classes"):
+        evaluate_model(result.model, two)
+    assert evaluate_model(result.model, va, result.classes) == evaluate_model(result.model, va)
+
+
+def test_one_path_as_a_string_is_one_path_not_its_characters(audio_dir):
+    """predict_paths("song.mp3") classified every audio file on the disk, reached through "/" and "s"."""
+    song = audio_dir / "rock_fma_001040.mp3"
+    for arg in (str(song), song):
+        [pred] = list(predict_paths(arg, workers=1))
+        assert pred.path == song and pred.error is None
+    with pytest.raises(MusicGenreError, match="^workers must be a whole number from 1 up"):
+        list(predict_paths(song, workers=0))
+
+
+def test_a_frozen_configuration_cannot_be_changed_unchecked():
+    cfg = TrainConfig(epochs=3)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.epochs = -5  # trained 0 epochs and returned an untrained model
+    with pytest.raises(MusicGenreError, match="^epochs must be at least 1, not -5$"):
+        dataclasses.replace(cfg, epochs=-5)
+    assert TrainConfig(epochs=np.int64(3), lr=np.float32(0.5)).to_dict()["epochs"] == 3  # numpy numbers taken
