@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 
@@ -134,3 +135,20 @@ def test_samples_far_beyond_audio_range_are_the_files_error_not_nan_features(tmp
         result = file_features(path, tuple(FEATURE_SHAPES))
     assert result.error == f"{path}: its features overflow (samples far beyond the [-1, 1] of audio)"
     assert result.features == {}
+
+
+def test_melgrams_are_computed_where_numba_can_cache_nowhere(tmp_path):
+    """A read-only install and home: librosa's import raised numba's "cannot cache function" and every file of
+    `extract` and of a melgram model's `predict` was reported unreadable. Numba is left, as there, with no
+    cache location but one given by NUMBA_CACHE_DIR, which is unset."""
+    code = (
+        "import numba.core.caching as c, numpy as np\n"
+        "c.CacheImpl._locator_classes = [c.UserProvidedCacheLocator]\n"
+        "from musicgenre.features import melgram\n"
+        "x = np.random.default_rng(0).normal(0, 0.1, (2, 8000))\n"
+        "np.save(%r, melgram(x))\n" % str(tmp_path / "mel.npy")
+    )
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)
+    x = np.random.default_rng(0).normal(0, 0.1, (2, SEGMENT_SAMPLES))
+    np.testing.assert_array_equal(np.load(tmp_path / "mel.npy"), melgram(x))

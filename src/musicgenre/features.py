@@ -10,8 +10,9 @@ from __future__ import annotations
 import multiprocessing
 import signal
 import sys
+import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
@@ -87,18 +88,38 @@ def mfcc(segments: np.ndarray) -> np.ndarray:
     return np.concatenate([ceps.mean(axis=1), ceps.std(axis=1)], axis=1)
 
 
+_numba_cache: tempfile.TemporaryDirectory | None = None  # where librosa's functions are cached, when nowhere else
+
+
+def _melspectrogram() -> Callable[..., np.ndarray]:
+    """librosa's melspectrogram. librosa has numba cache its compiled functions beside its files or in the user's
+    cache folder; where neither can be written (a read-only install and home) its import raises, and they are
+    cached in a temporary folder of this process instead."""
+    global _numba_cache
+    import librosa
+
+    try:
+        return librosa.feature.melspectrogram
+    except RuntimeError as exc:
+        if "cannot cache function" not in str(exc):
+            raise
+        import numba
+
+        _numba_cache = tempfile.TemporaryDirectory(prefix="musicgenre-numba-")
+        numba.config.CACHE_DIR = _numba_cache.name
+        return librosa.feature.melspectrogram
+
+
 def melgram(segments: np.ndarray) -> np.ndarray:
     """Log-mel spectrogram per segment, (n, 21, 128) float32 in [-80, 0] dB relative to the segment's peak.
 
     Equals librosa.power_to_db(melspectrogram(seg, sr=8000, n_fft=400, hop_length=400), ref=np.max).T
     for each segment, computed in one batched call.
     """
-    import librosa
-
     x = _check_segments(segments).astype(np.float32)
     if len(x) == 0:  # librosa warns on an empty batch
         return np.zeros((0, *FEATURE_SHAPES["melgram"]), dtype=np.float32)
-    power = librosa.feature.melspectrogram(y=x, sr=SAMPLE_RATE, n_fft=FRAME, hop_length=FRAME)
+    power = _melspectrogram()(y=x, sr=SAMPLE_RATE, n_fft=FRAME, hop_length=FRAME)
     amin = np.float32(1e-10)
     db = 10.0 * np.log10(np.maximum(power, amin))
     peak_db = 10.0 * np.log10(np.maximum(power.max(axis=(1, 2), keepdims=True), amin))
