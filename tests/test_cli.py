@@ -193,3 +193,13 @@ def test_output_in_a_latin1_locale_escapes_what_it_cannot_encode(tmp_path, capsy
     before = (sys.stdout.errors, sys.stderr.errors)
     assert main(["evaluate", str(tmp_path / "nowhere")]) == 2
     assert (sys.stdout.errors, sys.stderr.errors) == before
+
+
+def test_python_dash_m_runs_the_command_line_and_says_its_version():
+    import subprocess
+    import sys
+
+    from musicgenre import __version__
+
+    out = subprocess.run([sys.executable, "-m", "musicgenre", "--version"], capture_output=True, text=True, check=True)
+    assert out.stdout == f"musicgenre {__version__}\n"

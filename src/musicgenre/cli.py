@@ -356,7 +356,10 @@ def add_scoring_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from musicgenre import __version__
+
     parser = argparse.ArgumentParser(prog="musicgenre", description="Classify music into genres with small neural networks.")
+    parser.add_argument("--version", action="version", version=f"musicgenre {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a model on a data root and save a run directory")
