@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -117,7 +119,7 @@ def test_missing_and_corrupt_files(tmp_path, monkeypatch):
         load_split(tmp_path, "train", "mfcc")
     (d / "X.npy").unlink()
     (d / "X.npy").mkdir()
-    with pytest.raises(MusicGenreError, match="X.npy: a folder, not a file$"):
+    with pytest.raises(MusicGenreError, match="X.npy: a folder, not a .npy array$"):
         load_split(tmp_path, "train", "mfcc")
 
 
@@ -141,7 +143,7 @@ def test_a_split_with_one_of_its_files_is_an_error_not_skipped(tmp_path):
     write_split(tmp_path, "train", "mfcc", np.zeros((8, 26)), GOOD_LABELS)
     write_split(tmp_path, "val", "mfcc", np.zeros((8, 26)), GOOD_LABELS)
     (tmp_path / "val" / "mfccs" / "X.npy").unlink()
-    with pytest.raises(MusicGenreError, match="val/mfccs/X.npy: file not found"):
+    with pytest.raises(MusicGenreError, match="val/mfccs/X.npy: no such file"):
         load_dataset(tmp_path, "mfcc")
 
 
@@ -156,3 +158,20 @@ def test_genre_names_may_hold_any_text_but_control_characters_and_undecodable_by
 
     assert all(map(is_genre_name, ["Hip\u00a0Hop", "\u067e\u0627\u067e\u200c\u0631\u0627\u06a9", "rock", "r|b"]))
     assert not any(map(is_genre_name, ["", " rock", "ro\nck", "bell\x07", "caf\udce9"]))
+
+
+def test_what_stands_where_an_array_should_is_named(small_mfcc_root, tmp_path):
+    """A pipe, a link loop and a link to nothing were all "file not found"; a file given as the data root
+    was "no such folder"."""
+    X = small_mfcc_root / "val" / "mfccs" / "X.npy"
+    X.unlink()
+    os.mkfifo(X)
+    with pytest.raises(MusicGenreError, match=r"X.npy: not a regular file \(a device, pipe or socket\), so not a .npy array$"):
+        load_split(small_mfcc_root, "val", "mfcc")
+    X.unlink()
+    X.symlink_to(X)
+    with pytest.raises(MusicGenreError, match=r"X.npy: a link that leads to no file \(broken, or a loop\)$"):
+        load_split(small_mfcc_root, "val", "mfcc")
+    with pytest.raises(MusicGenreError, match="manifest.json: a file, not a data root folder; get the study's"):
+        (tmp_path / "manifest.json").write_text("{}")
+        load_dataset(tmp_path / "manifest.json", "mfcc")

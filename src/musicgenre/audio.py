@@ -14,6 +14,7 @@ import soundfile as sf
 import soxr
 
 from musicgenre.errors import MusicGenreError
+from musicgenre.io import not_a_file
 
 SAMPLE_RATE = 8000
 SEGMENT_SAMPLES = 8000
@@ -25,8 +26,6 @@ _MP3_LENGTH_SLACK = 2 * 1152
 _SHORT_DATA_CHUNK = re.compile(r"^data : (\d+) \(should be (\d+)\)$", re.MULTILINE)
 # Writers streaming to a pipe leave a placeholder data size (sox 0x7ffff000, ffmpeg 0xffffffff): length unknown.
 _UNKNOWN_DATA_SIZE = 0x7FFFF000
-_NOT_REGULAR = "not a regular file (a device, pipe or socket), so not an audio file"
-_DEAD_LINK = "a link that leads to no file (broken, or a loop)"
 
 
 def as_path(arg: str | os.PathLike) -> Path:
@@ -103,9 +102,7 @@ def decode(path: str | Path) -> tuple[np.ndarray, int]:
     path = as_path(path)
     try:
         if not path.is_file():
-            problem = ("is a folder, not an audio file" if path.is_dir() else _NOT_REGULAR if path.exists()
-                       else _DEAD_LINK if path.is_symlink() else "no such file")
-            raise MusicGenreError(f"{path}: {problem}")
+            raise MusicGenreError(f"{path}: {not_a_file(path, 'an audio file')}")
         open(path, "rb").close()  # a file we may not read is that, not corrupt audio
     except OSError as exc:
         raise _os_problem(path, exc) from exc
@@ -223,8 +220,8 @@ def scan_audio(path: Path) -> tuple[list[Path], list[str]]:
                 kinds = ", ".join(ext.lstrip(".") for ext in AUDIO_EXTENSIONS)
                 raise MusicGenreError(f"{path}: no audio files ({kinds}) in this folder")
             return sorted(files), errors
-        problem = _NOT_REGULAR if path.exists() else _DEAD_LINK if path.is_symlink() else "no such file or folder"
-        raise MusicGenreError(f"{path}: {problem}")
+        gone = not path.exists() and not path.is_symlink()
+        raise MusicGenreError(f"{path}: {'no such file or folder' if gone else not_a_file(path, 'an audio file')}")
     except OSError as exc:
         raise _os_problem(path, exc) from exc
 

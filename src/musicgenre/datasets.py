@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from musicgenre.errors import MusicGenreError
+from musicgenre.io import not_a_file
 
 FEATURE_SHAPES: dict[str, tuple[int, ...]] = {"mfcc": (26,), "melgram": (21, 128)}
 FEATURE_DIRS: dict[str, str] = {"mfcc": "mfccs", "melgram": "melgrams"}
@@ -64,7 +65,8 @@ def resolve_data_root(data: str | os.PathLike | None) -> Path:
         raise MusicGenreError(f"no data root given: {DATA_HINT}")
     root = Path(data)
     if not (root / "train").is_dir():
-        what = "not a data root (no train/ folder inside)" if root.is_dir() else "no such folder"
+        what = ("not a data root (no train/ folder inside)" if root.is_dir() else
+                "a file, not a data root folder" if root.exists() else "no such folder")
         raise MusicGenreError(f"{root}{source}: {what}; {DATA_HINT}")
     return root
 
@@ -85,7 +87,7 @@ def has_split(root: Path, split: str, features: str) -> bool:
 def _load_npy(path: Path) -> np.ndarray:
     """An array from a .npy file, never unpickled; a one-line error naming the file otherwise."""
     if not path.is_file():
-        raise MusicGenreError(f"{path}: {'a folder, not a file' if path.is_dir() else 'file not found'}")
+        raise MusicGenreError(f"{path}: {not_a_file(path, 'a .npy array')}")
     try:
         array = np.load(path, allow_pickle=False)
     except ValueError:  # numpy's message would suggest allow_pickle=True: we never unpickle

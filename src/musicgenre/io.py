@@ -19,6 +19,16 @@ import numpy as np
 from musicgenre.errors import MusicGenreError
 
 
+def not_a_file(path: Path, what: str) -> str:
+    """Why `path`, which is no regular file, cannot be read as `what` ("an audio file", "a .npy array"): a
+    folder, a device, pipe or socket, a link that leads nowhere, or nothing at all."""
+    if path.is_dir():
+        return f"a folder, not {what}"
+    if path.exists():
+        return f"not a regular file (a device, pipe or socket), so not {what}"
+    return "a link that leads to no file (broken, or a loop)" if path.is_symlink() else "no such file"
+
+
 @contextmanager
 def _atomic_file(path: str | Path) -> Iterator[IO[bytes]]:
     """Yield a temporary file beside path; on success it replaces path, on error it is removed."""
