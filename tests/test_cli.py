@@ -12,6 +12,7 @@ import pytest
 from conftest import synthetic_melgrams, write_split
 from musicgenre.cli import build_parser, main, train_config_from_args
 from musicgenre.config import TrainConfig, recipe
+from musicgenre.datasets import data_digest, load_dataset
 from musicgenre.errors import MusicGenreError
 
 
@@ -26,6 +27,7 @@ def test_train_then_evaluate_json(small_mfcc_root, tmp_path, capsys):
         assert (run / name).is_file()
     config = json.loads((run / "config.json").read_text())
     assert config["config"]["seed"] == 1 and config["classes"][0] == "blues"
+    assert config["data"] == {"root": str(small_mfcc_root.resolve()), "digest": data_digest(load_dataset(small_mfcc_root, "mfcc"))}
     assert len(json.loads((run / "history.json").read_text())) == 5
 
     assert main(["evaluate", str(run), "--data", str(small_mfcc_root), "--split", "val", "--json"]) == 0

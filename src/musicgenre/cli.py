@@ -101,7 +101,7 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from musicgenre.config import seed_range
-    from musicgenre.datasets import load_dataset, resolve_data_root
+    from musicgenre.datasets import data_digest, load_dataset, resolve_data_root
     from musicgenre.models import build_model, count_parameters
     from musicgenre.io import check_out_dir
     from musicgenre.runs import save_run
@@ -113,6 +113,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     root = resolve_data_root(args.data)
     check_out_dir(args.out, args.overwrite, [root])  # fail before training, not after
     data = load_dataset(root, cfg.features)
+    data_record = {"data": {"root": str(root.resolve()), "digest": data_digest(data)}}  # recorded in config.json
     n_params = count_parameters(build_model(cfg.model, len(data["train"].classes)))
     val = data.get("val")
     print(f"{cfg.model} ({n_params:,} parameters) on {len(data['train'])} {cfg.features} clips, "
@@ -126,10 +127,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"{seed}epoch {r.epoch:3d}/{cfg.epochs}  loss {r.loss:.4f}{val_txt}  ({r.seconds:.2f} s){stop}", flush=True)
 
     if len(seeds) > 1:
-        return train_many_seeds(cfg, seeds, args, data["train"], val, show)
+        return train_many_seeds(cfg, seeds, args, data["train"], val, show, data_record)
     result = train(cfg, data["train"], val, on_epoch=show)
     check_learned([result])
-    out = save_run(result, args.out, args.overwrite)
+    out = save_run(result, args.out, args.overwrite, data_record)
     summary = f"trained in {result.train_seconds:.1f} s; kept epoch {result.best_epoch}"
     if result.metrics:
         summary += f": val accuracy {result.metrics['accuracy']:.4f}, macro F1 {result.metrics['f1_macro']:.4f}"
@@ -138,7 +139,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def train_many_seeds(cfg: TrainConfig, seeds: list[int], args: argparse.Namespace, train_set: Dataset,
-                     val_set: Dataset | None, show: Callable[[EpochRecord], None]) -> int:
+                     val_set: Dataset | None, show: Callable[[EpochRecord], None], extra: dict) -> int:
     """The seeds trained together; OUT/seed-K per seed and OUT/summary.json."""
     from musicgenre.runs import save_seed_runs
     from musicgenre.tables import plural, plus_minus
@@ -146,7 +147,7 @@ def train_many_seeds(cfg: TrainConfig, seeds: list[int], args: argparse.Namespac
 
     results = train_seeds(cfg, seeds, train_set, val_set, on_epoch=show)
     check_learned(results)
-    out, summary = save_seed_runs(results, args.out, args.overwrite)
+    out, summary = save_seed_runs(results, args.out, args.overwrite, extra)
     for key in ("accuracy", "f1_macro"):
         if f"val_{key}" in summary:
             figures = summary[f"val_{key}"]

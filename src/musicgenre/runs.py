@@ -252,9 +252,10 @@ def run_folders(path: Path) -> list[str]:
                   key=lambda name: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)])
 
 
-def load_run(path: str | os.PathLike, device: str | torch.device = "cpu", averaged: bool = True) -> Run:
-    """Load a run directory; anything that is not one of ours is a one-line error naming the file. `averaged`:
-    whether the command could average several runs, which a folder of runs is then pointed to."""
+def load_run(path: str | os.PathLike, averaged: bool = True) -> Run:
+    """Load a run directory, its model on the CPU in eval mode; anything that is not one of ours is a one-line
+    error naming the file. `averaged`: whether the command could average several runs, which a folder of runs
+    is then pointed to."""
     path = run_path(path)
     cfg_path = path / "config.json"
     if not path.is_dir():
@@ -312,12 +313,15 @@ def load_run(path: str | os.PathLike, device: str | torch.device = "cpu", averag
         raise MusicGenreError(f"{weights}: calibration temperature {float(model.temperature):g} (it must be above 0)")
     metrics_path = path / "metrics.json"
     metrics = check_fields(read_json(metrics_path), {}, str(metrics_path)) if metrics_path.is_file() else {}
-    model.to(device).eval()
+    model.eval()
     return Run(path=path, model=model, config=config, classes=tuple(classes), metrics=metrics, meta=meta)
 
 
-def save_seed_runs(results: list[TrainResult], out: str | os.PathLike, overwrite: bool = False) -> tuple[Path, dict]:
-    """One run directory per seed (OUT/seed-K) and OUT/summary.json with validation mean ± sample std."""
+def save_seed_runs(
+    results: list[TrainResult], out: str | os.PathLike, overwrite: bool = False, extra: dict | None = None
+) -> tuple[Path, dict]:
+    """One run directory per seed (OUT/seed-K, with `extra` in each config.json, as save_run) and OUT/summary.json
+    with validation mean ± sample std."""
     summary: dict = {"config": replace(results[0].config, seed=None).to_dict(), "seeds": [r.config.seed for r in results]}
     if results[0].metrics is not None:
         for key in ("accuracy", "f1_macro"):
@@ -325,7 +329,7 @@ def save_seed_runs(results: list[TrainResult], out: str | os.PathLike, overwrite
 
     def fill(tmp: Path) -> None:
         for r in results:
-            save_run(r, tmp / f"seed-{r.config.seed}")
+            save_run(r, tmp / f"seed-{r.config.seed}", extra=extra)
         atomic_write_json(tmp / "summary.json", summary)
 
     return write_dir(out, overwrite, fill), summary
