@@ -5,24 +5,22 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from musicgenre.datasets import has_split
 from musicgenre.errors import MusicGenreError
+from musicgenre.figures import new_figure, png_bytes
 from musicgenre.io import atomic_write_bytes, atomic_write_text, write_dir
 from musicgenre.models import count_parameters
 from musicgenre.runs import NUMBER, Run, check_fields, load_run, read_history, run_folders, run_path, training_record
 from musicgenre.tables import markdown_table
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure
-
     from musicgenre.sweep import OptimizerResult, SweepConfig
 
 CALIBRATION_FIGURES = ("nll_before", "nll_after", "ece_before", "ece_after")
@@ -38,21 +36,6 @@ class Block:
     text: str = ""
     header: tuple[str, ...] = ()
     rows: tuple[tuple[str, ...], ...] = ()
-
-
-def new_figure(**kwargs: Any) -> Figure:
-    """A matplotlib figure made without pyplot: no display backend chosen, no global state changed for
-    the program that calls us, freed with its last reference."""
-    from matplotlib.figure import Figure
-
-    return Figure(**kwargs)
-
-
-def png_bytes(fig: Figure, dpi: int = 100) -> bytes:
-    """A figure as PNG bytes."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
-    return buf.getvalue()
 
 
 def _save(fig, path: Path) -> None:

@@ -17,6 +17,7 @@ import torch
 from musicgenre.config import OPTIMIZERS, WITHOUT_WEIGHT_DECAY, TrainConfig, canonical_optimizer
 from musicgenre.datasets import data_digest, load_dataset, resolve_data_root
 from musicgenre.errors import MusicGenreError
+from musicgenre.figures import new_figure, png_bytes
 from musicgenre.io import (atomic_write_bytes, atomic_write_json, atomic_write_text, check_out_path, occupied, read_json,
                           write_dir)
 from musicgenre.metrics import mean_std
@@ -277,8 +278,6 @@ def sweep_markdown(cfg: SweepConfig, results: list[OptimizerResult]) -> str:
 
 def sweep_figure(cfg: SweepConfig, results: list[OptimizerResult]) -> bytes:
     """PNG bytes: accuracy and macro F1 per optimizer (best F1 first), bars at the mean, error bars one std."""
-    from musicgenre.report import new_figure, png_bytes
-
     ordered = by_f1(results)
     x = np.arange(len(ordered))
     fig = new_figure(figsize=(max(6.0, 0.8 * len(ordered) + 2), 4.2))
