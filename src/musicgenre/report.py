@@ -108,9 +108,13 @@ def plot_per_class(metrics: dict, path: Path) -> None:
 def plot_mel_examples(data: str | os.PathLike, classes: tuple[str, ...], path: Path) -> None:
     """The first mel-spectrogram of each of the first MEL_EXAMPLES genres in the train split (time across, mel band
     up), as the study showed."""
-    from musicgenre.datasets import load_split
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    from musicgenre.datasets import MELGRAM_RANGE, load_split
 
     train = load_split(data, "train", "melgram", classes)
+    scale = ScalarMappable(Normalize(*MELGRAM_RANGE), "magma")  # one scale for every panel, and its colour bar
     classes = classes[:MEL_EXAMPLES]
     cols = min(len(classes), MEL_COLUMNS)
     rows = -(-len(classes) // cols)
@@ -120,11 +124,11 @@ def plot_mel_examples(data: str | os.PathLike, classes: tuple[str, ...], path: P
         idx = np.flatnonzero(train.y == k)
         ax.set_title(c)
         if len(idx):
-            im = ax.imshow(train.X[idx[0]].T, origin="lower", aspect="auto", cmap="magma")
+            ax.imshow(train.X[idx[0]].T, origin="lower", aspect="auto", cmap=scale.cmap, norm=scale.norm)
         ax.set(xlabel="frame", ylabel="mel band" if k % cols == 0 else "")
     for ax in axes[len(classes):]:
         ax.set_axis_off()
-    fig.colorbar(im, ax=axes.tolist(), label="dB")
+    fig.colorbar(scale, ax=axes.tolist(), label="dB")
     _save(fig, path)
 
 
