@@ -14,7 +14,7 @@ from musicgenre.models import MODELS, MelCNN, build_model, count_parameters, mod
 from musicgenre.training import evaluate_model, train
 
 AUDIO = Path(__file__).resolve().parents[1].parent / "shared" / "audio"
-GENRE_FILES = {  # 2-3 s of decoding in all; 30 s or less of each
+GENRE_FILES = {  # 2-3 s of decoding in all; the first 30 s of each
     "classical": "classical_brahms_hungarian_dance_5.ogg",
     "folk": "folk_karissa_hobbs_lets_go_fishin.ogg",
     "hiphop": "hiphop_admiralbob77_choice_drum_bass.ogg",
@@ -51,23 +51,35 @@ def test_linear_recipe_learns_real_mfcc(study_data):
     assert result.metrics["accuracy"] > 0.7
 
 
-def real_melgrams(seconds: int = 20) -> Dataset:
-    """(21, 128) melgrams of 1 s segments of real recordings, computed with librosa as the study did."""
+HELD_OUT = 10  # each recording's last seconds, scored but never trained on
+
+
+def real_melgrams(seconds: int = 30) -> tuple[Dataset, Dataset]:
+    """(21, 128) melgrams of 1 s segments of real recordings, computed with librosa as the study did: each
+    recording's first seconds for training, its last HELD_OUT seconds held out."""
     import librosa
 
-    X, y = [], []
+    parts = {"train": ([], []), "val": ([], [])}
     for label, name in enumerate(GENRE_FILES.values()):
         audio, _ = librosa.load(AUDIO / name, sr=8000, duration=seconds)
-        for seg in audio[: len(audio) // 8000 * 8000].reshape(-1, 8000):
+        segments = audio[: len(audio) // 8000 * 8000].reshape(-1, 8000)
+        for i, seg in enumerate(segments):
             S = librosa.feature.melspectrogram(y=seg, sr=8000, n_fft=400, hop_length=400)
+            X, y = parts["val" if i >= len(segments) - HELD_OUT else "train"]
             X.append(librosa.power_to_db(S, ref=np.max).T)
             y.append(label)
-    return Dataset(np.stack(X).astype(np.float32), np.array(y), tuple(GENRE_FILES), "melgram", "train")
+    return tuple(Dataset(np.stack(X).astype(np.float32), np.array(y), tuple(GENRE_FILES), "melgram", split)
+                 for split, (X, y) in parts.items())
 
 
 @pytest.fixture(scope="module")
-def melgrams() -> Dataset:
+def real_mel_splits() -> tuple[Dataset, Dataset]:
     return real_melgrams()
+
+
+@pytest.fixture(scope="module")
+def melgrams(real_mel_splits) -> Dataset:
+    return real_mel_splits[0]
 
 
 def test_mel_cnn_pools_before_relu_with_the_study_order_outputs_and_gradients(melgrams):
@@ -89,12 +101,12 @@ def test_mel_cnn_pools_before_relu_with_the_study_order_outputs_and_gradients(me
 
 
 @pytest.mark.parametrize("name", ["mel-cnn-bn", "mel-resnet"])
-def test_melgram_models_fit_real_music(melgrams, name):
-    assert melgrams.X.shape[1:] == (21, 128)
+def test_melgram_models_learn_real_music(real_mel_splits, name):
+    """Scored on seconds of each recording they never trained on (chance is 1/3)."""
+    train_set, held_out = real_mel_splits
     cfg = RECIPES[name]
-    result = train(TrainConfig(**{**cfg.to_dict(), "epochs": 12, "batch_size": 16, "seed": 0}), melgrams)
-    accuracy = evaluate_model(result.model, melgrams)["accuracy"]
-    assert accuracy > 0.8  # chance is 1/3
+    result = train(TrainConfig(**{**cfg.to_dict(), "epochs": 12, "batch_size": 16, "seed": 0}), train_set)
+    assert evaluate_model(result.model, held_out)["accuracy"] > 0.65  # 0.77-0.8 here
 
 
 def test_train_cli_on_a_melgram_root(tmp_path):
@@ -114,9 +126,10 @@ def test_train_cli_on_a_melgram_root(tmp_path):
                  "--out", str(tmp_path / "run2")]) == 0
 
 
-def test_bf16_mixed_precision_learns_real_music_and_keeps_fp32_weights(melgrams):
+def test_bf16_mixed_precision_learns_real_music_and_keeps_fp32_weights(real_mel_splits):
+    train_set, held_out = real_mel_splits
     cfg = RECIPES["mel-cnn-bn"]
     cfg = TrainConfig(**{**cfg.to_dict(), "epochs": 12, "batch_size": 16, "seed": 0, "precision": "bf16"})
-    result = train(cfg, melgrams)
+    result = train(cfg, train_set)
     assert all(p.dtype == torch.float32 for p in result.model.parameters())
-    assert evaluate_model(result.model, melgrams)["accuracy"] > 0.8  # chance is 1/3
+    assert evaluate_model(result.model, held_out)["accuracy"] > 0.65  # on seconds it never trained on (0.77 here)
