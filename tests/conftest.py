@@ -72,3 +72,21 @@ def decoded(audio_dir: Path) -> dict[str, np.ndarray]:
     from musicgenre.audio import load_audio, scan_audio
 
     return {path.name: load_audio(path) for path in scan_audio(audio_dir)[0]}
+
+
+@pytest.fixture
+def stop_after_rename(monkeypatch):
+    """os.replace that does its work, then has Ctrl-C arrive, as a real stop can, just after the system call."""
+    import os
+    import signal
+
+    real = os.replace
+
+    def replace(src, dst):
+        real(src, dst)
+        stop_after_rename.at -= 1
+        if stop_after_rename.at == 0:
+            signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(os, "replace", replace)
+    return stop_after_rename

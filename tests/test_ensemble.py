@@ -15,7 +15,7 @@ from musicgenre.datasets import Dataset, load_dataset
 from musicgenre.ensemble import evaluate_predictor, load_ensemble, load_predictor
 from musicgenre.errors import MusicGenreError
 from musicgenre.report import build_report
-from musicgenre.runs import save_run
+from musicgenre.runs import load_run, save_run
 from musicgenre.training import train
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "music_genre_data_di"
@@ -196,3 +196,13 @@ def test_a_run_trained_on_train_alone_gets_no_note(tiny_run, capsys):
     capsys.readouterr()
     assert main(["evaluate", str(run), "--data", str(root), "--split", "val"]) == 0
     assert "note:" not in capsys.readouterr().err
+
+
+def test_a_stop_while_calibrating_leaves_weights_and_metrics_in_step(tiny_run, stop_after_rename):
+    """A stop just after metrics.json was renamed into place put the old weights back (T = 1) under a
+    metrics.json that recorded the new temperature."""
+    run, root = tiny_run
+    stop_after_rename.at = 2  # the weights' rename (1), metrics.json's (2)
+    assert main(["calibrate", str(run), "--data", str(root)]) == 130  # "interrupted"
+    stored = float(load_file(str(run / "model.safetensors"))["temperature"])
+    assert stored != 1.0 and stored == pytest.approx(load_run(run).metrics["calibration"]["temperature"])

@@ -28,3 +28,45 @@ def test_json_nested_beyond_the_parser_is_a_one_line_error(tmp_path):
     (tmp_path / "config.json").write_text("[" * 100_000)
     with pytest.raises(MusicGenreError, match="config.json: not a readable JSON file \\(nested too deeply\\)$"):
         read_json(tmp_path / "config.json")
+
+
+def test_a_full_disk_names_the_file_being_written_not_its_temporary_twin(tmp_path, monkeypatch):
+    """ENOSPC carries no file name, so the command said only "[Errno 28] No space left on device"; numpy's
+    short write said "438144 requested and 3040 written"."""
+    import errno
+    import os
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(MusicGenreError, match=f"^{tmp_path / 'm.json'}: cannot be written \\(no space left on device\\)$"):
+        atomic_write_json(tmp_path / "m.json", {"a": 1})
+    monkeypatch.undo()
+
+    def short(self, *args, **kwargs):
+        raise OSError("438144 requested and 3040 written")
+
+    monkeypatch.setattr(np.lib.format, "write_array", lambda f, a, **kw: short(a))
+    with pytest.raises(MusicGenreError, match=f"^{tmp_path / 'X.npy'}: cannot be written \\(no space left on device\\)$"):
+        atomic_save_npy(tmp_path / "X.npy", np.zeros(3))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_stop_just_after_a_rename_is_the_stop_and_leaves_the_output_whole(tmp_path, stop_after_rename):
+    """The file's cleanup unlinked a temporary file already renamed: FileNotFoundError hid the stop. Replacing a
+    folder, a stop between its two renames tried to put the old one back over the new (Directory not empty)."""
+    from musicgenre.io import write_dir
+
+    stop_after_rename.at = 1
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write_text(tmp_path / "a.txt", "new")
+    assert (tmp_path / "a.txt").read_text() == "new"
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "old.txt").write_text("old")
+    stop_after_rename.at = 2  # at the second rename from here: the new file's (1), then the old folder set aside (2)
+    with pytest.raises(KeyboardInterrupt):
+        write_dir(out, True, lambda tmp: atomic_write_text(tmp / "new.txt", "new"))
+    assert [p.name for p in out.iterdir()] == ["new.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "run"]  # no .run.old-PID, no .run.tmp-PID

@@ -336,3 +336,37 @@ def test_a_stop_signal_on_a_folder_stops_with_one_line_and_leaves_nothing(audio_
     assert line not in err.splitlines()[:-1] and "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["library"]
     assert len(out.splitlines()) < 12 * 9 - 1
+
+
+def test_decoding_workers_end_when_the_command_is_killed_outright(audio_dir, tmp_path):
+    """`kill -9` of predict (or the kernel's out-of-memory killer) stops nothing itself: its workers, which
+    ignore Ctrl-C and SIGTERM, waited on their pipes forever."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    for i in range(12):
+        for f in sorted(audio_dir.iterdir()):
+            if f.suffix in (".ogg", ".mp3"):
+                (tmp_path / f"{i}-{f.name}").symlink_to(f)
+    code = "import sys; from musicgenre.cli import main; sys.exit(main(sys.argv[1:]))"
+    proc = subprocess.Popen([sys.executable, "-c", code, "predict", "--json", str(tmp_path), "--workers", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert json.loads(proc.stdout.readline())["file"]  # the workers are decoding, with files left to do
+
+    def alive(pid):
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except FileNotFoundError:
+            return False
+
+    children = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and alive(p.name)
+                and int(Path(p, "stat").read_text().rsplit(")", 1)[1].split()[1]) == proc.pid]
+    assert len(children) >= 2  # the two workers (and multiprocessing's resource tracker)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 20
+    while any(map(alive, children)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(map(alive, children))

@@ -14,7 +14,7 @@ from torch.nn import functional as F
 
 from musicgenre.datasets import Dataset
 from musicgenre.errors import MusicGenreError
-from musicgenre.io import atomic_write_bytes, atomic_write_json
+from musicgenre.io import atomic_write_bytes, atomic_write_json, stops_deferred
 from musicgenre.metrics import classification_metrics, expected_calibration_error
 from musicgenre.runs import WEIGHTS, Run, load_run, save_weights
 from musicgenre.training import check_scorable, predict_logits
@@ -132,10 +132,11 @@ def calibrate_run(run: Run, dataset: Dataset) -> dict:
     }
     old_weights = weights.read_bytes()
     run.model.temperature.fill_(t)
-    save_weights(run.model, weights, run.config.model)
-    try:
-        atomic_write_json(run.path / "metrics.json", {**run.metrics, "calibration": report})
-    except BaseException:
-        atomic_write_bytes(weights, old_weights)
-        raise
+    with stops_deferred():  # both files or neither: a stop is taken after them
+        save_weights(run.model, weights, run.config.model)
+        try:
+            atomic_write_json(run.path / "metrics.json", {**run.metrics, "calibration": report})
+        except BaseException:
+            atomic_write_bytes(weights, old_weights)
+            raise
     return report

@@ -8,14 +8,15 @@ librosa's melspectrogram + power_to_db(ref=np.max), so models trained on the stu
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from musicgenre.audio import SAMPLE_RATE, SEGMENT_SAMPLES, check_signal, decode,
 from musicgenre.config import usable_cpus
 from musicgenre.datasets import FEATURE_SHAPES
 from musicgenre.errors import MusicGenreError
+from musicgenre.io import stops_deferred
 
 FRAME = 400  # samples per analysis frame, 50 ms at 8 kHz: both feature sets use it as window and hop
 N_MFCC = 13
@@ -184,35 +186,21 @@ def file_features(path: Path, kinds: tuple[str, ...]) -> FileFeatures:
         return FileFeatures(path, error=f"{path}: could not be processed ({detail})")
 
 
-def _ignore_stop_signals() -> None:
+def _start_worker() -> None:
     """In a decoding worker: Ctrl-C and SIGTERM (`timeout` signals the whole process group) reach the workers
-    too; they ignore them and the main process stops them, so the user sees one line, not one per worker."""
+    too; they ignore them and the main process stops them, so the user sees one line, not one per worker. A
+    main process killed outright (`kill -9`, out of memory) stops nothing: a worker then ends on its own once
+    its parent has gone, instead of waiting for work forever."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    parent = os.getppid()
 
+    def end_with_parent() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
 
-@contextmanager
-def _stop_signals_deferred() -> Iterator[None]:
-    """Hold Ctrl-C and SIGTERM back meanwhile and deliver them when it ends: worker processes started meanwhile
-    inherit the block (through exec, on POSIX), so that a stop cannot kill one before it ignores stops (a killed
-    worker breaks the pool, and the executor prints a traceback), nor interrupt this process half way through
-    starting one. Two holds, since a signal blocked here can still be caught by another thread of ours, whose
-    Python handler then runs here: the mask, and handlers that only note the signal."""
-    stops = (signal.SIGINT, signal.SIGTERM)
-    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught: list[int] = []
-    handlers = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in stops}
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, stops)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # one still pending arrives now, and is noted
-        for s, handler in handlers.items():
-            signal.signal(s, handler)
-        if caught:
-            signal.raise_signal(caught[0])  # now to the handler that was there: Ctrl-C's or SIGTERM's
+    threading.Thread(target=end_with_parent, daemon=True).start()
 
 
 def iter_file_features(paths: Sequence[Path], kinds: tuple[str, ...], workers: int | None = None) -> Iterator[FileFeatures]:
@@ -225,8 +213,8 @@ def iter_file_features(paths: Sequence[Path], kinds: tuple[str, ...], workers: i
         return
     ctx = multiprocessing.get_context("spawn")  # forking after torch has started its threads is unsafe
     try:
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_ignore_stop_signals) as pool:
-            with _stop_signals_deferred():  # the workers start here, inheriting the block until they ignore them
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_start_worker) as pool:
+            with stops_deferred():  # the workers start here, inheriting the block until they ignore them
                 results = pool.map(file_features, paths, [kinds] * len(paths))
             yield from results
     except (BrokenProcessPool, OSError) as exc:  # a worker killed (out of memory), or none could start

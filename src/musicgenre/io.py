@@ -8,7 +8,9 @@ import json
 import math
 import os
 import shutil
+import signal
 import tempfile
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +19,31 @@ from typing import IO, Any
 import numpy as np
 
 from musicgenre.errors import MusicGenreError
+
+
+@contextmanager
+def stops_deferred() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM back meanwhile and deliver them when it ends, for steps that must not be cut in
+    two: renaming a finished output into place (the old one set aside, the new one in), starting worker
+    processes (they inherit the block through exec on POSIX, so that a stop cannot kill one before it ignores
+    stops). Two holds, since a signal blocked here can still be caught by another thread of ours, whose Python
+    handler then runs here: the mask, and handlers that only note the signal. Off the main thread, no hold."""
+    stops = (signal.SIGINT, signal.SIGTERM)
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    handlers = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in stops}
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, stops)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # one still pending arrives now, and is noted
+        for s, handler in handlers.items():
+            signal.signal(s, handler)
+        if caught:
+            signal.raise_signal(caught[0])  # now to the handler that was there: Ctrl-C's or SIGTERM's
+
 
 
 def not_a_file(path: Path, what: str) -> str:
@@ -42,9 +69,18 @@ def _atomic_file(path: str | Path) -> Iterator[IO[bytes]]:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
+    except BaseException as exc:
+        Path(tmp).unlink(missing_ok=True)  # gone already when a stop lands just after the rename
+        if isinstance(exc, OSError):  # a full disk names no file, numpy's short write says "N requested and M written"
+            raise _write_error(path, exc) from exc
         raise
+
+
+def _write_error(path: Path, exc: OSError) -> MusicGenreError:
+    """A failed write as one line naming the file being written, not its hidden temporary twin."""
+    short_write = exc.errno is None and " requested and " in str(exc)
+    reason = "no space left on device" if short_write else (exc.strerror or str(exc)).lower()
+    return MusicGenreError(f"{path}: cannot be written ({reason})")
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -178,22 +214,25 @@ def commit_dir(tmp: Path, out: Path, overwrite: bool = True) -> Path:
     aside first and deleted last, or put back if the rename fails, and `tmp` never outlives a failure.
     Without `overwrite`, an `out` that became a file or a non-empty folder meanwhile is refused, not replaced."""
     old = out.parent / f".{out.name}.old-{os.getpid()}" if out.exists() or out.is_symlink() else None
+    committed = False
     try:
-        if not overwrite and occupied(out):
-            raise MusicGenreError(f"{out}: appeared while this was being written (choose another --out, or --overwrite)")
-        if old is not None:
-            os.replace(out, old)
-        try:
-            os.replace(tmp, out)
-        except BaseException:
+        with stops_deferred():  # a stop is taken after the renames, never between them
+            if not overwrite and occupied(out):
+                raise MusicGenreError(f"{out}: appeared while this was being written (choose another --out, or --overwrite)")
             if old is not None:
-                os.replace(old, out)
-            raise
-    except BaseException:
-        remove_path(tmp)
-        raise
-    if old is not None:
-        remove_path(old)
+                os.replace(out, old)
+            try:
+                os.replace(tmp, out)
+            except BaseException:
+                if old is not None:
+                    os.replace(old, out)
+                raise
+            committed = True
+    finally:
+        if not committed:
+            remove_path(tmp)
+        elif old is not None:
+            remove_path(old)
     return out
 
 
