@@ -85,8 +85,10 @@ def test_weights_tagged_as_runs_saved_before_november_2026_still_load(run_dir):
     (None, {"musicgenre-run": "mfcc-mlp-log"}, "holds a mfcc-mlp-log model, but .*config.json names model mfcc-mlp"),
     (None, None, "holds weights not written by musicgenre, but .*config.json names model mfcc-mlp"),
     (lambda s: s.update({k: v.to(torch.int32) for k, v in s.items()}), OURS, "'body.layers.0.(weight|bias)' is torch.int32, not torch.float32"),
-    (lambda s: s["temperature"].fill_(-1.0), OURS, "calibration temperature -1 .it must be above 0."),
-    (lambda s: s["temperature"].fill_(0.0), OURS, "calibration temperature 0 .it must be above 0."),
+    (lambda s: s["temperature"].fill_(-1.0), OURS, "calibration temperature -1 .one calibrate could store lies from 0.001 to 1000"),
+    (lambda s: s["temperature"].fill_(0.0), OURS, "calibration temperature 0 .one calibrate"),
+    (lambda s: s["temperature"].fill_(1e30), OURS, "calibration temperature 1e\\+30 .one calibrate"),  # every prediction flat
+    (lambda s: s.update(temperature=s["temperature"].reshape(1)), OURS, "its calibration temperature has shape \\(1,\\), not a single number"),
     (lambda s: s["std"][3].fill_(-2.0), OURS, "its input standardisation has a std of 0 or below"),
     (lambda s: s["std"][0].fill_(0.0), OURS, "its input standardisation has a std of 0 or below"),
 ])
@@ -323,3 +325,29 @@ def test_seeds_beyond_the_range_are_refused_before_training(small_mfcc_root, tmp
     assert main(args) == 2
     out = capsys.readouterr()
     assert out.out == "" and out.err == f"error: --seed {2**32 - 2} with --seeds 3: the last seed, {2**32}, is beyond 2**32 - 1\n"
+
+
+def test_a_pipe_as_the_weights_file_is_refused_not_read_forever(run_dir):
+    import os
+
+    path = run_dir / "model.safetensors"
+    path.unlink()
+    os.mkfifo(path)
+    with pytest.raises(MusicGenreError, match=r"model.safetensors: not a regular file \(a device, pipe or socket\), so not a weights file$"):
+        load_run(run_dir)
+    path.unlink()
+    path.symlink_to("/dev/zero")  # read whole, it filled the memory
+    with pytest.raises(MusicGenreError, match="so not a weights file$"):
+        load_run(run_dir)
+
+
+def test_folders_left_by_a_killed_command_are_not_runs(run_dir, tmp_path):
+    """After `kill -9`, a .run.tmp-PID folder with a config.json was offered as a run to pass."""
+    import shutil
+
+    folder = tmp_path / "seeds"
+    folder.mkdir()
+    shutil.copytree(run_dir, folder / "seed-0")
+    shutil.copytree(run_dir, folder / ".seed-1.tmp-42")
+    with pytest.raises(MusicGenreError, match=f"not a run directory, but it holds one: pass {folder}/seed-0$"):
+        load_run(folder, averaged=False)

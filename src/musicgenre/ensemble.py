@@ -16,7 +16,7 @@ from musicgenre.datasets import Dataset
 from musicgenre.errors import MusicGenreError
 from musicgenre.io import atomic_write_bytes, atomic_write_json, stops_deferred
 from musicgenre.metrics import classification_metrics, expected_calibration_error
-from musicgenre.runs import WEIGHTS, Run, load_run, save_weights
+from musicgenre.runs import TEMPERATURES, WEIGHTS, Run, load_run, save_weights
 from musicgenre.training import check_scorable, predict_logits
 
 ENSEMBLE_PREFIX = "ensemble:"
@@ -123,8 +123,9 @@ def calibrate_run(run: Run, dataset: Dataset) -> dict:
                               "temperature fits it (T would run towards 0); nothing stored (calibrate on a larger split)")
     nll_before, ece_before = _calibration_figures(raw, y)  # uncalibrated (T = 1), whatever T was stored
     t = fit_temperature(raw, y)
-    if not math.isfinite(t) or t <= 0:
-        raise MusicGenreError(f"{weights}: no finite temperature fits the model's outputs on the {dataset.split} split")
+    if not (math.isfinite(t) and TEMPERATURES[0] <= t <= TEMPERATURES[1]):
+        raise MusicGenreError(f"{weights}: no temperature from {TEMPERATURES[0]:g} to {TEMPERATURES[1]:g} fits the "
+                              f"model's outputs on the {dataset.split} split (it fits {t:g}); nothing stored")
     nll_after, ece_after = _calibration_figures(raw / t, y)
     report = {
         "split": dataset.split, "temperature": t,

@@ -22,13 +22,14 @@ from musicgenre import __version__
 from musicgenre.config import TrainConfig
 from musicgenre.datasets import SPLITS, is_genre_name
 from musicgenre.errors import MusicGenreError
-from musicgenre.io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json, write_dir
+from musicgenre.io import atomic_write_bytes, atomic_write_json, atomic_write_text, not_a_file, read_json, write_dir
 from musicgenre.metrics import seed_summary
 from musicgenre.models import GenreNet, build_model, check_model_features, count_parameters
 from musicgenre.training import TrainResult
 
 RUN_KIND = "musicgenre-run"
 WEIGHTS = "model.safetensors"
+TEMPERATURES = (1e-3, 1e3)  # the calibration temperatures calibrate stores; beyond, every prediction is certain or flat
 
 
 @dataclass
@@ -247,8 +248,9 @@ def run_path(path: str | os.PathLike) -> Path:
 
 def run_folders(path: Path) -> list[str]:
     """Names of the run directories right inside `path`, in number order (seed-2 before seed-10): the one run
-    per seed that `train --seeds N` writes under OUT, and a sweep under runs/OPTIMIZER."""
-    return sorted((p.name for p in path.iterdir() if (p / "config.json").is_file()),
+    per seed that `train --seeds N` writes under OUT, and a sweep under runs/OPTIMIZER. Hidden folders (a
+    temporary one left by a killed command) are not runs."""
+    return sorted((p.name for p in path.iterdir() if not p.name.startswith(".") and (p / "config.json").is_file()),
                   key=lambda name: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)])
 
 
@@ -284,6 +286,8 @@ def load_run(path: str | os.PathLike, averaged: bool = True) -> Run:
     if "sweep_metrics" in meta:
         check_eval_metrics(meta["sweep_metrics"], f"{cfg_path}: 'sweep_metrics'")
     weights = path / WEIGHTS
+    if (weights.exists() or weights.is_symlink()) and not weights.is_file():  # a pipe would be read forever
+        raise MusicGenreError(f"{weights}: {not_a_file(weights, 'a weights file')}")
     try:
         metadata, state = read_weights(weights)
         kind = weights_model(metadata)
@@ -300,6 +304,9 @@ def load_run(path: str | os.PathLike, averaged: bool = True) -> Run:
     if wrong:  # load_state_dict would cast them (integers to whole-number weights) without a word
         raise MusicGenreError(f"{weights}: '{wrong[0]}' is {state[wrong[0]].dtype}, not {own[wrong[0]].dtype} "
                               f"(a model file of another kind)")
+    if "temperature" in state and state["temperature"].shape != ():  # load_state_dict takes a (1,) for a scalar
+        raise MusicGenreError(f"{weights}: its calibration temperature has shape {tuple(state['temperature'].shape)}, "
+                              "not a single number (a damaged model file)")
     if not _load_weights(model, state):
         n = weights_classes(config.model, state)
         if n is not None:
@@ -309,8 +316,9 @@ def load_run(path: str | os.PathLike, averaged: bool = True) -> Run:
         raise MusicGenreError(f"{weights}: holds NaN or infinite weights (its training diverged)")
     if not bool((model.std > 0).all()):  # training writes at least 1e-6: inputs divided by it
         raise MusicGenreError(f"{weights}: its input standardisation has a std of 0 or below (a damaged model file)")
-    if not float(model.temperature) > 0:
-        raise MusicGenreError(f"{weights}: calibration temperature {float(model.temperature):g} (it must be above 0)")
+    if not TEMPERATURES[0] <= float(model.temperature) <= TEMPERATURES[1]:
+        raise MusicGenreError(f"{weights}: calibration temperature {float(model.temperature):g} (one calibrate "
+                              f"could store lies from {TEMPERATURES[0]:g} to {TEMPERATURES[1]:g}: a damaged model file)")
     metrics_path = path / "metrics.json"
     metrics = check_fields(read_json(metrics_path), {}, str(metrics_path)) if metrics_path.is_file() else {}
     model.eval()
