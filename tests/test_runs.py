@@ -351,3 +351,18 @@ def test_folders_left_by_a_killed_command_are_not_runs(run_dir, tmp_path):
     shutil.copytree(run_dir, folder / ".seed-1.tmp-42")
     with pytest.raises(MusicGenreError, match=f"not a run directory, but it holds one: pass {folder}/seed-0$"):
         load_run(folder, averaged=False)
+
+
+def test_an_out_that_is_a_link_is_written_where_it_leads_by_every_command(small_mfcc_root, tmp_path):
+    """train, report, compare and extract replaced the link with a folder (the run then on the wrong disk, the
+    old run left behind in the target with --overwrite), where sweep and reproduce wrote through it."""
+    target = tmp_path / "bigdisk" / "run"
+    target.mkdir(parents=True)
+    link = tmp_path / "run"
+    link.symlink_to(target, target_is_directory=True)
+    args = ["train", "--data", str(small_mfcc_root), "--epochs", "1", "--seed", "0", "--out", str(link)]
+    assert main(args) == 0
+    assert link.is_symlink() and (target / "model.safetensors").is_file()
+    assert main(args + ["--overwrite", "--seed", "1"]) == 0
+    assert link.is_symlink() and load_run(link).config.seed == 1
+    assert sorted(p.name for p in target.parent.iterdir()) == ["run"]  # nothing left beside it

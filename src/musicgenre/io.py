@@ -134,14 +134,16 @@ def read_json(path: str | Path) -> Any:
 
 
 def check_out_path(out: str | os.PathLike, inputs: Sequence[str | os.PathLike] = ()) -> Path:
-    """The output path (lexically normalised), after refusing a device, pipe or socket (`/dev/null`), one under a
-    file, or one that is, holds or lies inside any of `inputs` (what the command reads, which writing there could
-    replace)."""
+    """The output path (lexically normalised; a link to a file or folder followed, as every command then writes
+    where it leads), after refusing a device, pipe or socket (`/dev/null`), one under a file, or one that is,
+    holds or lies inside any of `inputs` (what the command reads, which writing there could replace)."""
     if not os.fspath(out):
         raise MusicGenreError("'': an empty --out names no folder")
     out = Path(os.path.normpath(out))
     if out.exists() and not (out.is_dir() or out.is_file()):  # never replaced, --overwrite or not
         raise MusicGenreError(f"{out}: is a device, pipe or socket, not a place for output (choose another --out)")
+    if out.is_symlink() and out.exists():  # a link (runs -> /bigdisk/runs): written where it leads, the link kept
+        out = Path(os.path.realpath(out))
     for parent in out.parents:
         if parent.exists() and not parent.is_dir():
             raise MusicGenreError(f"{out}: {parent} is a file, not a folder (choose another --out)")
