@@ -38,7 +38,8 @@ def edit_json(path, change) -> None:
     (lambda d: d.update(classes="blues"), "config.json: 'classes' is \"blues\", expected a list"),
     (lambda d: d.update(classes=["blues", 2, "hiphop", "rock"]), "config.json: 'classes' must be a list of distinct genre names"),
     (lambda d: d.update(classes=["blues", " rock", "hiphop", "jazz"]), "config.json: 'classes' must be a list of distinct genre names"),
-    (lambda d: d["classes"].append("jazz"), "config.json: lists 5 classes, but .*model.safetensors holds a model of 4 classes"),
+    (lambda d: d["classes"].append("jazz"), "config.json: lists the genres blues, classical, hiphop, rock_metal_hardrock, jazz, but "
+                                            ".*model.safetensors was trained for blues, classical, hiphop, rock_metal_hardrock"),
     (lambda d: d.update(sweep_metrics={"n": 3}), "config.json: 'sweep_metrics': 'accuracy' is missing"),
     (lambda d: d.update(training_splits=["train", "dev"]), "config.json: 'training_splits' must list splits among"),
     (lambda d: d.update(training_splits=[["train"]]), "config.json: 'training_splits' must list splits among"),
@@ -74,6 +75,12 @@ def test_weights_tagged_as_runs_saved_before_november_2026_still_load(run_dir):
     path = run_dir / "model.safetensors"
     save_file(load_file(str(path)), str(path), metadata={"kind": "musicgenre-run", "model": "mfcc-mlp"})
     assert load_run(run_dir).config.model == "mfcc-mlp"
+    save_file(load_file(str(path)), str(path), metadata={"musicgenre-run": "mfcc-mlp"})  # before December 2026
+    assert load_run(run_dir).config.model == "mfcc-mlp"
+    edit_json(run_dir / "config.json", lambda d: d["classes"].append("jazz"))  # such weights carry no genres: counted
+    with pytest.raises(MusicGenreError, match="config.json: lists 5 classes, but .*model.safetensors holds a model of 4 classes"):
+        load_run(run_dir)
+    edit_json(run_dir / "config.json", lambda d: d["classes"].pop())
     save_file(load_file(str(path)), str(path), metadata={"kind": "musicgenre-run", "model": "mfcc-mlp-log"})
     with pytest.raises(MusicGenreError, match="holds a mfcc-mlp-log model, but .*config.json names model mfcc-mlp"):
         load_run(run_dir)
@@ -366,3 +373,15 @@ def test_an_out_that_is_a_link_is_written_where_it_leads_by_every_command(small_
     assert main(args + ["--overwrite", "--seed", "1"]) == 0
     assert link.is_symlink() and load_run(link).config.seed == 1
     assert sorted(p.name for p in target.parent.iterdir()) == ["run"]  # nothing left beside it
+
+
+def test_a_config_listing_other_genres_than_its_weights_is_refused(run_dir):
+    """Genres reordered or renamed in config.json (or config.json beside another run's weights of the same
+    model) were accepted: predict then named the wrong genres, and calibrate fitted a distorted temperature."""
+    path = run_dir / "config.json"
+    config = json.loads(path.read_text())
+    for classes in (config["classes"][::-1], ["rock" if c == "rock_metal_hardrock" else c for c in config["classes"]]):
+        path.write_text(json.dumps({**config, "classes": classes}))
+        with pytest.raises(MusicGenreError, match=f"config.json: lists the genres {', '.join(classes)}, but .*model.safetensors "
+                                                  "was trained for blues, classical, hiphop, rock_metal_hardrock"):
+            load_run(run_dir)

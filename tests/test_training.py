@@ -146,7 +146,7 @@ def test_saved_weights_are_the_same_bytes_in_every_process(tmp_path):
     import sys
 
     code = ("import sys, torch; from musicgenre.models import build_model; from musicgenre.runs import save_weights; "
-            "torch.manual_seed(0); save_weights(build_model('mfcc-mlp', 4), __import__('pathlib').Path(sys.argv[1]), 'mfcc-mlp')")
+            "torch.manual_seed(0); save_weights(build_model('mfcc-mlp', 4), __import__('pathlib').Path(sys.argv[1]), 'mfcc-mlp', list('abcd'))")
     files = [tmp_path / f"{i}.safetensors" for i in range(4)]
     for f in files:
         subprocess.run([sys.executable, "-c", code, str(f)], check=True)

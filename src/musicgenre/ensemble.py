@@ -134,7 +134,7 @@ def calibrate_run(run: Run, dataset: Dataset) -> dict:
     old_weights = weights.read_bytes()
     run.model.temperature.fill_(t)
     with stops_deferred():  # both files or neither: a stop is taken after them
-        save_weights(run.model, weights, run.config.model)
+        save_weights(run.model, weights, run.config.model, run.classes)
         try:
             atomic_write_json(run.path / "metrics.json", {**run.metrics, "calibration": report})
         except BaseException:

@@ -9,6 +9,7 @@ import math
 import os
 import re
 import typing
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -158,17 +159,19 @@ def history_csv(result: TrainResult) -> str:
     return buf.getvalue()
 
 
-def save_weights(model: GenreNet, path: Path, model_name: str) -> None:
-    """Write a model's weights as safetensors, atomically, tagged as ours. One metadata key: safetensors
-    writes several in an order that changes from process to process, and the same run should give
-    the same bytes."""
+def save_weights(model: GenreNet, path: Path, model_name: str, classes: Sequence[str]) -> None:
+    """Write a model's weights as safetensors, atomically, tagged as ours with the model's name and its genres
+    in output order (so that a config.json paired with other weights is caught). One metadata key: safetensors
+    writes several in an order that changes from process to process, and the same run should give the same
+    bytes."""
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    atomic_write_bytes(path, safetensors_bytes(state, metadata={RUN_KIND: model_name}))
+    tag = json.dumps({"model": model_name, "classes": list(classes)}, ensure_ascii=False)
+    atomic_write_bytes(path, safetensors_bytes(state, metadata={RUN_KIND: tag}))
 
 
 def _fill_run(tmp: Path, result: TrainResult, extra: dict | None) -> None:
     """Write a run's files into the folder `tmp`."""
-    save_weights(result.model, tmp / WEIGHTS, result.config.model)
+    save_weights(result.model, tmp / WEIGHTS, result.config.model, result.classes)
     atomic_write_json(
         tmp / "config.json",
         {
@@ -221,12 +224,20 @@ def weights_classes(model_name: str, state: dict[str, torch.Tensor]) -> int | No
     return n if n > 0 and _load_weights(build_model(model_name, n), state) else None
 
 
-def weights_model(metadata: dict[str, str]) -> str | None:
-    """The model name our tag in a weights file's metadata gives: {RUN_KIND: name}, or, as runs saved before
-    November 2026 wrote it, {"kind": RUN_KIND, "model": name}; None for weights not written by musicgenre."""
+def weights_tag(metadata: dict[str, str]) -> tuple[str | None, list | None]:
+    """The model name and genres our tag in a weights file's metadata gives: {RUN_KIND: JSON of both}, or, as
+    runs saved before December 2026 wrote it, {RUN_KIND: name} or {"kind": RUN_KIND, "model": name} (no
+    genres); no name for weights not written by musicgenre."""
     if metadata.get("kind") == RUN_KIND:
-        return metadata.get("model")
-    return metadata.get(RUN_KIND)
+        return metadata.get("model"), None
+    tag = metadata.get(RUN_KIND)
+    if tag is None or not tag.startswith("{"):
+        return tag, None
+    try:
+        d = json.loads(tag)
+    except ValueError:
+        return None, None
+    return (d.get("model"), d.get("classes")) if isinstance(d, dict) else (None, None)
 
 
 def read_weights(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
@@ -290,7 +301,7 @@ def load_run(path: str | os.PathLike, averaged: bool = True) -> Run:
         raise MusicGenreError(f"{weights}: {not_a_file(weights, 'a weights file')}")
     try:
         metadata, state = read_weights(weights)
-        kind = weights_model(metadata)
+        kind, trained_classes = weights_tag(metadata)
     except FileNotFoundError:
         raise MusicGenreError(f"{weights}: missing") from None
     except (SafetensorError, OSError, ValueError) as exc:
@@ -298,6 +309,9 @@ def load_run(path: str | os.PathLike, averaged: bool = True) -> Run:
     if kind != config.model:  # same shapes as another model (mfcc-mlp-plus and -log) must not pass for it
         held = f"a {kind} model" if kind else "weights not written by musicgenre"
         raise MusicGenreError(f"{weights}: holds {held}, but {cfg_path} names model {config.model} (a model file of another kind)")
+    if trained_classes is not None and trained_classes != classes:  # outputs would be read as other genres
+        raise MusicGenreError(f"{cfg_path}: lists the genres {', '.join(classes)}, but {weights} was trained for "
+                              f"{', '.join(map(str, trained_classes))} (in that output order): the two files are not one run's")
     model = build_model(config.model, len(classes))
     own = model.state_dict()
     wrong = [k for k, t in state.items() if k in own and t.dtype != own[k].dtype]
