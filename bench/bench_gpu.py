@@ -7,7 +7,6 @@ Run: PYTHONPATH=src python bench/bench_gpu.py"""
 
 from __future__ import annotations
 
-import sys
 import threading
 from dataclasses import replace
 
@@ -122,4 +121,4 @@ def main() -> list[dict]:
 
 
 if __name__ == "__main__":
-    sys.exit(0 if main() is not None else 1)
+    main()

@@ -43,33 +43,35 @@ def reference_train(cfg: TrainConfig, train_set: Dataset, val_set: Dataset, thre
     before = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
-    torch.manual_seed(cfg.seed)
-    model = study_model(cfg.model, len(train_set.classes)).to(device)
-    opt = getattr(torch.optim, cfg.optimizer)(model.parameters(), lr=cfg.lr)
-    loss_fn = nn.CrossEntropyLoss()
-    loader = DataLoader(TensorDataset(torch.from_numpy(train_set.X), torch.from_numpy(train_set.y)),
-                        batch_size=cfg.batch_size, shuffle=True)
-    val_loader = DataLoader(TensorDataset(torch.from_numpy(val_set.X), torch.from_numpy(val_set.y)),
-                            batch_size=cfg.batch_size)
-    train_s = 0.0
-    for _ in range(cfg.epochs):
-        t0 = time.perf_counter()
-        model.train()
-        for xb, yb in loader:
-            xb, yb = xb.to(device), yb.to(device)
-            opt.zero_grad()
-            loss = loss_fn(model(xb), yb)
-            loss.backward()
-            opt.step()
-        if device != "cpu":
-            torch.cuda.synchronize()
-        train_s += time.perf_counter() - t0
-        model.eval()
-        correct = 0
-        with torch.no_grad():
-            for xb, yb in val_loader:
-                correct += (model(xb.to(device)).argmax(1).cpu() == yb).sum().item()
-    torch.set_num_threads(before)
+    try:
+        torch.manual_seed(cfg.seed)
+        model = study_model(cfg.model, len(train_set.classes)).to(device)
+        opt = getattr(torch.optim, cfg.optimizer)(model.parameters(), lr=cfg.lr)
+        loss_fn = nn.CrossEntropyLoss()
+        loader = DataLoader(TensorDataset(torch.from_numpy(train_set.X), torch.from_numpy(train_set.y)),
+                            batch_size=cfg.batch_size, shuffle=True)
+        val_loader = DataLoader(TensorDataset(torch.from_numpy(val_set.X), torch.from_numpy(val_set.y)),
+                                batch_size=cfg.batch_size)
+        train_s = 0.0
+        for _ in range(cfg.epochs):
+            t0 = time.perf_counter()
+            model.train()
+            for xb, yb in loader:
+                xb, yb = xb.to(device), yb.to(device)
+                opt.zero_grad()
+                loss = loss_fn(model(xb), yb)
+                loss.backward()
+                opt.step()
+            if device != "cpu":
+                torch.cuda.synchronize()
+            train_s += time.perf_counter() - t0
+            model.eval()
+            correct = 0
+            with torch.no_grad():
+                for xb, yb in val_loader:
+                    correct += (model(xb.to(device)).argmax(1).cpu() == yb).sum().item()
+    finally:
+        torch.set_num_threads(before)
     return correct / len(val_set), train_s
 
 

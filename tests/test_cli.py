@@ -180,7 +180,7 @@ def test_non_positive_counts_are_refused_by_the_parser(capsys):
     assert "must be at least 1, not 0" in capsys.readouterr().err
 
 
-def test_output_in_a_latin1_locale_escapes_what_it_cannot_encode(tmp_path, capsys):
+def test_output_in_a_latin1_locale_escapes_what_it_cannot_encode(tmp_path):
     """File names that are not UTF-8 print as their bytes; other characters the stream's encoding lacks (here
     Latin-1) as escapes, not an encoding traceback; the caller's streams are left as they were."""
     import os

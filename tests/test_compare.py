@@ -23,7 +23,7 @@ def short_recipes(monkeypatch):
     monkeypatch.setattr(musicgenre.compare, "RECIPES", {k: replace(r, epochs=2) for k, r in RECIPES.items()})
 
 
-def test_compare_scores_mfcc_recipes_and_baselines_and_costs_the_rest(small_mfcc_root, short_recipes, tmp_path, capsys):
+def test_compare_scores_mfcc_recipes_and_baselines_and_costs_the_rest(small_mfcc_root, short_recipes, tmp_path):
     out = tmp_path / "cmp"
     assert main(["compare", "--data", str(small_mfcc_root), "--seeds", "2", "--out", str(out)]) == 0
     rows = {r["model"]: r for r in csv.DictReader((out / "compare.csv").open())}

@@ -199,7 +199,7 @@ def test_split_counts(n, ratios, expected):
     assert _split_counts(n, np.array(ratios)).tolist() == expected
 
 
-def test_a_silent_file_is_skipped_and_takes_no_split(tmp_path, decoded, capsys):
+def test_a_silent_file_is_skipped_and_takes_no_split(tmp_path, decoded):
     """With one sounding and one silent file at 1/1, the silent one must not take the only val place
     and leave a split without the genre: it is listed as skipped, and the sounding file trains."""
     jazz = tmp_path / "genres" / "jazz"

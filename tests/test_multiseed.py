@@ -121,7 +121,7 @@ def test_every_optimizer_trains_stacked(mfcc, optimizer):
     assert results[1].history[-1].loss == pytest.approx(alone.history[-1].loss, rel=1e-3)
 
 
-def test_cli_trains_seeds_together(mfcc, tmp_path, monkeypatch, capsys):
+def test_cli_trains_seeds_together(mfcc, tmp_path, capsys):
     import json
 
     from conftest import write_split

@@ -192,7 +192,7 @@ def test_a_run_that_diverges_at_once_keeps_its_initial_weights_and_the_cli_saves
     assert "training diverged in epoch 1" in capsys.readouterr().err
 
 
-def test_batch_norm_statistics_made_infinite_count_as_diverged(mfcc, capsys):
+def test_batch_norm_statistics_made_infinite_count_as_diverged(mfcc, tmp_path, capsys):
     """Adam at lr 1e10 turns batch norm's running variance infinite while loss and parameters stay finite:
     the run was kept and saved, and then refused to load."""
     cfg = replace(recipe("mfcc-mlp-plus"), optimizer="Adam", lr=1e10, batch_size=64, epochs=3, seed=0)
@@ -200,7 +200,7 @@ def test_batch_norm_statistics_made_infinite_count_as_diverged(mfcc, capsys):
     assert result.best_epoch == 0 and len(result.history) == 1
     assert all(torch.isfinite(t).all() for t in result.model.state_dict().values())
     assert main(["train", "--data", str(STUDY_DATA), "--model", "mfcc-mlp-plus", "--optimizer", "adam", "--lr", "1e10",
-                 "--batch-size", "64", "--epochs", "3", "--seed", "0", "--out", "unused"]) == 2
+                 "--batch-size", "64", "--epochs", "3", "--seed", "0", "--out", str(tmp_path / "run")]) == 2
     out = capsys.readouterr().out  # the epoch line says so, though its loss is a (huge) number
     assert "epoch   1/3" in out and out.rstrip().endswith("diverged: training stops here")
 

@@ -25,7 +25,23 @@ class MfccMLP(nn.Module):
         return self.layers(x)
 
 
-class MelCNN(nn.Module):
+class MelNet(nn.Module):
+    """A melgram network: `features` (convolutions), then `head`, on (batch, 1, 21, 128) inputs in the
+    channels-last memory format, faster on the CPU (bench/bench_training.py); a subclass sets both up, then
+    calls `_to_memory_format`."""
+
+    memory_format = torch.channels_last
+    features: nn.Module
+    head: nn.Module
+
+    def _to_memory_format(self) -> None:
+        self.to(memory_format=self.memory_format)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x.unsqueeze(1).contiguous(memory_format=self.memory_format)))
+
+
+class MelCNN(MelNet):
     """The study's CNN: four 5x5 conv/ReLU/max-pool blocks (16-32-64-128), flatten to 1024, then
     1024 -> 1024 -> 256 -> 32 -> classes; its notebook had no activations between those linear
     layers (`relu_head=False`), its text claims ReLU (`relu_head=True`). Channels-last memory format
@@ -46,10 +62,7 @@ class MelCNN(nn.Module):
             head += [nn.Linear(w_in, w_out)] + ([nn.ReLU()] if relu_head else [])
         self.head = nn.Sequential(*head, nn.Linear(32, n_classes))
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.to(memory_format=self.memory_format)  # channels-last: faster on CPU (bench/bench_training.py)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x.unsqueeze(1).contiguous(memory_format=self.memory_format)))
+        self._to_memory_format()
 
 
 class MfccMLPPlus(nn.Module):
@@ -74,7 +87,7 @@ def conv_bn(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU())
 
 
-class MelCNNBN(nn.Module):
+class MelCNNBN(MelNet):
     """The study's CNN made small and stable: four 3x3 conv/BN/ReLU/max-pool blocks (16-32-64-128),
     global average pooling instead of the 1024 flatten, dropout 0.3, one linear layer. Channels-last
     memory format (measured faster on CPU)."""
@@ -86,10 +99,7 @@ class MelCNNBN(nn.Module):
             blocks += [conv_bn(c_in, c_out), nn.MaxPool2d(2, ceil_mode=True)]
         self.features = nn.Sequential(*blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.head = nn.Sequential(nn.Dropout(0.3), nn.Linear(128, n_classes))
-        self.to(memory_format=torch.channels_last)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x.unsqueeze(1).contiguous(memory_format=torch.channels_last)))
+        self._to_memory_format()
 
 
 class ResBlock(nn.Module):
@@ -107,7 +117,7 @@ class ResBlock(nn.Module):
         return torch.relu(self.conv2(self.conv1(x)) + self.skip(x))
 
 
-class MelResNet(nn.Module):
+class MelResNet(MelNet):
     """A small residual CNN: a 3x3 stride-2 stem (24 channels, 21x128 -> 11x64), three stages of one
     residual block each (24, 48, 96 channels; the last two halve time and frequency), global average
     pooling, dropout 0.3, one linear layer. Channels-last memory format (measured faster on CPU)."""
@@ -121,10 +131,7 @@ class MelResNet(nn.Module):
             c_in = c_out
         self.features = nn.Sequential(*stages, nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.head = nn.Sequential(nn.Dropout(0.3), nn.Linear(c_in, n_classes))
-        self.to(memory_format=torch.channels_last)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x.unsqueeze(1).contiguous(memory_format=torch.channels_last)))
+        self._to_memory_format()
 
 
 class LogStd(nn.Module):

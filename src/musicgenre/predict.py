@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Hashable, Iterable, Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
@@ -85,9 +86,10 @@ def predict_paths(
 
     predictor = load_predictor(str(READY_MODEL) if model is None else model)
     items = _resolve_paths([paths] if isinstance(paths, (str, os.PathLike)) else paths)
-    features = iter_file_features([path for path, error in items if error is None], (predictor.features,), workers)
-    for path, error in items:
-        yield FilePrediction(path, error=error) if error is not None else classify(next(features), predictor)
+    # closed with this generator, not left to the garbage collector: its worker processes end then
+    with closing(iter_file_features([path for path, error in items if error is None], (predictor.features,), workers)) as features:
+        for path, error in items:
+            yield FilePrediction(path, error=error) if error is not None else classify(next(features), predictor)
 
 
 def _resolve_paths(paths: list[str | os.PathLike]) -> list[tuple[Path, str | None]]:
