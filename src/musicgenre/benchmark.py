@@ -32,6 +32,7 @@ def device_available(device: str) -> bool:
 
 
 def device_name(device: str, model: str) -> str:
+    """What a device is, for the table: the GPU's name, or the CPU's with the thread count the model trains with."""
     if device.startswith("cuda"):
         return torch.cuda.get_device_name(torch.device(device))
     n = train_threads(model)

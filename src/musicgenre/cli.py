@@ -100,6 +100,7 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    """Train one run, or several seeds (--seeds), and save them."""
     from musicgenre.config import seed_range
     from musicgenre.datasets import data_digest, load_dataset, resolve_data_root
     from musicgenre.models import build_model, count_parameters
@@ -186,6 +187,7 @@ def print_evaluation(m: dict, args: argparse.Namespace, title: str, source: dict
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Score a run on a split: the metrics, or one JSON object."""
     from musicgenre.datasets import load_split, resolve_data_root
     from musicgenre.ensemble import Predictor, evaluate_predictor
     from musicgenre.runs import load_run
@@ -206,6 +208,7 @@ def note_training_split(runs: list, split: str) -> None:
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
+    """Build a dataset from genre folders; print each split's size, the files skipped and what the dataset lacks."""
     from musicgenre.extraction import build_dataset, dataset_notes, split_sizes
 
     manifest = build_dataset(args.audio_dir, args.out, split_ratio=args.split_ratio, seed=args.seed, workers=args.workers,
@@ -245,6 +248,7 @@ def print_prediction(pred: FilePrediction, segments: bool) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    """Classify files and folders, one line (or JSON object) per file; status 1 if any could not be read."""
     from musicgenre.predict import predict_paths
 
     failed = []
@@ -265,6 +269,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    """Run or resume the optimizer sweep."""
     from musicgenre.sweep import run_sweep, sweep_config_from
 
     if args.seed is not None:
@@ -280,6 +285,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_devices(args: argparse.Namespace) -> int:
+    """Time the same training on each device asked for."""
     from musicgenre.benchmark import compare_devices, device_table
     from musicgenre.training import resolve_seed
 
@@ -291,6 +297,7 @@ def cmd_bench_devices(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    """Write a run's or a sweep's report."""
     from musicgenre.report import build_report
 
     out = build_report(args.path, args.out, args.data, args.overwrite)
@@ -299,6 +306,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
+    """Run or resume all of the study's experiments."""
     from musicgenre.reproduce import reproduce
 
     summary = reproduce(args.data, args.out, seeds=args.seeds, epochs=args.epochs, optimizers=args.optimizers)
@@ -307,6 +315,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def cmd_ensemble(args: argparse.Namespace) -> int:
+    """Score the mean of several runs' probabilities on a split."""
     from musicgenre.datasets import load_split, resolve_data_root
     from musicgenre.ensemble import evaluate_predictor, load_ensemble
 
@@ -319,6 +328,7 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
+    """Fit and store a run's temperature on the val split."""
     from musicgenre.datasets import load_split, resolve_data_root
     from musicgenre.ensemble import calibrate_run
     from musicgenre.runs import load_run
@@ -332,6 +342,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    """Train and score every recipe and baseline; write the comparison table."""
     from musicgenre.compare import compare, table_markdown, write_tables
     from musicgenre.datasets import resolve_data_root
     from musicgenre.io import check_out_dir

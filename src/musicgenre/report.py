@@ -199,6 +199,7 @@ def sweep_blocks(cfg: SweepConfig, results: list[OptimizerResult], out: Path) ->
 
 
 def render_markdown(title: str, blocks: list[Block]) -> str:
+    """The report's blocks as Markdown, figures as image links to the PNG files beside it."""
     parts = [f"# {title}"]
     for b in blocks:
         if b.kind == "h2":

@@ -151,6 +151,7 @@ def read_history(run: Run) -> list[dict]:
 
 
 def history_csv(result: TrainResult) -> str:
+    """The per-epoch log (loss, val accuracy and F1, seconds) as CSV, one row per epoch."""
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=["epoch", "loss", "val_accuracy", "val_f1", "seconds", "seed"])
     w.writeheader()

@@ -56,6 +56,7 @@ class SweepConfig:
                                   f"sweep --optimizers {others}, or pass --weight-decay 0")
 
     def lr_for(self, optimizer: str) -> float:
+        """The learning rate this sweep gives `optimizer`: its own default, or the base configuration's."""
         return default_lr(optimizer, self.base.lr) if self.lr_per_optimizer else self.base.lr
 
     def to_dict(self) -> dict:
@@ -108,6 +109,7 @@ def default_lr(optimizer: str, fallback: float) -> float:
 
 
 def seed_row(optimizer: str, lr: float, result: TrainResult, metrics: dict) -> dict:
+    """One seed's line of sweep.csv (RESULT_FIELDS): its scores on the sweep's split, kept epoch and training time."""
     return {
         "optimizer": optimizer, "lr": lr, "seed": result.config.seed, "accuracy": metrics["accuracy"],
         "f1_macro": metrics["f1_macro"], "best_epoch": result.best_epoch, "epochs_run": len(result.history),
@@ -243,6 +245,7 @@ def sweep_csv(results: list[OptimizerResult]) -> str:
 
 
 def by_f1(results: list[OptimizerResult]) -> list[OptimizerResult]:
+    """The optimizers, best mean macro F1 first: the order of the table and the figure."""
     return sorted(results, key=lambda r: r.mean_std("f1_macro")[0], reverse=True)
 
 
@@ -297,6 +300,7 @@ def sweep_figure(cfg: SweepConfig, results: list[OptimizerResult]) -> bytes:
 
 
 def write_summary(cfg: SweepConfig, results: list[OptimizerResult], out: Path) -> None:
+    """sweep.csv, sweep.md and sweep.png in `out`, each written atomically."""
     atomic_write_text(out / "sweep.csv", sweep_csv(results))
     atomic_write_text(out / "sweep.md", sweep_markdown(cfg, results))
     atomic_write_bytes(out / "sweep.png", sweep_figure(cfg, results))
