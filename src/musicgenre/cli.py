@@ -71,30 +71,11 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
 
 
 def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """The recipe with every option given on the command line on top. Without --recipe, the model's own
-    recipe (the study's settings for its MLP); a model given alone brings its own features, features given
-    alone bring their default model (mfcc-mlp, mel-cnn)."""
-    from dataclasses import replace
-
-    from musicgenre.config import RECIPES, TrainConfig, recipe
-    from musicgenre.models import check_model_features, model_features
+    """The configuration the command line asks for (config.config_from_options), its device checked."""
+    from musicgenre.config import config_from_options
     from musicgenre.training import resolve_device
 
-    base = recipe(args.recipe) if args.recipe else TrainConfig()
-    given = {k: getattr(args, k) for k in TRAIN_OPTIONS if getattr(args, k) is not None}
-    if "model" not in given and "features" in given and given["features"] != base.features:
-        given["model"] = "mel-cnn" if given["features"] == "melgram" else "mfcc-mlp"
-    if not args.recipe and given.get("model") in RECIPES:
-        base = recipe(given["model"])
-    model = given.get("model", base.model)
-    features = given.setdefault("features", model_features(model))
-    check_model_features(model, features)
-    if args.recipe and features != base.features:  # its settings were chosen for its own model, not this one
-        raise MusicGenreError(f"recipe {args.recipe} reads {base.features} features, not {features}: "
-                              f"choose a recipe for {features}")
-    cfg = replace(base, **given)
-    if given.get("mixup_same_class") and cfg.mixup == 0:
-        raise MusicGenreError("--mixup-same-class chooses mixup's partners: it needs mixup on (--mixup ALPHA > 0)")
+    cfg = config_from_options(args.recipe, {k: getattr(args, k) for k in TRAIN_OPTIONS if getattr(args, k) is not None})
     resolve_device(cfg.device)  # a GPU this machine lacks is refused before any data loads
     return cfg
 

@@ -7,6 +7,7 @@ import numbers
 import os
 import re
 from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
 
 from musicgenre.errors import MusicGenreError
 
@@ -152,7 +153,32 @@ RECIPES: dict[str, TrainConfig] = {
 
 
 def recipe(name: str) -> TrainConfig:
-    """The named recipe's configuration (a copy: changing it leaves the recipe as it is)."""
+    """The named recipe's configuration."""
     if name not in RECIPES:
         raise MusicGenreError(f"unknown recipe {name!r}: choose one of {', '.join(RECIPES)}")
-    return replace(RECIPES[name])
+    return RECIPES[name]
+
+
+def config_from_options(recipe_name: str | None, given: dict[str, Any]) -> TrainConfig:
+    """A recipe with the options a user gave on top (what `train`, `sweep` and `bench-devices` train). Without
+    a recipe, the model's own (the study's settings for its MLP); a model given alone brings its own features,
+    features given alone bring their default model (mfcc-mlp, mel-cnn). A recipe's settings were chosen for
+    its own representation: another one is refused."""
+    from musicgenre.models import check_model_features, model_features
+
+    base = recipe(recipe_name) if recipe_name else TrainConfig()
+    given = dict(given)
+    if "model" not in given and "features" in given and given["features"] != base.features:
+        given["model"] = "mel-cnn" if given["features"] == "melgram" else "mfcc-mlp"
+    if not recipe_name and given.get("model") in RECIPES:
+        base = recipe(given["model"])
+    model = given.get("model", base.model)
+    features = given.setdefault("features", model_features(model))
+    check_model_features(model, features)
+    if recipe_name and features != base.features:
+        raise MusicGenreError(f"recipe {recipe_name} reads {base.features} features, not {features}: "
+                              f"choose a recipe for {features}")
+    cfg = replace(base, **given)
+    if given.get("mixup_same_class") and cfg.mixup == 0:
+        raise MusicGenreError("--mixup-same-class chooses mixup's partners: it needs mixup on (--mixup ALPHA > 0)")
+    return cfg
