@@ -315,11 +315,11 @@ def test_a_stop_signal_on_a_folder_stops_with_one_line_and_leaves_nothing(audio_
     import time
 
     folder = tmp_path / "library"
+    recordings = [f for f in sorted(audio_dir.iterdir()) if f.suffix in (".ogg", ".mp3")]
     for i in range(12):
-        (folder / f"genre{i % 2}").mkdir(parents=True, exist_ok=True)
-        for f in sorted(audio_dir.iterdir()):
-            if f.suffix in (".ogg", ".mp3"):
-                (folder / f"genre{i % 2}" / f"{i}-{f.name}").symlink_to(f)
+        for j, f in enumerate(recordings):  # each recording in one genre (in two, extract would leave it out)
+            (folder / f"genre{j % 2}").mkdir(parents=True, exist_ok=True)
+            (folder / f"genre{j % 2}" / f"{i}-{f.name}").symlink_to(f)
     code = "import sys; from musicgenre.cli import main; sys.exit(main(sys.argv[1:]))"
     args = {"predict": ["predict", "--json", str(folder)], "extract": ["extract", str(folder), "--out", str(tmp_path / "data")]}
     proc = subprocess.Popen([sys.executable, "-c", code, *args[command], "--workers", "2"], cwd=tmp_path,

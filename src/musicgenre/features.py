@@ -8,6 +8,7 @@ librosa's melspectrogram + power_to_db(ref=np.max), so models trained on the stu
 from __future__ import annotations
 
 import multiprocessing
+import numbers
 import os
 import signal
 import sys
@@ -205,19 +206,36 @@ def _start_worker() -> None:
 
 def iter_file_features(paths: Sequence[Path], kinds: tuple[str, ...], workers: int | None = None) -> Iterator[FileFeatures]:
     """file_features of each path, in order; several files are decoded at once in worker processes."""
-    if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
+    if workers is not None and (not isinstance(workers, numbers.Integral) or isinstance(workers, bool) or workers < 1):
         raise MusicGenreError(f"workers must be a whole number from 1 up (or None: one per core), not {workers!r}")
-    workers = min(workers or usable_cpus(), len(paths))
+    workers = min(int(workers or usable_cpus()), len(paths))
     if workers <= 1:
         yield from (file_features(path, kinds) for path in paths)
         return
     ctx = multiprocessing.get_context("spawn")  # forking after torch has started its threads is unsafe
+    pool, finished = None, False
     try:
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_start_worker) as pool:
-            with stops_deferred():  # the workers start here, inheriting the block until they ignore them
-                results = pool.map(file_features, paths, [kinds] * len(paths))
-            yield from results
+        pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_start_worker)
+        with stops_deferred():  # the workers start here, inheriting the block until they ignore them
+            results = pool.map(file_features, paths, [kinds] * len(paths))
+        yield from results
+        finished = True
     except (BrokenProcessPool, OSError) as exc:  # a worker killed (out of memory), or none could start
         raise MusicGenreError(f"the decoding worker processes failed ({type(exc).__name__}: {exc}); "
                               "--workers 1 decodes in this process (workers=1 in Python, where a script that decodes "
                               "in workers needs an `if __name__ == \"__main__\":` guard)") from exc
+    finally:
+        if pool is not None:
+            pool.shutdown() if finished else _end_workers(pool)
+
+
+def _end_workers(pool: ProcessPoolExecutor) -> None:
+    """A pool left with work undone (a stop, an error, its results no longer wanted): its workers are killed, not
+    waited for. Waiting would decode the files left, and at a stop the interpreter's exit could wait forever on
+    workers that were never told to end."""
+    processes = list((pool._processes or {}).values())  # the executor has no public way to reach them
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in processes:
+        p.kill()
+    for p in processes:
+        p.join()
