@@ -70,3 +70,25 @@ def test_a_stop_just_after_a_rename_is_the_stop_and_leaves_the_output_whole(tmp_
         write_dir(out, True, lambda tmp: atomic_write_text(tmp / "new.txt", "new"))
     assert [p.name for p in out.iterdir()] == ["new.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "run"]  # no .run.old-PID, no .run.tmp-PID
+
+
+def test_a_stop_while_the_replaced_folder_is_deleted_leaves_no_hidden_copy(tmp_path, monkeypatch):
+    """The old folder was deleted after the stop could be taken: a stop then left .run.old-PID behind."""
+    import signal
+
+    import musicgenre.io as io
+
+    real = io.remove_path
+
+    def remove_path(path):
+        if ".old-" in path.name:
+            signal.raise_signal(signal.SIGINT)  # a stop as the old folder's deletion starts
+        real(path)
+
+    monkeypatch.setattr(io, "remove_path", remove_path)
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "old.txt").write_text("old")
+    with pytest.raises(KeyboardInterrupt):
+        io.write_dir(out, True, lambda tmp: atomic_write_text(tmp / "new.txt", "new"))
+    assert [p.name for p in tmp_path.iterdir()] == ["run"] and [p.name for p in out.iterdir()] == ["new.txt"]

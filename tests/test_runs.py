@@ -231,9 +231,10 @@ def test_an_output_that_appears_while_it_is_written_is_not_replaced_without_over
     assert write_dir(out, False, lambda tmp: (tmp / "new.txt").write_text("new")) == out  # an empty folder: fine
     assert [p.name for p in out.iterdir()] == ["new.txt"]
     dangling = tmp_path / "link"
-    dangling.symlink_to(tmp_path / "nowhere")  # refused by neither check: replaced, as check_out_dir promised
-    assert write_dir(dangling, False, lambda tmp: (tmp / "new.txt").write_text("new")) == dangling
-    assert not dangling.is_symlink() and [p.name for p in dangling.iterdir()] == ["new.txt"]
+    dangling.symlink_to(tmp_path / "nowhere")  # it was replaced by a folder; a link to a folder is written through
+    with pytest.raises(MusicGenreError, match="link: is a link to nothing"):
+        write_dir(dangling, False, lambda tmp: (tmp / "new.txt").write_text("new"))
+    assert dangling.is_symlink()
 
 
 def test_failed_save_is_one_line_and_leaves_no_temporary_folder(small_mfcc_root, tmp_path, monkeypatch, capsys):

@@ -142,7 +142,9 @@ def check_out_path(out: str | os.PathLike, inputs: Sequence[str | os.PathLike] =
     out = Path(os.path.normpath(out))
     if out.exists() and not (out.is_dir() or out.is_file()):  # never replaced, --overwrite or not
         raise MusicGenreError(f"{out}: is a device, pipe or socket, not a place for output (choose another --out)")
-    if out.is_symlink() and out.exists():  # a link (runs -> /bigdisk/runs): written where it leads, the link kept
+    if out.is_symlink() and not out.exists():
+        raise MusicGenreError(f"{out}: is a link to nothing (choose another --out)")
+    if out.is_symlink():  # a link (runs -> /bigdisk/runs): written where it leads, the link kept
         out = Path(os.path.realpath(out))
     for parent in out.parents:
         if parent.exists() and not parent.is_dir():
@@ -230,11 +232,11 @@ def commit_dir(tmp: Path, out: Path, overwrite: bool = True) -> Path:
                     os.replace(old, out)
                 raise
             committed = True
+            if old is not None:  # deleted before a stop is taken, so that no hidden copy of it is left behind
+                remove_path(old)
     finally:
         if not committed:
             remove_path(tmp)
-        elif old is not None:
-            remove_path(old)
     return out
 
 
