@@ -395,4 +395,37 @@ def test_a_genre_without_usable_audio_is_named_not_dropped_silently(tmp_path, de
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["genres"] == ["blues", "folk", "jazz", "rock"]
     assert capsys.readouterr().err.endswith(
-        "note: folk, jazz: no readable audio with sound, so those genres are not in the dataset\n")
+        "note: folk, jazz: no clips (no audio, or every file unreadable, silent or left out: see the skipped lines), "
+        "so those genres are not in the dataset\n")
+
+
+def test_a_recording_from_outside_linked_into_two_genres_is_left_out_whatever_the_links_kind(tmp_path, decoded):
+    """An album linked into classical/, one of its songs also linked from blues/ as a file: the song was
+    labelled blues, because a file link ranked above a path through a linked folder."""
+    lib, album = tmp_path / "lib", tmp_path / "album"
+    for i in range(2):
+        _song(lib / "blues" / f"{i}.wav", decoded, "classical_brahms_hungarian_dance_5.ogg", 2 * i)
+        _song(lib / "classical" / f"{i}.wav", decoded, start=2 * i)
+        _song(album / f"{i}.wav", decoded, start=10 + 2 * i)
+    (lib / "classical" / "album").symlink_to(album, target_is_directory=True)
+    (lib / "blues" / "favourite.wav").symlink_to(lib / "classical" / "album" / "0.wav")
+    manifest = build_dataset(lib, tmp_path / "out", split_ratio="1/1", workers=1, progress=False)
+    by_path = {f["path"]: f for f in manifest["files"]}
+    for path in ("blues/favourite.wav", "classical/album/0.wav"):
+        assert by_path[path]["error"].endswith("one recording in 2 genre folders (blues, classical), so of no one genre: "
+                                               "left out (keep it in one)")
+    assert by_path["classical/album/1.wav"]["split"] is not None  # linked into one genre only: its genre
+
+
+def test_an_out_where_a_linked_subfolder_leads_is_refused(tmp_path, decoded):
+    """Only the audio files found were protected: a linked folder of notes (no audio) was replaced with --overwrite."""
+    for genre in ("blues", "rock"):
+        for i in range(2):
+            _song(tmp_path / "lib" / genre / f"{i}.wav", decoded, start=2 * i)
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "thesis.txt").write_text("mine")
+    (tmp_path / "lib" / "blues" / "notes").symlink_to(tmp_path / "notes", target_is_directory=True)
+    for out in (tmp_path / "notes", tmp_path / "notes" / "new"):
+        with pytest.raises(MusicGenreError, match=f"^{out}: overlaps the input {tmp_path / 'lib' / 'blues' / 'notes'}"):
+            build_dataset(tmp_path / "lib", out, workers=1, progress=False, overwrite=True)
+    assert (tmp_path / "notes" / "thesis.txt").read_text() == "mine"

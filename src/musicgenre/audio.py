@@ -169,13 +169,13 @@ def segment(y: np.ndarray) -> np.ndarray:
     return padded.reshape(n_segments, SEGMENT_SAMPLES)
 
 
-def audio_under(folder: Path) -> tuple[set[Path], list[str]]:
+def audio_under(folder: Path) -> tuple[set[Path], list[str], list[Path]]:
     """Audio files anywhere under `folder`, through symlinked subfolders too (an album linked into a
-    library), each real folder walked once, so that a link loop ends; and an error line for each folder
-    that could not be listed. Hidden files and folders (names starting with a dot: a trash folder,
-    macOS's ._ metadata files) are left out."""
+    library), each real folder walked once, so that a link loop ends; an error line for each folder
+    that could not be listed; and the folders walked, by the path they were reached by. Hidden files and
+    folders (names starting with a dot: a trash folder, macOS's ._ metadata files) are left out."""
     found: set[Path] = set()
-    walked: set[str] = set()
+    walked: dict[str, Path] = {}  # real path: the path it was reached by
     errors: list[str] = []
 
     def unreadable(exc: OSError) -> None:
@@ -186,13 +186,13 @@ def audio_under(folder: Path) -> tuple[set[Path], list[str]]:
         if real in walked:
             dirnames.clear()
             continue
-        walked.add(real)
+        walked[real] = Path(dirpath)
         # sorted: a folder reached twice is named by its first path in sorted order, on any filesystem
         dirnames[:] = sorted(name for name in dirnames if not name.startswith("."))
         # every entry named as audio, a link to nothing or a pipe included: reading it reports what it is
         found |= {p for name in filenames
                   if not name.startswith(".") and (p := Path(dirpath, name)).suffix.lower() in AUDIO_EXTENSIONS}
-    return found, sorted(errors)
+    return found, sorted(errors), list(walked.values())
 
 
 def file_key(path: Path) -> Hashable:
@@ -215,7 +215,7 @@ def scan_audio(path: Path) -> tuple[list[Path], list[str]]:
         if path.is_file():
             return [path], []
         if path.is_dir():
-            files, errors = audio_under(path)
+            files, errors, _ = audio_under(path)
             if not files and not errors:
                 kinds = ", ".join(ext.lstrip(".") for ext in AUDIO_EXTENSIONS)
                 raise MusicGenreError(f"{path}: no audio files ({kinds}) in this folder")

@@ -45,9 +45,9 @@ def build_dataset(
     check_out_dir(out_root, overwrite, [audio_dir])  # before the folders are listed
     check_seed(seed)
     ratios = _check_ratios(split_ratio)
-    found = _genre_files(audio_dir)
-    # what the audio folder's links lead to is read too: an --out there would replace the user's own audio
-    inputs = [audio_dir, *(audio_dir / g for g in found), *(p for files in found.values() for p in files)]
+    found, folders = _genre_files(audio_dir)
+    # where the audio folder's links lead is read too: an --out there would replace the user's own files
+    inputs = [audio_dir, *folders, *(p for files in found.values() for p in files)]
     check_out_dir(out_root, overwrite, inputs)
     genre_files, left_out = _drop_repeats(audio_dir, found)
     manifest: dict[str, Any] = {}
@@ -130,8 +130,8 @@ def dataset_notes(manifest: dict[str, Any]) -> list[str]:
               for split in EXTRACT_SPLITS}
     notes = []
     if absent := [g for g in manifest["genres"] if not any(g in genres[split] for split in EXTRACT_SPLITS)]:
-        notes.append(f"{', '.join(absent)}: no readable audio with sound, so {'that genre is' if len(absent) == 1 else 'those genres are'} "
-                     "not in the dataset")
+        notes.append(f"{', '.join(absent)}: no clips (no audio, or every file unreadable, silent or left out: see the "
+                     f"skipped lines), so {'that genre is' if len(absent) == 1 else 'those genres are'} not in the dataset")
     if len(genres["train"]) < 2:
         notes.append(f"the train split holds one genre only ({', '.join(genres['train'])}): `train` needs two or more")
     for split in EXTRACT_SPLITS[1:]:
@@ -170,8 +170,8 @@ def _check_ratios(split_ratio: Sequence[float] | str) -> np.ndarray:
     return ratios / ratios.sum()
 
 
-def _genre_files(audio_dir: Path) -> dict[str, list[Path]]:
-    """Map each genre subfolder's name to its audio files."""
+def _genre_files(audio_dir: Path) -> tuple[dict[str, list[Path]], list[Path]]:
+    """Map each genre subfolder's name to its audio files; and every folder walked, links followed."""
     if not audio_dir.is_dir():
         raise MusicGenreError(f"{audio_dir}: {'a file, not a' if audio_dir.exists() else 'no such'} folder "
                               "(give a folder with one subfolder of audio files per genre)")
@@ -182,16 +182,17 @@ def _genre_files(audio_dir: Path) -> dict[str, list[Path]]:
         if not is_genre_name(genre.name):
             raise MusicGenreError(f"{genre}: {genre.name!r} is not a genre name (spaces at either end, control "
                                   "characters, or a name that is not UTF-8, which a genre's label must be): rename the folder")
-    genre_files = {}
+    genre_files, folders = {}, []
     for genre in genres:  # a genre folder without audio is kept, empty: extract notes the genre it leaves out
-        files, errors = audio_under(genre)
+        files, errors, walked = audio_under(genre)
         if errors:
             raise MusicGenreError(errors[0])
         genre_files[genre.name] = sorted(files)
+        folders += walked
     if not any(genre_files.values()):
         kinds = ", ".join(ext.lstrip(".") for ext in AUDIO_EXTENSIONS)
         raise MusicGenreError(f"{audio_dir}: no audio files ({kinds}) in its genre folders")
-    return genre_files
+    return genre_files, folders
 
 
 def _drop_repeats(
@@ -199,18 +200,18 @@ def _drop_repeats(
 ) -> tuple[dict[str, list[Path]], dict[Path, tuple[str, str]]]:
     """Each recording once and under one genre, so that none can have seconds in two splits or two labels.
     Paths to one file (links, hard links) count as one. Its genre is that of its own path (no link between the
-    audio folder and it), else of a link placed in a real folder, else of any path: so a file linked into a
-    playlist, or reached through a genre folder that is a link to another, keeps its own genre. A recording
-    whose paths of the first such kind lie in two genres has no one genre: all its paths are left out.
-    Returns the files kept per genre, and for each path left out its genre and why."""
+    audio folder and it), so a file linked into a playlist folder keeps its own genre; a recording that lives
+    outside takes the genre of its links, which must agree (a genre folder that is a link to another genre's
+    is a view of that genre, not a genre of its own). Otherwise it has no one genre: all its paths are left
+    out. Returns the files kept per genre, and for each path left out its genre and why."""
     real_root = Path(os.path.realpath(audio_dir))
+    genre_of_folder = {Path(os.path.realpath(audio_dir / g)): g for g in genre_files if not (audio_dir / g).is_symlink()}
 
-    def links_on_the_way(path: Path) -> int:
-        """0: the file's own path; 1: a link in a real folder; 2: a path through a linked folder."""
-        for links, p in enumerate([path, path.parent]):
-            if Path(os.path.realpath(p)) == real_root / p.relative_to(audio_dir):
-                return links
-        return 2
+    def own(path: Path) -> bool:
+        return Path(os.path.realpath(path)) == real_root / path.relative_to(audio_dir)
+
+    def claims(label: str) -> bool:  # False for a genre folder that is a link to another genre's folder
+        return genre_of_folder.get(Path(os.path.realpath(audio_dir / label)), label) == label
 
     groups: dict[Hashable, list[tuple[str, Path]]] = {}
     for label, files in genre_files.items():
@@ -219,8 +220,7 @@ def _drop_repeats(
     kept: dict[str, list[Path]] = {label: [] for label in genre_files}
     left_out: dict[Path, tuple[str, str]] = {}
     for paths in groups.values():
-        links = [links_on_the_way(p) for _, p in paths]
-        first_kind = [lp for lp, n in zip(paths, links) if n == min(links)]
+        first_kind = [(g, p) for g, p in paths if own(p)] or [(g, p) for g, p in paths if claims(g)] or paths
         genres = sorted({label for label, _ in first_kind})
         if len(genres) > 1:
             for label, p in paths:
