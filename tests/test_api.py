@@ -42,7 +42,7 @@ def test_melgrams_outside_the_studys_decibel_range_are_refused(tmp_path):
 
     X, labels = synthetic_melgrams(8)
     write_split(tmp_path, "train", "melgram", 10 ** (X / 10), labels)
-    with pytest.raises(MusicGenreError, match=r"melgrams/X.npy: melgram values run from 1.0006e-08 to 0.99994; the study's melgrams "
+    with pytest.raises(MusicGenreError, match=r"melgrams/X.npy: melgram values run from 1.000601e-08 to 0.9999405; the study's melgrams "
                                               r"\(and predict's\) are decibels relative to each second's peak, from -80 to 0$"):
         load_split(tmp_path, "train", "melgram")
 
@@ -80,3 +80,17 @@ def test_a_frozen_configuration_cannot_be_changed_unchecked():
     with pytest.raises(MusicGenreError, match="^epochs must be at least 1, not -5$"):
         dataclasses.replace(cfg, epochs=-5)
     assert TrainConfig(epochs=np.int64(3), lr=np.float32(0.5)).to_dict()["epochs"] == 3  # numpy numbers taken
+
+
+def test_empty_splits_and_integer_samples_are_refused_and_names_as_bytes_taken(mfcc, audio_dir):
+    va = mfcc["val"]
+    with pytest.raises(MusicGenreError, match="^val split of mfcc features: no rows$"):  # torch.cat failed on it
+        Dataset(va.X[:0], va.y[:0], va.classes, "mfcc", "val")
+    from musicgenre.audio import resample
+
+    with pytest.raises(MusicGenreError, match="floating-point samples .full scale 1.0., not int16"):  # soxr's TypeError
+        resample(np.zeros(100, dtype=np.int16), 44100)
+    assert resample(np.zeros(100, dtype=np.float16), 8000).dtype == np.float32
+    song = audio_dir / "rock_fma_001040.mp3"
+    [pred] = list(predict_paths(bytes(song), workers=1))
+    assert pred.path == song and pred.error is None

@@ -37,7 +37,7 @@ def test_compare_scores_mfcc_recipes_and_baselines_and_costs_the_rest(small_mfcc
     md = (out / "compare.md").read_text()
     assert "| mfcc-mlp-log | mfcc | 2 | " in md and " ± " in md
     settings = json.loads((out / "compare_config.json").read_text())  # what ran, recorded beside the results
-    assert (settings["data"], settings["seeds"]) == (str(small_mfcc_root), [0, 1])
+    assert (settings["data"], settings["seeds"]) == (str(small_mfcc_root.resolve()), [0, 1])
     assert set(settings["recipes"]) == {n for n, r in RECIPES.items() if r.features == "mfcc"}
     assert settings["recipes"]["mfcc-mlp-log"] == replace(RECIPES["mfcc-mlp-log"], epochs=2).to_dict()
     assert settings["baselines"] == list(BASELINES) and list(settings["data_digest"]) == ["mfcc"]

@@ -114,7 +114,7 @@ def test_signal_functions_refuse_other_shapes_and_rates():
 
     stereo = np.zeros((2, SEGMENT_SAMPLES), dtype=np.float32)
     for call in (lambda: silent_seconds(stereo), lambda: segment(stereo), lambda: resample(stereo, 44100)):
-        with pytest.raises(MusicGenreError, match=r"^a mono signal is a 1-D array of real samples, not float32 \(2, 8000\)$"):
+        with pytest.raises(MusicGenreError, match=r"^a mono signal is a 1-D array of floating-point samples \(full scale 1.0\), not float32 \(2, 8000\)$"):
             call()
     for sr in (0, -5, 2.5):
         with pytest.raises(MusicGenreError, match=f"^sample rate {sr}: give a positive whole number"):

@@ -13,6 +13,7 @@ from conftest import STUDY_DATA, synthetic_melgrams, write_split
 from musicgenre.cli import main
 from musicgenre.errors import MusicGenreError
 from musicgenre.report import build_report
+from musicgenre.runs import load_run
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -223,3 +224,18 @@ def test_a_report_of_many_genres_keeps_its_figures_small(tmp_path):
     report = build_report(tmp_path / "run", tmp_path / "rep")
     height, width = matplotlib.image.imread(report / "confusion.png").shape[:2]
     assert max(height, width) < 2500
+
+
+def test_a_pipe_where_a_runs_json_should_be_is_refused_not_read_forever(tmp_path, small_mfcc_root):
+    import os
+
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(small_mfcc_root), "--out", str(run), "--epochs", "1", "--seed", "0"]) == 0
+    (run / "history.json").unlink()
+    os.mkfifo(run / "history.json")  # report waited on it forever
+    with pytest.raises(MusicGenreError, match=r"history.json: not a regular file \(a device, pipe or socket\), so not a JSON file$"):
+        build_report(run, tmp_path / "report")
+    (run / "config.json").unlink()
+    os.mkfifo(run / "config.json")  # was "missing: ... is not a musicgenre run directory"
+    with pytest.raises(MusicGenreError, match=r"config.json: not a regular file \(a device, pipe or socket\), so not a JSON file$"):
+        load_run(run)

@@ -28,11 +28,11 @@ _SHORT_DATA_CHUNK = re.compile(r"^data : (\d+) \(should be (\d+)\)$", re.MULTILI
 _UNKNOWN_DATA_SIZE = 0x7FFFF000
 
 
-def as_path(arg: str | os.PathLike) -> Path:
+def as_path(arg: str | bytes | os.PathLike) -> Path:
     """A command-line path as a Path, refusing the empty string, which Path would read as the current folder."""
     if not os.fspath(arg):
         raise MusicGenreError("'': an empty path names no file or folder")
-    return Path(arg)
+    return Path(os.fsdecode(arg))  # a name given as bytes, as os.listdir(b".") gives them
 
 
 def _reason(exc: OSError) -> str:
@@ -134,13 +134,14 @@ def check_signal(signal: np.ndarray, sr: int = SAMPLE_RATE) -> np.ndarray:
     """A mono signal as an array, after refusing what no feature can be computed from: another shape, complex
     or non-numeric samples, NaN or infinity, a sample rate that is not a positive whole number."""
     signal = np.asarray(signal)
-    if signal.ndim != 1 or signal.dtype.kind not in "iuf":
-        raise MusicGenreError(f"a mono signal is a 1-D array of real samples, not {signal.dtype} {signal.shape}")
+    if signal.ndim != 1 or signal.dtype.kind != "f":
+        raise MusicGenreError(f"a mono signal is a 1-D array of floating-point samples (full scale 1.0), not "
+                              f"{signal.dtype} {signal.shape}")
     if not np.isfinite(signal).all():
         raise MusicGenreError("the signal has NaN or infinite samples")
     if not isinstance(sr, (int, np.integer)) or isinstance(sr, bool) or sr < 1:
         raise MusicGenreError(f"sample rate {sr!r}: give a positive whole number of samples per second")
-    return signal
+    return signal.astype(np.float32, copy=False)
 
 
 def resample(mono: np.ndarray, sr: int) -> np.ndarray:

@@ -120,7 +120,7 @@ def compare(
             row.us_per_clip = seconds_per_clip(pipe.predict, X) * 1e6
             add(row)
     settings = {
-        "kind": "musicgenre-compare", "data": str(root),
+        "kind": "musicgenre-compare", "data": str(root.resolve()),
         "data_digest": {f: data_digest(d) for f, d in splits.items()}, "seeds": seeds,
         "recipes": {name: r.to_dict() for name, r in RECIPES.items() if r.features in splits},
         "baselines": list(BASELINES) if "mfcc" in splits else [],

@@ -43,6 +43,8 @@ class Dataset:
         if not all(is_genre_name(c) for c in self.classes) or len(set(self.classes)) != len(self.classes):
             raise MusicGenreError(f"{where}: classes must be distinct genre names, not {self.classes!r}")
         object.__setattr__(self, "X", validate_features(np.asarray(self.X), self.features, where))
+        if len(self.X) == 0:  # nothing to train on or score: torch.cat failed on it
+            raise MusicGenreError(f"{where}: no rows")
         y = np.asarray(self.y)
         if y.ndim != 1 or y.dtype.kind not in "iu" or len(y) != len(self.X):
             raise MusicGenreError(f"{where}: y must be {len(self.X)} whole-number class indices (one per row of X), "
@@ -123,7 +125,7 @@ def validate_features(X: np.ndarray, features: str, source: str) -> np.ndarray:
     if features == "melgram" and len(X):  # power_to_db(ref=max) with top_db 80: what predict computes
         low, high = float(X.min()), float(X.max())
         if low < MELGRAM_RANGE[0] or high > MELGRAM_RANGE[1]:
-            raise MusicGenreError(f"{source}: melgram values run from {low:g} to {high:g}; the study's melgrams (and "
+            raise MusicGenreError(f"{source}: melgram values run from {low:.7g} to {high:.7g}; the study's melgrams (and "
                                   "predict's) are decibels relative to each second's peak, from -80 to 0")
     return X
 

@@ -122,9 +122,13 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
 
 
 def read_json(path: str | Path) -> Any:
-    """Parse a JSON file; a missing, unreadable or malformed one is a one-line error naming it."""
+    """Parse a JSON file; a missing, unreadable or malformed one is a one-line error naming it (a pipe or
+    device is not read: it could be read forever)."""
+    path = Path(path)
+    if path.exists() and not path.is_file():
+        raise MusicGenreError(f"{path}: {not_a_file(path, 'a JSON file')}")
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise MusicGenreError(f"{path}: missing") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:

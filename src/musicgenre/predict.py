@@ -85,7 +85,7 @@ def predict_paths(
     from musicgenre.ensemble import load_predictor
 
     predictor = load_predictor(str(READY_MODEL) if model is None else model)
-    items = _resolve_paths([paths] if isinstance(paths, (str, os.PathLike)) else paths)
+    items = _resolve_paths([paths] if isinstance(paths, (str, bytes, os.PathLike)) else paths)
     # closed with this generator, not left to the garbage collector: its worker processes end then
     with closing(iter_file_features([path for path, error in items if error is None], (predictor.features,), workers)) as features:
         for path, error in items:

@@ -283,6 +283,8 @@ def load_run(path: str | os.PathLike, averaged: bool = True) -> Run:
             average = (f", or average them (`musicgenre ensemble {' '.join(listed)}`, or "
                        f"`--model ensemble:{','.join(listed)}`)") if averaged else ""
             raise MusicGenreError(f"{path}: holds {len(runs)} runs, not one: pass one of them{average}")
+        if cfg_path.exists() or cfg_path.is_symlink():
+            raise MusicGenreError(f"{cfg_path}: {not_a_file(cfg_path, 'a JSON file')}")
         raise MusicGenreError(f"{cfg_path}: missing: {path} is not a musicgenre run directory")
     meta = read_json(cfg_path)
     if not isinstance(meta, dict) or meta.get("kind") != RUN_KIND:
