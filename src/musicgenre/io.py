@@ -45,7 +45,6 @@ def stops_deferred() -> Iterator[None]:
             signal.raise_signal(caught[0])  # now to the handler that was there: Ctrl-C's or SIGTERM's
 
 
-
 def not_a_file(path: Path, what: str) -> str:
     """Why `path`, which is no regular file, cannot be read as `what` ("an audio file", "a .npy array"): a
     folder, a device, pipe or socket, a link that leads nowhere, or nothing at all."""
