@@ -92,3 +92,19 @@ def test_a_stop_while_the_replaced_folder_is_deleted_leaves_no_hidden_copy(tmp_p
     with pytest.raises(KeyboardInterrupt):
         io.write_dir(out, True, lambda tmp: atomic_write_text(tmp / "new.txt", "new"))
     assert [p.name for p in tmp_path.iterdir()] == ["run"] and [p.name for p in out.iterdir()] == ["new.txt"]
+
+
+def test_a_file_that_cannot_be_written_in_a_folder_being_built_is_named_where_it_was_going(tmp_path, monkeypatch):
+    """The error named the file inside the hidden temporary folder, which no longer exists when it is read."""
+    import errno
+    import os
+
+    from musicgenre.io import write_dir
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(MusicGenreError, match=f"^{tmp_path / 'run' / 'm.json'}: cannot be written \\(no space left on device\\)$"):
+        write_dir(tmp_path / "run", False, lambda tmp: atomic_write_json(tmp / "m.json", {}))
+    assert list(tmp_path.iterdir()) == []

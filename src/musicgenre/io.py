@@ -251,6 +251,9 @@ def write_dir(
     tmp, out = prepare_out_dir(out, overwrite, inputs)
     try:
         fill(tmp)
+    except MusicGenreError as exc:  # a file that could not be written is named where it was going, not in tmp
+        remove_path(tmp)
+        raise MusicGenreError(str(exc).replace(str(tmp), str(out))) from exc
     except BaseException:
         remove_path(tmp)
         raise
