@@ -253,7 +253,8 @@ def test_extract_says_when_train_holds_one_genre_only(tmp_path, decoded, capsys)
     blues.mkdir()
     sf.write(blues / "song.wav", decoded["blues_sorohanro_solo_trumpet.ogg"][: 2 * SAMPLE_RATE], SAMPLE_RATE)
     assert main(["extract", str(tmp_path / "genres"), "--out", str(tmp_path / "out2"), "--workers", "1"]) == 0
-    assert "note:" not in capsys.readouterr().err
+    assert capsys.readouterr().err == ("note: the val split asked for (20%) holds no clips: no genre has enough files "
+                                       "to give it one (files, not seconds, are split)\n")  # one file per genre
     # three rock songs and one blues song split 50/50: val gets rock only, and its figures say nothing of blues
     for i in (2, 3):
         sf.write(rock / f"song{i}.wav", decoded["rock_fma_001040.mp3"][i * SAMPLE_RATE: (i + 2) * SAMPLE_RATE], SAMPLE_RATE)
@@ -429,3 +430,15 @@ def test_an_out_where_a_linked_subfolder_leads_is_refused(tmp_path, decoded):
         with pytest.raises(MusicGenreError, match=f"^{out}: overlaps the input {tmp_path / 'lib' / 'blues' / 'notes'}"):
             build_dataset(tmp_path / "lib", out, workers=1, progress=False, overwrite=True)
     assert (tmp_path / "notes" / "thesis.txt").read_text() == "mine"
+
+
+def test_a_split_asked_for_that_gets_no_files_is_named(tmp_path, decoded, capsys):
+    """Two files per genre and three shares: the test split got none, without a word."""
+    for genre in ("blues", "rock"):
+        for i in range(2):
+            _song(tmp_path / "lib" / genre / f"{i}.wav", decoded, start=2 * i)
+    assert main(["extract", str(tmp_path / "lib"), "--out", str(tmp_path / "out"), "--split-ratio", "0.5/0.25/0.25",
+                 "--workers", "1"]) == 0
+    assert capsys.readouterr().err == ("note: the test split asked for (25%) holds no clips: no genre has enough files "
+                                       "to give it one (files, not seconds, are split)\n")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["manifest.json", "train", "val"]
