@@ -271,6 +271,16 @@ def load_run(path: str | os.PathLike, averaged: bool = True) -> Run:
     error naming the file. `averaged`: whether the command could average several runs, which a folder of runs
     is then pointed to."""
     path = run_path(path)
+    meta, config, classes = _run_config(path, averaged)
+    model = _run_model(path, config, classes)
+    metrics_path = path / "metrics.json"
+    metrics = check_fields(read_json(metrics_path), {}, str(metrics_path)) if metrics_path.is_file() else {}
+    model.eval()
+    return Run(path=path, model=model, config=config, classes=tuple(classes), metrics=metrics, meta=meta)
+
+
+def _run_config(path: Path, averaged: bool) -> tuple[dict, TrainConfig, list[str]]:
+    """A run directory's config.json, checked: the whole record, its training configuration and its genres."""
     cfg_path = path / "config.json"
     if not path.is_dir():
         raise MusicGenreError(f"{path}: {'a file, not a' if path.exists() else 'no such'} run directory")
@@ -299,6 +309,13 @@ def load_run(path: str | os.PathLike, averaged: bool = True) -> Run:
         raise MusicGenreError(f"{cfg_path}: 'training_splits' must list splits among {', '.join(SPLITS)}")
     if "sweep_metrics" in meta:
         check_eval_metrics(meta["sweep_metrics"], f"{cfg_path}: 'sweep_metrics'")
+    return meta, config, classes
+
+
+def _run_model(path: Path, config: TrainConfig, classes: list[str]) -> GenreNet:
+    """A run directory's model.safetensors loaded into its model, after checking that it is the model and genres
+    config.json names, and that nothing in it is damaged."""
+    cfg_path = path / "config.json"
     weights = path / WEIGHTS
     if (weights.exists() or weights.is_symlink()) and not weights.is_file():  # a pipe would be read forever
         raise MusicGenreError(f"{weights}: {not_a_file(weights, 'a weights file')}")
@@ -336,10 +353,7 @@ def load_run(path: str | os.PathLike, averaged: bool = True) -> Run:
     if not TEMPERATURES[0] <= float(model.temperature) <= TEMPERATURES[1]:
         raise MusicGenreError(f"{weights}: calibration temperature {float(model.temperature):g} (one calibrate "
                               f"could store lies from {TEMPERATURES[0]:g} to {TEMPERATURES[1]:g}: a damaged model file)")
-    metrics_path = path / "metrics.json"
-    metrics = check_fields(read_json(metrics_path), {}, str(metrics_path)) if metrics_path.is_file() else {}
-    model.eval()
-    return Run(path=path, model=model, config=config, classes=tuple(classes), metrics=metrics, meta=meta)
+    return model
 
 
 def save_seed_runs(
