@@ -1,7 +1,5 @@
 """`python -m musicgenre`: the command line, as `musicgenre`."""
 
-import sys
+from musicgenre.cli import run
 
-from musicgenre.cli import main
-
-sys.exit(main())
+run()

@@ -484,5 +484,14 @@ def main(argv: list[str] | None = None) -> int:
                 stream.reconfigure(errors=errors)
 
 
+def run() -> None:
+    """The `musicgenre` command: main(), then the interpreter's exit with stops ignored. The work is done by
+    then, and a Ctrl-C landing in the exit's own clean-up (torch's, multiprocessing's) printed a traceback."""
+    code = main()
+    for stop in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop, signal.SIG_IGN)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
