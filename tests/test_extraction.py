@@ -418,18 +418,24 @@ def test_a_recording_from_outside_linked_into_two_genres_is_left_out_whatever_th
     assert by_path["classical/album/1.wav"]["split"] is not None  # linked into one genre only: its genre
 
 
-def test_an_out_where_a_linked_subfolder_leads_is_refused(tmp_path, decoded):
-    """Only the audio files found were protected: a linked folder of notes (no audio) was replaced with --overwrite."""
+def test_an_out_where_any_link_in_the_audio_folder_leads_is_refused(tmp_path, decoded):
+    """Only the audio files found were protected: a linked folder of notes (no audio), a hidden link or a link to
+    a file that is not audio could be replaced with --overwrite."""
     for genre in ("blues", "rock"):
         for i in range(2):
             _song(tmp_path / "lib" / genre / f"{i}.wav", decoded, start=2 * i)
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "thesis.txt").write_text("mine")
     (tmp_path / "lib" / "blues" / "notes").symlink_to(tmp_path / "notes", target_is_directory=True)
-    for out in (tmp_path / "notes", tmp_path / "notes" / "new"):
-        with pytest.raises(MusicGenreError, match=f"^{out}: overlaps the input {tmp_path / 'lib' / 'blues' / 'notes'}"):
+    (tmp_path / "stash").mkdir()
+    (tmp_path / "lib" / "rock" / ".stash").symlink_to(tmp_path / "stash", target_is_directory=True)  # hidden: not walked
+    (tmp_path / "doc.txt").write_text("mine")
+    (tmp_path / "lib" / "rock" / "doc.txt").symlink_to(tmp_path / "doc.txt")  # not audio: not read
+    for out, link in [(tmp_path / "notes", "blues/notes"), (tmp_path / "notes" / "new", "blues/notes"),
+                      (tmp_path / "stash", "rock/.stash"), (tmp_path / "doc.txt", "rock/doc.txt")]:
+        with pytest.raises(MusicGenreError, match=f"^{out}: overlaps the input {tmp_path / 'lib' / link}"):
             build_dataset(tmp_path / "lib", out, workers=1, progress=False, overwrite=True)
-    assert (tmp_path / "notes" / "thesis.txt").read_text() == "mine"
+    assert (tmp_path / "notes" / "thesis.txt").read_text() == "mine" and (tmp_path / "doc.txt").read_text() == "mine"
 
 
 def test_a_split_asked_for_that_gets_no_files_is_named(tmp_path, decoded, capsys):

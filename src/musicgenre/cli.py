@@ -38,7 +38,7 @@ TRAIN_OPTIONS = ("features", "model", "optimizer", "lr", "epochs", "batch_size",
                  "cuda_graphs", "fused")
 
 
-def _add_train_options(p: argparse.ArgumentParser) -> None:
+def _add_train_options(p: argparse.ArgumentParser, seed_help: str = "seed; without it one is drawn and recorded") -> None:
     """Options shared by every command that trains; unset ones keep the recipe's or the study's settings."""
     p.add_argument("--recipe", default=None,
                    help="start from a named recipe (model + settings: mfcc-mlp-std, mfcc-mlp-plus, mel-resnet, ...); options you give override it")
@@ -56,7 +56,7 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--standardize", action=argparse.BooleanOptionalAction, help="fit feature standardisation on train, store it in the model")
     p.add_argument("--device", help="auto (default: CUDA when present, but the CPU for what the fused epoch trains, "
                                     "faster there: see --fused), cpu, cuda or cuda:N")
-    p.add_argument("--seed", type=int, help="seed; without it one is drawn and recorded")
+    p.add_argument("--seed", type=int, help=seed_help)
     p.add_argument("--mixup", type=float, help="mixup alpha (0 = off)")
     p.add_argument("--mixup-same-class", action=argparse.BooleanOptionalAction,
                    help="mixup partners from the example's own genre only (default: the recipe's; the study's: off)")
@@ -387,7 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("sweep", help="train every optimizer x seed on one model; table, CSV and chart (resumable)")
-    _add_train_options(p)
+    _add_train_options(p, seed_help="not taken: a sweep trains seeds 0..N-1 of each optimizer (--seeds N)")
     p.add_argument("--optimizers", default="all", help="'all' (the 11 of torch.optim) or a comma list")
     p.add_argument("--seeds", type=positive_int, default=5, help="seeds 0..N-1 per optimizer (no --seed)")
     p.add_argument("--lr-per-optimizer", action="store_true", help="each optimizer's own default lr instead of --lr")
@@ -425,10 +425,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default=None, help="data root (default: $MUSICGENRE_DATA)")
     p.set_defaults(func=cmd_calibrate)
 
-    p = sub.add_parser("compare", help="train every recipe and baseline over seeds; write compare.md/.csv")
+    p = sub.add_parser("compare", help="train every recipe and baseline over seeds; write compare.md/.csv and compare_config.json")
     p.add_argument("--data", default=None, help="data root (default: $MUSICGENRE_DATA)")
     p.add_argument("--seeds", type=positive_int, default=5, help="seeds 0..N-1 per model (default 5)")
-    p.add_argument("--out", required=True, help="folder for compare.md and compare.csv")
+    p.add_argument("--out", required=True, help="folder for compare.md, compare.csv and compare_config.json")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.set_defaults(func=cmd_compare)
     return parser

@@ -46,8 +46,10 @@ def build_dataset(
     check_seed(seed)
     ratios = _check_ratios(split_ratio)
     found, folders = _genre_files(audio_dir)
-    # where the audio folder's links lead is read too: an --out there would replace the user's own files
-    inputs = [audio_dir, *folders, *(p for files in found.values() for p in files)]
+    # where the audio folder's links lead (folders walked, and every link in them: to audio or not, hidden or
+    # not) would be replaced by an --out there: the user's own files
+    links = [entry for folder in folders for entry in folder.iterdir() if entry.is_symlink()]
+    inputs = [audio_dir, *folders, *links, *(p for files in found.values() for p in files)]
     check_out_dir(out_root, overwrite, inputs)
     genre_files, left_out = _drop_repeats(audio_dir, found)
     manifest: dict[str, Any] = {}
