@@ -187,14 +187,14 @@ def file_features(path: Path, kinds: tuple[str, ...]) -> FileFeatures:
         return FileFeatures(path, error=f"{path}: could not be processed ({detail})")
 
 
-def _start_worker() -> None:
+def _start_worker(parent: int) -> None:
     """In a decoding worker: Ctrl-C and SIGTERM (`timeout` signals the whole process group) reach the workers
     too; they ignore them and the main process stops them, so the user sees one line, not one per worker. A
     main process killed outright (`kill -9`, out of memory) stops nothing: a worker then ends on its own once
-    its parent has gone, instead of waiting for work forever."""
+    its parent (`parent`, the main process's pid, passed in: a worker still starting when it was killed would
+    read its new parent here) has gone, instead of waiting for work forever."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    parent = os.getppid()
 
     def end_with_parent() -> None:
         while os.getppid() == parent:
@@ -215,7 +215,7 @@ def iter_file_features(paths: Sequence[Path], kinds: tuple[str, ...], workers: i
     ctx = multiprocessing.get_context("spawn")  # forking after torch has started its threads is unsafe
     pool, finished = None, False
     try:
-        pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_start_worker)
+        pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_start_worker, initargs=(os.getpid(),))
         with stops_deferred():  # the workers start here, inheriting the block until they ignore them
             results = pool.map(file_features, paths, [kinds] * len(paths))
         yield from results
