@@ -194,8 +194,9 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
     manifest = build_dataset(args.audio_dir, args.out, split_ratio=args.split_ratio, seed=args.seed, workers=args.workers,
                              overwrite=args.overwrite)
-    total = sum(clips for clips, _ in split_sizes(manifest).values())
-    for split, (clips, files) in split_sizes(manifest).items():
+    sizes = split_sizes(manifest)
+    total = sum(clips for clips, _ in sizes.values())
+    for split, (clips, files) in sizes.items():
         print(f"{split}: {clips} one-second clips ({clips / total:.0%}) from {files} files")
     for f in manifest["files"]:
         if f["error"]:

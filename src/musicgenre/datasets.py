@@ -49,7 +49,7 @@ class Dataset:
         if y.ndim != 1 or y.dtype.kind not in "iu" or len(y) != len(self.X):
             raise MusicGenreError(f"{where}: y must be {len(self.X)} whole-number class indices (one per row of X), "
                                   f"got {y.dtype} {y.shape}")
-        if len(y) and (y.min() < 0 or y.max() >= len(self.classes)):
+        if y.min() < 0 or y.max() >= len(self.classes):  # y is not empty: X has rows
             raise MusicGenreError(f"{where}: y holds class index {y.min() if y.min() < 0 else y.max()}, outside "
                                   f"0..{len(self.classes) - 1} ({len(self.classes)} classes)")
         object.__setattr__(self, "y", y.astype(np.int64, copy=False))

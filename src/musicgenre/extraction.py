@@ -50,14 +50,13 @@ def build_dataset(
     # not) would be replaced by an --out there: the user's own files
     links = [entry for folder in folders for entry in folder.iterdir() if entry.is_symlink()]
     inputs = [audio_dir, *folders, *links, *(p for files in found.values() for p in files)]
-    check_out_dir(out_root, overwrite, inputs)
     genre_files, left_out = _drop_repeats(audio_dir, found)
     manifest: dict[str, Any] = {}
 
     def fill(tmp: Path) -> None:
         manifest.update(_build(audio_dir, tmp, genre_files, left_out, ratios, seed, workers, progress))
 
-    write_dir(out_root, overwrite, fill, inputs=inputs)
+    write_dir(out_root, overwrite, fill, inputs=inputs)  # checks out_root against them before any audio is read
     return manifest
 
 

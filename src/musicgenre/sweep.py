@@ -198,6 +198,7 @@ def run_sweep(cfg: SweepConfig, out: str | os.PathLike, progress: bool = True) -
         atomic_write_json(out / "sweep_config.json", {**cfg.to_dict(), "data_digest": digest})
     seeds = list(range(cfg.seeds))
     epochs = cfg.base.epochs
+    data_record = {"root": str(Path(cfg.data).resolve()), "digest": digest}  # in each run's config.json
     results: list[OptimizerResult] = []
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("ETA"), TimeRemainingColumn()]
@@ -217,8 +218,8 @@ def run_sweep(cfg: SweepConfig, out: str | os.PathLike, progress: bool = True) -
                 metrics = r.metrics if cfg.split == "val" else evaluate_model(r.model, data[cfg.split])
                 res.runs.append(seed_row(opt, lr, r, metrics))
                 run_dir = seed_dir(out, opt, r.config.seed)
-                save_run(r, run_dir, overwrite=True, extra={"sweep_split": cfg.split, "sweep_metrics": metrics,
-                                                            "data": {"root": str(Path(cfg.data).resolve()), "digest": digest}})
+                save_run(r, run_dir, overwrite=True,
+                         extra={"sweep_split": cfg.split, "sweep_metrics": metrics, "data": data_record})
                 write_tensorboard(r, out / "tensorboard" / opt / run_dir.name)
             atomic_write_json(out / "runs" / opt / "results.json",
                               {"optimizer": opt, "lr": lr, "split": cfg.split, "runs": res.runs})
