@@ -13,6 +13,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from musicgenre.config import is_whole
 from musicgenre.errors import MusicGenreError
 from musicgenre.io import not_a_file
 
@@ -139,7 +140,7 @@ def check_signal(signal: np.ndarray, sr: int = SAMPLE_RATE) -> np.ndarray:
                               f"{signal.dtype} {signal.shape}")
     if not np.isfinite(signal).all():
         raise MusicGenreError("the signal has NaN or infinite samples")
-    if not isinstance(sr, (int, np.integer)) or isinstance(sr, bool) or sr < 1:
+    if not is_whole(sr) or sr < 1:
         raise MusicGenreError(f"sample rate {sr!r}: give a positive whole number of samples per second")
     return signal.astype(np.float32, copy=False)
 

@@ -36,8 +36,14 @@ def check_seed(seed: int) -> None:
         raise MusicGenreError(f"seed {seed} out of range: give a whole number from 0 to 2**32 - 1 (4294967295)")
 
 
-_KINDS = {"str": ((str,), "a string"), "int": ((numbers.Integral,), "a whole number"),
-          "float": ((numbers.Real,), "a number"), "bool": ((bool,), "True or False")}
+def is_whole(v: Any) -> bool:
+    """Whether `v` is an integer, Python's or numpy's, and not a bool (True would pass as 1)."""
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+_KINDS = {"str": (lambda v: isinstance(v, str), "a string"), "int": (is_whole, "a whole number"),
+          "float": (lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool), "a number"),
+          "bool": (lambda v: isinstance(v, bool), "True or False")}
 
 
 @dataclass(frozen=True)
@@ -69,10 +75,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         for f in fields(self):  # each field of its own type ("no" would be a truthy bool, 2.5 epochs a crash)
             v, (kind, _, optional) = getattr(self, f.name), f.type.partition(" | ")
-            types, words = _KINDS[kind]
+            accepts, words = _KINDS[kind]
             if v is None and optional:
                 continue
-            if not isinstance(v, types) or (kind != "bool" and isinstance(v, bool)):
+            if not accepts(v):
                 raise MusicGenreError(f"{f.name} must be {words}{' or None' if optional else ''}, not {v!r}")
             if kind in ("int", "float"):  # numpy's numbers as Python's, which JSON and torch take
                 object.__setattr__(self, f.name, int(v) if kind == "int" else float(v))

@@ -8,7 +8,6 @@ librosa's melspectrogram + power_to_db(ref=np.max), so models trained on the stu
 from __future__ import annotations
 
 import multiprocessing
-import numbers
 import os
 import signal
 import sys
@@ -25,7 +24,7 @@ import numpy as np
 from scipy.fft import dct
 
 from musicgenre.audio import SAMPLE_RATE, SEGMENT_SAMPLES, check_signal, decode, resample, segment
-from musicgenre.config import usable_cpus
+from musicgenre.config import is_whole, usable_cpus
 from musicgenre.datasets import FEATURE_SHAPES
 from musicgenre.errors import MusicGenreError
 from musicgenre.io import stops_deferred
@@ -206,7 +205,7 @@ def _start_worker(parent: int) -> None:
 
 def iter_file_features(paths: Sequence[Path], kinds: tuple[str, ...], workers: int | None = None) -> Iterator[FileFeatures]:
     """file_features of each path, in order; several files are decoded at once in worker processes."""
-    if workers is not None and (not isinstance(workers, numbers.Integral) or isinstance(workers, bool) or workers < 1):
+    if workers is not None and (not is_whole(workers) or workers < 1):
         raise MusicGenreError(f"workers must be a whole number from 1 up (or None: one per core), not {workers!r}")
     workers = min(int(workers or usable_cpus()), len(paths))
     if workers <= 1:
