@@ -49,3 +49,10 @@ def test_unknown_device_is_one_line_error(study_data, capsys):
     assert main(["bench-devices", "--data", str(study_data), "--epochs", "1", "--devices", "cpu,tpu"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "tpu" in err
+
+
+def test_bench_devices_refuses_device_which_it_would_ignore(study_data, capsys):
+    """--device would be replaced by each of --devices: refused rather than dropped (a --device cuda on a
+    machine without one used to fail though nothing would run there)."""
+    assert main(["bench-devices", "--data", str(study_data), "--device", "cuda", "--devices", "cpu"]) == 2
+    assert capsys.readouterr().err.strip().endswith("--device cuda is not taken: bench-devices trains on each device of --devices")

@@ -300,5 +300,7 @@ def test_lr_and_lr_per_optimizer_together_are_refused_before_training(study_data
     assert main(sweep_args(study_data, out, "--lr", "0.1", "--lr-per-optimizer", "--optimizers", "sgd")) == 2
     assert "--lr and --lr-per-optimizer: choose one" in capsys.readouterr().err
     assert main(sweep_args(study_data, out, "--seed", "7", "--optimizers", "sgd")) == 2  # seeds are 0..N-1
-    assert "--seed 7 is not used" in capsys.readouterr().err
+    assert "--seed 7 is not taken: a sweep trains seeds 0..N-1" in capsys.readouterr().err
+    assert main(sweep_args(study_data, out, "--optimizer", "Adam", "--optimizers", "sgd")) == 2  # was trained as SGD
+    assert "--optimizer Adam is not taken: a sweep trains each optimizer of --optimizers" in capsys.readouterr().err
     assert spy_train_seeds == [] and not out.exists()

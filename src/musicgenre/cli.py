@@ -38,14 +38,22 @@ TRAIN_OPTIONS = ("features", "model", "optimizer", "lr", "epochs", "batch_size",
                  "cuda_graphs", "fused")
 
 
-def _add_train_options(p: argparse.ArgumentParser, seed_help: str = "seed; without it one is drawn and recorded") -> None:
-    """Options shared by every command that trains; unset ones keep the recipe's or the study's settings."""
+def _add_train_options(p: argparse.ArgumentParser, not_taken: dict[str, str] | None = None) -> None:
+    """Options shared by every command that trains; unset ones keep the recipe's or the study's settings.
+    `not_taken` names options a command sets itself, with why: they are still parsed (else argparse would take
+    --seed as an abbreviation of --seeds) and refused by train_config_from_args."""
+    not_taken = not_taken or {}
+
+    def helps(name: str, text: str) -> str:
+        return f"not taken: {not_taken[name]}" if name in not_taken else text
+
+    p.set_defaults(not_taken=not_taken)
     p.add_argument("--recipe", default=None,
                    help="start from a named recipe (model + settings: mfcc-mlp-std, mfcc-mlp-plus, mel-resnet, ...); options you give override it")
     p.add_argument("--features", choices=["mfcc", "melgram"], help="representation (default: the model's)")
     p.add_argument("--model", help="mfcc-mlp (default for mfcc), mel-cnn (default for melgram), mel-cnn-relu, ...; "
                                    "without --recipe it trains with its own recipe's settings")
-    p.add_argument("--optimizer", help="any torch.optim optimizer name, case-insensitive (default: the recipe's; the study's: SGD)")
+    p.add_argument("--optimizer", help=helps("optimizer", "any torch.optim optimizer name, case-insensitive (default: the recipe's; the study's: SGD)"))
     p.add_argument("--lr", type=float, help="learning rate (default: the recipe's; the study's: 0.002)")
     p.add_argument("--epochs", type=positive_int, help="default: the recipe's; the study's: 30")
     p.add_argument("--batch-size", type=positive_int, help="default: the recipe's; the study's: 16")
@@ -54,9 +62,9 @@ def _add_train_options(p: argparse.ArgumentParser, seed_help: str = "seed; witho
     p.add_argument("--scheduler", choices=["none", "cosine", "onecycle"], help="default: the recipe's; the study's: none")
     p.add_argument("--patience", type=positive_int, help="early stopping: epochs without a better val F1")
     p.add_argument("--standardize", action=argparse.BooleanOptionalAction, help="fit feature standardisation on train, store it in the model")
-    p.add_argument("--device", help="auto (default: CUDA when present, but the CPU for what the fused epoch trains, "
-                                    "faster there: see --fused), cpu, cuda or cuda:N")
-    p.add_argument("--seed", type=int, help=seed_help)
+    p.add_argument("--device", help=helps("device", "auto (default: CUDA when present, but the CPU for what the fused epoch "
+                                                    "trains, faster there: see --fused), cpu, cuda or cuda:N"))
+    p.add_argument("--seed", type=int, help=helps("seed", "seed; without it one is drawn and recorded"))
     p.add_argument("--mixup", type=float, help="mixup alpha (0 = off)")
     p.add_argument("--mixup-same-class", action=argparse.BooleanOptionalAction,
                    help="mixup partners from the example's own genre only (default: the recipe's; the study's: off)")
@@ -71,10 +79,14 @@ def _add_train_options(p: argparse.ArgumentParser, seed_help: str = "seed; witho
 
 
 def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """The configuration the command line asks for (config.config_from_options), its device checked."""
+    """The configuration the command line asks for (config.config_from_options), its device checked; an option
+    the command sets itself refused."""
     from musicgenre.config import config_from_options
     from musicgenre.training import resolve_device
 
+    for name, why in args.not_taken.items():
+        if getattr(args, name) is not None:
+            raise MusicGenreError(f"--{name} {getattr(args, name)} is not taken: {why}")
     cfg = config_from_options(args.recipe, {k: getattr(args, k) for k in TRAIN_OPTIONS if getattr(args, k) is not None})
     resolve_device(cfg.device)  # a GPU this machine lacks is refused before any data loads
     return cfg
@@ -254,8 +266,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     """Run or resume the optimizer sweep."""
     from musicgenre.sweep import run_sweep, sweep_config_from
 
-    if args.seed is not None:
-        raise MusicGenreError(f"sweep trains seeds 0..N-1 of each optimizer (--seeds N): --seed {args.seed} is not used")
     if args.lr_per_optimizer and args.lr is not None:
         raise MusicGenreError("--lr and --lr-per-optimizer: choose one (the second replaces every lr by the optimizer's own default)")
     cfg = sweep_config_from(train_config_from_args(args), args.data, args.optimizers, args.seeds,
@@ -388,7 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("sweep", help="train every optimizer x seed on one model; table, CSV and chart (resumable)")
-    _add_train_options(p, seed_help="not taken: a sweep trains seeds 0..N-1 of each optimizer (--seeds N)")
+    _add_train_options(p, {"seed": "a sweep trains seeds 0..N-1 of each optimizer (--seeds N)",
+                           "optimizer": "a sweep trains each optimizer of --optimizers"})
     p.add_argument("--optimizers", default="all", help="'all' (the 11 of torch.optim) or a comma list")
     p.add_argument("--seeds", type=positive_int, default=5, help="seeds 0..N-1 per optimizer (no --seed)")
     p.add_argument("--lr-per-optimizer", action="store_true", help="each optimizer's own default lr instead of --lr")
@@ -397,7 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("bench-devices", help="train one configuration on each device and compare speed and scores")
-    _add_train_options(p)
+    _add_train_options(p, {"device": "bench-devices trains on each device of --devices"})
     p.add_argument("--devices", default="cpu,cuda", help="comma list, e.g. cpu,cuda (absent ones: 'not available')")
     p.set_defaults(func=cmd_bench_devices)
 
