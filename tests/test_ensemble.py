@@ -65,16 +65,29 @@ def test_the_same_run_twice_is_not_an_ensemble(runs):
         load_ensemble([runs[0], runs[1], runs[0].parent / ".." / runs[0].parent.name / runs[0].name])
 
 
-def test_ensemble_cli_json_writes_an_infinite_nll_as_null(runs, monkeypatch, capsys):
-    """A member certain of a wrong class makes the NLL infinite: --json must stay valid JSON."""
-    import musicgenre.ensemble as ensemble
+def test_nll_is_exact_where_a_probability_rounds_to_zero(runs, mfcc):
+    """A run certain of wrong genres (its last layer's weights scaled up) gives probabilities that round to 0 in
+    float32: its NLL is still the cross-entropy of its logits, not capped (a clip at 1e-12 gave 27.6), and an
+    ensemble's is the log of its members' mean probability, computed in float64 here."""
+    import torch
+    from torch.nn import functional as F
 
-    real = ensemble.evaluate_predictor
-    monkeypatch.setattr(ensemble, "evaluate_predictor", lambda p, d: {**real(p, d), "nll": float("inf")})
-    capsys.readouterr()
-    assert main(["ensemble", *map(str, runs), "--data", str(DATA), "--json"]) == 0
-    out = json.loads(capsys.readouterr().out, parse_constant=lambda c: pytest.fail(f"JSON has {c}"))
-    assert out["nll"] is None and 0 < out["accuracy"] <= 1
+    from musicgenre.ensemble import Predictor
+    from musicgenre.training import predict_logits
+
+    val = mfcc["val"]
+    members = [load_run(r) for r in runs]
+    with torch.no_grad():
+        [m for m in members[0].model.body.modules() if isinstance(m, torch.nn.Linear)][-1].weight.mul_(300)
+    logits = [predict_logits(m.model, torch.from_numpy(val.X)).double() for m in members]
+    y = torch.from_numpy(val.y)
+    single = evaluate_predictor(Predictor(members[:1]), val)
+    assert (logits[0].softmax(1).float()[torch.arange(len(y)), y] == 0).any()  # what a clip or log(0) met
+    assert single["nll"] == pytest.approx(float(F.cross_entropy(logits[0], y)), rel=1e-5) and single["nll"] > 100
+    pair = evaluate_predictor(Predictor(members), val)
+    mean_p = (logits[0].softmax(1) + logits[1].softmax(1)) / 2
+    assert pair["nll"] == pytest.approx(float(-mean_p[torch.arange(len(y)), y].log().mean()), rel=1e-5)
+    assert pair["accuracy"] == pytest.approx(float((mean_p.argmax(1) == y).double().mean()))
 
 
 def test_ensemble_cli_json(runs, capsys):

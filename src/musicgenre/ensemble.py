@@ -36,10 +36,16 @@ class Predictor:
     def features(self) -> str:
         return self.runs[0].features
 
+    def predict_log_proba(self, X: np.ndarray) -> np.ndarray:
+        """Log class probabilities (N, classes) for a float array of clips' features: the log of the members'
+        mean probability, from their log-softmax (finite where a probability would round to 0)."""
+        Xt = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
+        logp = torch.stack([predict_logits(r.model, Xt).log_softmax(1) for r in self.runs])
+        return (torch.logsumexp(logp, 0) - math.log(len(self.runs))).numpy()
+
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Class probabilities (N, classes) for a float array of clips' features."""
-        Xt = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
-        return np.mean([predict_logits(r.model, Xt).softmax(1).numpy() for r in self.runs], axis=0)
+        return np.exp(self.predict_log_proba(X))
 
 
 def load_ensemble(paths: Sequence[str | os.PathLike]) -> Predictor:
@@ -74,10 +80,11 @@ def load_predictor(spec: str | os.PathLike) -> Predictor:
 def evaluate_predictor(predictor: Predictor, dataset: Dataset) -> dict:
     """Classification metrics plus negative log-likelihood and ECE of the predictor's probabilities; outputs
     that are not numbers (inputs far beyond the training data's range) are an error, not the first class."""
-    probs = predictor.predict_proba(dataset.X)
-    check_scorable(np.isfinite(probs).all(axis=1), dataset.split)
+    log_probs = predictor.predict_log_proba(dataset.X)
+    check_scorable(np.isfinite(log_probs).all(axis=1), dataset.split)
+    probs = np.exp(log_probs)
     m = classification_metrics(dataset.y, probs.argmax(1), dataset.classes)
-    m["nll"] = float(-np.log(np.maximum(probs[np.arange(len(dataset.y)), dataset.y], 1e-12)).mean())
+    m["nll"] = float(-log_probs[np.arange(len(dataset.y)), dataset.y].mean(dtype=np.float64))
     m["ece"] = expected_calibration_error(probs, dataset.y)
     return m
 
