@@ -132,6 +132,8 @@ def test_reproduce_mfcc_only_end_to_end_and_resume(small_mfcc_root, tmp_path, ca
     for name in ["mfcc-net", "sweep"]:
         assert (out / "reports" / name / "report.html").is_file()
     assert not (out / "mel-cnn").exists()
+    recorded = json.loads((out / "mfcc-net" / "config.json").read_text())["data"]  # as train's runs record it
+    assert recorded["root"] == str(small_mfcc_root.resolve()) and len(recorded["digest"]) == 16
 
     mtime = (out / "mfcc-net" / "metrics.json").stat().st_mtime_ns
     assert main(args) == 0  # a rerun reads the finished parts back
@@ -188,10 +190,10 @@ def test_reproduce_sweeps_the_cnn_where_melgrams_exist(mel_root, small_mfcc_root
 def test_reproduce_checks_options_and_data_before_training_or_making_out(small_mfcc_root, tmp_path, capsys, monkeypatch):
     import numpy as np
 
-    from musicgenre import reproduce
+    from musicgenre import runs
 
     trained = []
-    monkeypatch.setattr(reproduce, "train", lambda *a, **k: trained.append(a))
+    monkeypatch.setattr(runs, "train", lambda *a, **k: trained.append(a))
     out = tmp_path / "study"
     assert main(["reproduce", "--data", str(small_mfcc_root), "--out", str(out), "--optimizers", "sgd,Foo"]) == 2
     assert "unknown optimizer 'Foo'" in capsys.readouterr().err
@@ -205,6 +207,18 @@ def test_reproduce_checks_options_and_data_before_training_or_making_out(small_m
     assert capsys.readouterr().err == (f"error: {small_mfcc_root.resolve()}: no val split of mfcc features, "
                                        "which reproduce scores every part on\n")
     assert trained == [] and not out.exists()
+
+
+def test_reproduce_refuses_a_run_that_learned_nothing_as_train_does(small_mfcc_root, tmp_path, capsys):
+    """Inputs of 1e30 make the study's MFCC net diverge in its first epoch: its initial weights would have been
+    saved and reported as our figure."""
+    X = np.load(small_mfcc_root / "train/mfccs/X.npy")
+    np.save(small_mfcc_root / "train/mfccs/X.npy", X * 1e30)
+    out = tmp_path / "study"
+    assert main(["reproduce", "--data", str(small_mfcc_root), "--out", str(out), "--seeds", "1", "--epochs", "1",
+                 "--optimizers", "sgd"]) == 2
+    assert "training diverged in epoch 1" in capsys.readouterr().err
+    assert not (out / "mfcc-net").exists()
 
 
 def test_a_bar_in_a_genre_name_stays_inside_its_table_cell():

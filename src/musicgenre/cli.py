@@ -95,19 +95,18 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
 def cmd_train(args: argparse.Namespace) -> int:
     """Train one run, or several seeds (--seeds), and save them."""
     from musicgenre.config import seed_range
-    from musicgenre.datasets import data_digest, load_dataset, resolve_data_root
+    from musicgenre.datasets import load_dataset, resolve_data_root
     from musicgenre.models import build_model, count_parameters
     from musicgenre.io import check_out_dir
-    from musicgenre.runs import save_run
+    from musicgenre.runs import train_run
     from musicgenre.tables import plural
-    from musicgenre.training import check_learned, resolve_seed, train
+    from musicgenre.training import resolve_seed
 
     cfg = resolve_seed(train_config_from_args(args))
     seeds = seed_range(cfg.seed, args.seeds)
     root = resolve_data_root(args.data)
     check_out_dir(args.out, args.overwrite, [root])  # fail before training, not after
     data = load_dataset(root, cfg.features)
-    data_record = {"data": {"root": str(root.resolve()), "digest": data_digest(data)}}  # recorded in config.json
     n_params = count_parameters(build_model(cfg.model, len(data["train"].classes)))
     val = data.get("val")
     print(f"{cfg.model} ({n_params:,} parameters) on {len(data['train'])} {cfg.features} clips, "
@@ -121,10 +120,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"{seed}epoch {r.epoch:3d}/{cfg.epochs}  loss {r.loss:.4f}{val_txt}  ({r.seconds:.2f} s){stop}", flush=True)
 
     if len(seeds) > 1:
-        return train_many_seeds(cfg, seeds, args, data["train"], val, show, data_record)
-    result = train(cfg, data["train"], val, on_epoch=show)
-    check_learned([result])
-    out = save_run(result, args.out, args.overwrite, data_record)
+        return train_many_seeds(cfg, seeds, args, root, data, show)
+    result, out = train_run(cfg, root, data, args.out, args.overwrite, on_epoch=show)
     summary = f"trained in {result.train_seconds:.1f} s; kept epoch {result.best_epoch}"
     if result.metrics:
         summary += f": val accuracy {result.metrics['accuracy']:.4f}, macro F1 {result.metrics['f1_macro']:.4f}"
@@ -132,16 +129,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def train_many_seeds(cfg: TrainConfig, seeds: list[int], args: argparse.Namespace, train_set: Dataset,
-                     val_set: Dataset | None, show: Callable[[EpochRecord], None], extra: dict) -> int:
+def train_many_seeds(cfg: TrainConfig, seeds: list[int], args: argparse.Namespace, root: Path,
+                     data: dict[str, Dataset], show: Callable[[EpochRecord], None]) -> int:
     """The seeds trained together; OUT/seed-K per seed and OUT/summary.json."""
+    from musicgenre.datasets import data_record
     from musicgenre.runs import save_seed_runs
     from musicgenre.tables import plural, plus_minus
     from musicgenre.training import check_learned, train_seeds
 
-    results = train_seeds(cfg, seeds, train_set, val_set, on_epoch=show)
+    results = train_seeds(cfg, seeds, data["train"], data.get("val"), on_epoch=show)
     check_learned(results)
-    out, summary = save_seed_runs(results, args.out, args.overwrite, extra)
+    out, summary = save_seed_runs(results, args.out, args.overwrite, {"data": data_record(root, data)})
     for key in ("accuracy", "f1_macro"):
         if f"val_{key}" in summary:
             figures = summary[f"val_{key}"]

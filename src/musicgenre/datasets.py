@@ -194,6 +194,11 @@ def load_dataset(
     return out
 
 
+def data_record(root: str | os.PathLike, splits: dict[str, Dataset]) -> dict:
+    """What a run records of the data it was trained on (config.json's "data"): the root and the splits' digest."""
+    return {"root": str(Path(root).resolve()), "digest": data_digest(splits)}
+
+
 def data_digest(splits: dict[str, Dataset]) -> str:
     """A fingerprint of loaded splits (their features, labels and classes), saved with a long job so that its
     resumption can tell that the data under the same path has changed since, and refuse to mix the two."""

@@ -15,10 +15,9 @@ from musicgenre.datasets import Dataset, data_digest, has_split, load_dataset, r
 from musicgenre.errors import MusicGenreError
 from musicgenre.io import atomic_write_json, atomic_write_text, out_folder, read_json
 from musicgenre.report import build_report
-from musicgenre.runs import check_fields, load_run, save_run, training_record
+from musicgenre.runs import check_fields, load_run, train_run, training_record
 from musicgenre.sweep import OptimizerResult, run_sweep, sweep_config_from
 from musicgenre.tables import differences, markdown_table, plural, plus_minus
-from musicgenre.training import train
 
 # The study's published figures (on its test split): (what, model, optimizer, accuracy, macro F1).
 STUDY_FIGURES = (
@@ -30,12 +29,13 @@ STUDY_FIGURES = (
 PARTS = {"mfcc-net", "mel-cnn", "sweep", "devices.json", "reproduce.md"}  # what reproduce writes (and reports/)
 
 
-def train_or_load(cfg: TrainConfig, splits: dict[str, Dataset], out: Path) -> dict | None:
-    """Validation metrics of the run in `out`, training and saving it first if it is not there yet."""
+def train_or_load(cfg: TrainConfig, root: Path, splits: dict[str, Dataset], out: Path) -> dict | None:
+    """Validation metrics of the run in `out`, training and saving it first if it is not there yet (refused,
+    as by `train`, if it learned nothing)."""
     if not (out / "metrics.json").is_file():
         if out.exists():  # runs are written whole, so something else, or a run a hand has changed
             raise MusicGenreError(f"{out}: not a finished run (no metrics.json): delete it, and rerun to train it anew")
-        save_run(train(cfg, splits["train"], splits.get("val")), out)
+        train_run(cfg, root, splits, out)
     return training_record(load_run(out))["val"]
 
 
@@ -94,10 +94,10 @@ def reproduce(data: str | os.PathLike | None, out: str | os.PathLike, seeds: int
     atomic_write_json(settings_path, settings)  # a folder of an earlier version, without one, is adopted
 
     say("MFCC net (the study's settings, seed 0)")
-    runs = {"mfcc-mlp": train_or_load(mfcc, data_of["mfcc"], out / "mfcc-net")}
+    runs = {"mfcc-mlp": train_or_load(mfcc, root, data_of["mfcc"], out / "mfcc-net")}
     if has_mel:
         say("CNN on mel-spectrograms (the study's settings with Adagrad, seed 0)")
-        runs["mel-cnn"] = train_or_load(cnn, data_of["melgram"], out / "mel-cnn")
+        runs["mel-cnn"] = train_or_load(cnn, root, data_of["melgram"], out / "mel-cnn")
     else:
         notes.append(f"No mel-spectrograms under {root}: the CNN was not trained and the optimizer sweep "
                      "ran on the MFCC net instead of the CNN the study swept.")

@@ -9,7 +9,7 @@ import math
 import os
 import re
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -21,12 +21,12 @@ from safetensors.torch import save as safetensors_bytes
 
 from musicgenre import __version__
 from musicgenre.config import TrainConfig
-from musicgenre.datasets import SPLITS, is_genre_name
+from musicgenre.datasets import SPLITS, Dataset, data_record, is_genre_name
 from musicgenre.errors import MusicGenreError
 from musicgenre.io import atomic_write_bytes, atomic_write_json, atomic_write_text, not_a_file, read_json, write_dir
 from musicgenre.metrics import seed_summary
 from musicgenre.models import GenreNet, build_model, check_model_features, count_parameters
-from musicgenre.training import TrainResult
+from musicgenre.training import EpochRecord, TrainResult, check_learned, train
 
 RUN_KIND = "musicgenre-run"
 WEIGHTS = "model.safetensors"
@@ -204,6 +204,15 @@ def _fill_run(tmp: Path, result: TrainResult, extra: dict | None) -> None:
 def save_run(result: TrainResult, out: str | os.PathLike, overwrite: bool = False, extra: dict | None = None) -> Path:
     """Write a run directory: model.safetensors, config.json, history.json/.csv, metrics.json."""
     return write_dir(out, overwrite, lambda tmp: _fill_run(tmp, result, extra))
+
+
+def train_run(cfg: TrainConfig, root: str | os.PathLike, data: dict[str, Dataset], out: str | os.PathLike,
+              overwrite: bool = False, on_epoch: Callable[[EpochRecord], None] | None = None) -> tuple[TrainResult, Path]:
+    """Train `cfg` on `data` (loaded from `root`: train, validated on val where there is one), refuse a run that
+    learned nothing (training.check_learned), and save it to `out` with a record of its data."""
+    result = train(cfg, data["train"], data.get("val"), on_epoch)
+    check_learned([result])
+    return result, save_run(result, out, overwrite, {"data": data_record(root, data)})
 
 
 def _load_weights(model: GenreNet, state: dict[str, torch.Tensor]) -> bool:

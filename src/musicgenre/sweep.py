@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from musicgenre.config import OPTIMIZERS, WITHOUT_WEIGHT_DECAY, TrainConfig, canonical_optimizer
-from musicgenre.datasets import data_digest, load_dataset, resolve_data_root
+from musicgenre.datasets import data_record, load_dataset, resolve_data_root
 from musicgenre.errors import MusicGenreError
 from musicgenre.figures import new_figure, png_bytes
 from musicgenre.io import (atomic_write_bytes, atomic_write_json, atomic_write_text, check_out_path, occupied, read_json,
@@ -188,7 +188,8 @@ def run_sweep(cfg: SweepConfig, out: str | os.PathLike, progress: bool = True) -
     if cfg.split not in data:
         raise MusicGenreError(f"{cfg.data}: no {cfg.split} split of {cfg.base.features} features to evaluate on")
     check_settings(cfg.base, data["train"], data.get("val"))
-    digest = data_digest(data)
+    record = data_record(cfg.data, data)  # in each run's config.json
+    digest = record["digest"]
     saved = read_json(out / "sweep_config.json").get("data_digest") if resuming else None
     if saved is not None and saved != digest:  # its finished optimizers were trained on other data
         raise MusicGenreError(f"{out}: holds a sweep begun on other data: what {cfg.data} holds has changed since; "
@@ -198,7 +199,6 @@ def run_sweep(cfg: SweepConfig, out: str | os.PathLike, progress: bool = True) -
         atomic_write_json(out / "sweep_config.json", {**cfg.to_dict(), "data_digest": digest})
     seeds = list(range(cfg.seeds))
     epochs = cfg.base.epochs
-    data_record = {"root": str(Path(cfg.data).resolve()), "digest": digest}  # in each run's config.json
     results: list[OptimizerResult] = []
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("ETA"), TimeRemainingColumn()]
@@ -219,7 +219,7 @@ def run_sweep(cfg: SweepConfig, out: str | os.PathLike, progress: bool = True) -
                 res.runs.append(seed_row(opt, lr, r, metrics))
                 run_dir = seed_dir(out, opt, r.config.seed)
                 save_run(r, run_dir, overwrite=True,
-                         extra={"sweep_split": cfg.split, "sweep_metrics": metrics, "data": data_record})
+                         extra={"sweep_split": cfg.split, "sweep_metrics": metrics, "data": record})
                 write_tensorboard(r, out / "tensorboard" / opt / run_dir.name)
             atomic_write_json(out / "runs" / opt / "results.json",
                               {"optimizer": opt, "lr": lr, "split": cfg.split, "runs": res.runs})
