@@ -32,8 +32,8 @@ def edit_json(path, change) -> None:
 @pytest.mark.parametrize("change, message", [
     (lambda d: d.update(config=None), "config.json: 'config' is null, expected a JSON object"),
     (lambda d: d["config"].update(features="melgram"), "config.json: 'config': model mfcc-mlp reads mfcc features, not melgram"),
-    (lambda d: d["config"].update(lr="abc"), "config.json: 'config': 'lr' is \"abc\", expected a number"),
-    (lambda d: d["config"].update(standardize=1), "config.json: 'config': 'standardize' is 1, expected true or false"),
+    (lambda d: d["config"].update(lr="abc"), "config.json: 'config': lr must be a number, not 'abc'"),
+    (lambda d: d["config"].update(standardize=1), "config.json: 'config': standardize must be True or False, not 1"),
     (lambda d: d["config"].update(model="zzz"), "config.json: 'config': unknown model 'zzz'"),
     (lambda d: d.update(classes="blues"), "config.json: 'classes' is \"blues\", expected a list"),
     (lambda d: d.update(classes=["blues", 2, "hiphop", "rock"]), "config.json: 'classes' must be a list of distinct genre names"),
