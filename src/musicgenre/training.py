@@ -212,7 +212,8 @@ def finite_weights(params: Iterable[torch.Tensor], models: int = 1) -> torch.Ten
 
 
 def resolve_seed(cfg: TrainConfig) -> TrainConfig:
-    """The config with a drawn seed when it has none (recorded, so the run can be repeated)."""
+    """The config with a drawn seed when it has none (recorded, so the run can be repeated); drawn below 2**31,
+    half of the seeds' range, so that the seeds after it of a multi-seed run (--seeds N) stay in range."""
     return cfg if cfg.seed is not None else replace(cfg, seed=random.SystemRandom().randrange(2**31))
 
 
