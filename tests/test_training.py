@@ -174,6 +174,7 @@ def test_a_run_that_diverges_at_once_keeps_its_initial_weights_and_the_cli_saves
     cfg = TrainConfig(lr=1e10, epochs=3, seed=0, device="cpu")
     result = train(cfg, subset(mfcc["train"], 800), mfcc["val"])
     assert result.best_epoch == 0 and len(result.history) == 1 and math.isnan(result.history[0].loss)
+    assert result.history[0].diverged
     seed_everything(0)
     initial = build_model("mfcc-mlp", 4)
     for p, q in zip(result.model.parameters(), initial.parameters()):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import codecs
 import json
-import math
 import signal
 import sys
 import threading
@@ -115,8 +114,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     def show(r: EpochRecord) -> None:
         seed = f"seed {r.seed}  " if len(seeds) > 1 else ""  # several runs report, stacked ones in turn
         val_txt = f"  val acc {r.val_accuracy:.3f}  val F1 {r.val_f1:.3f}" if r.val_f1 is not None else ""
-        diverged = not math.isfinite(r.loss) or (val is not None and r.val_f1 is None)  # weights or outputs, too
-        stop = "  diverged: training stops here" if diverged else ""
+        stop = "  diverged: training stops here" if r.diverged else ""
         print(f"{seed}epoch {r.epoch:3d}/{cfg.epochs}  loss {r.loss:.4f}{val_txt}  ({r.seconds:.2f} s){stop}", flush=True)
 
     if len(seeds) > 1:

@@ -144,7 +144,8 @@ def train_stacked(cfg: TrainConfig, seeds: list[int], train_set: Dataset, val_se
         finite = finite.tolist()
         for s in list(active):
             stop = not (math.isfinite(epoch_loss[s]) and finite[s])  # diverged: train keeps its best earlier epoch (or 0)
-            record = EpochRecord(epoch, epoch_loss[s], None if stop else acc[s], None if stop else f1[s], seconds, seeds[s])
+            record = EpochRecord(epoch, epoch_loss[s], None if stop else acc[s], None if stop else f1[s], seconds, seeds[s],
+                                 diverged=stop)
             results[s].history.append(record)
             results[s].train_seconds += seconds
             if on_epoch is not None:

@@ -9,7 +9,7 @@ import math
 import os
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -142,9 +142,9 @@ def read_history(run: Run) -> list[dict]:
 
 
 def history_csv(result: TrainResult) -> str:
-    """The per-epoch log (loss, val accuracy and F1, seconds) as CSV, one row per epoch."""
+    """The per-epoch log (loss, val accuracy and F1, seconds, seed, whether it diverged) as CSV, one row per epoch."""
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=["epoch", "loss", "val_accuracy", "val_f1", "seconds", "seed"])
+    w = csv.DictWriter(buf, fieldnames=[f.name for f in fields(EpochRecord)])
     w.writeheader()
     for rec in result.history:
         w.writerow(asdict(rec))

@@ -35,6 +35,7 @@ class EpochRecord:
     val_f1: float | None
     seconds: float  # training time of this epoch, validation excluded
     seed: int | None = None  # the run's seed: which run a record belongs to when several train at once
+    diverged: bool = False  # its loss, weights or validation outputs turned NaN or infinite: the run stops here
 
 
 @dataclass
@@ -350,7 +351,7 @@ def _train(cfg, train_set, val_set, on_epoch, device) -> TrainResult:
             if not stop:
                 pred = logits.argmax(1)
                 acc, f1 = map(float, val_scores(pred, yv, len(classes)))
-        record = EpochRecord(epoch, epoch_loss, acc, f1, seconds, cfg.seed)
+        record = EpochRecord(epoch, epoch_loss, acc, f1, seconds, cfg.seed, diverged=stop)
         result.history.append(record)
         if on_epoch is not None:
             on_epoch(record)
