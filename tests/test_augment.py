@@ -30,15 +30,26 @@ def test_spec_augment_is_seeded():
 
 
 def test_mixup_blends_inputs_and_targets():
+    """Each output is a blend of its own example (weight >= 0.5) and one partner, and its target the same blend
+    of the two one-hot targets: the partner and weight are recovered from the inputs alone, then checked on
+    the targets."""
     torch.manual_seed(0)
-    x = torch.randn(64, 26)
+    x = torch.randn(64, 26, dtype=torch.float64)
     y = torch.arange(64) % 4
     xm, t = mixup(x, y, 4, 1.0, torch.Generator().manual_seed(0))
-    assert xm.shape == x.shape and t.shape == (64, 4)
-    assert torch.allclose(t.sum(1), torch.ones(64))
-    assert (t.max(1).values >= 0.5).all()
-    assert (xm.amin(0) >= x.amin(0) - 1e-5).all() and (xm.amax(0) <= x.amax(0) + 1e-5).all()  # convex blends
-    assert not torch.equal(xm, x)
+    assert xm.shape == x.shape and t.shape == (64, 4) and not torch.equal(xm, x)
+    onehot = torch.nn.functional.one_hot(y, 4).double()
+    for i in range(64):
+        if torch.allclose(xm[i], x[i]):  # its own partner (or a weight of 1)
+            assert torch.allclose(t[i], onehot[i])
+            continue
+        d = x[i] - x  # xm[i] - x[j] = lam (x[i] - x[j]) for the partner j
+        lam = ((xm[i] - x) * d).sum(1) / (d * d).sum(1).clamp(min=1e-30)
+        residual = (xm[i] - x - lam[:, None] * d).norm(dim=1)
+        residual[i] = float("inf")
+        j = int(residual.argmin())
+        assert residual[j] < 1e-9 and 0.5 <= lam[j] <= 1
+        assert torch.allclose(t[i], lam[j] * onehot[i] + (1 - lam[j]) * onehot[j])
 
 
 def test_same_class_mixup_blends_within_each_class_only():
@@ -60,10 +71,14 @@ def test_same_class_mixup_blends_within_each_class_only():
     assert torch.equal(xm, again) and not torch.equal(xm, x)
 
 
-def test_augment_batch_is_identity_when_off():
+def test_augment_batch_is_identity_when_off_and_applies_what_is_asked():
     x, y = melgram_batch(8), torch.arange(8) % 4
     xa, ya = augment_batch(x, y, TrainConfig(features="melgram", model="mel-cnn"), 4, torch.Generator())
     assert xa is x and ya is y
-    xa, ya = augment_batch(x, y, TrainConfig(features="melgram", model="mel-cnn", spec_augment=True, mixup=0.2),
-                           4, torch.Generator().manual_seed(0))
-    assert xa.shape == x.shape and ya.shape == (8, 4)
+    cfg = TrainConfig(features="melgram", model="mel-cnn", spec_augment=True)
+    xa, ya = augment_batch(x, y, cfg, 4, torch.Generator().manual_seed(0))
+    changed = xa != x
+    assert ya is y and changed.any() and (xa[changed] == x.amin(dim=(1, 2), keepdim=True).expand_as(x)[changed]).all()
+    xa, ya = augment_batch(x, y, TrainConfig(features="melgram", model="mel-cnn", mixup=0.2), 4, torch.Generator().manual_seed(0))
+    assert ya.shape == (8, 4) and torch.allclose(ya.sum(1), torch.ones(8)) and (ya.max(1).values < 1).any()
+    assert not torch.equal(xa, x)
