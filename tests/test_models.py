@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import write_split
 from musicgenre.cli import main
 from musicgenre.config import RECIPES, TrainConfig
 from musicgenre.datasets import Dataset, load_dataset
@@ -109,21 +110,22 @@ def test_melgram_models_learn_real_music(real_mel_splits, name):
     assert evaluate_model(result.model, held_out)["accuracy"] > 0.65  # 0.77-0.8 here
 
 
-def test_train_cli_on_a_melgram_root(tmp_path):
-    rng = np.random.default_rng(0)
-    genres = np.array(["blues", "classical", "hiphop", "rock_metal_hardrock"])
-    for split, n in [("train", 32), ("val", 16)]:
-        d = tmp_path / "data" / split / "melgrams"
-        d.mkdir(parents=True)
-        np.save(d / "X.npy", rng.uniform(-80, 0, (n, 21, 128)).astype(np.float32))
-        np.save(d / "labels.npy", genres[np.arange(n) % 4])
-    out = tmp_path / "run"
-    args = ["train", "--features", "melgram", "--model", "mel-resnet", "--epochs", "1", "--seed", "0",
-            "--data", str(tmp_path / "data"), "--out", str(out)]
-    assert main(args) == 0
-    assert (out / "model.safetensors").is_file()
-    assert main(["train", "--recipe", "mel-cnn-bn", "--epochs", "1", "--seed", "0", "--data", str(tmp_path / "data"),
-                 "--out", str(tmp_path / "run2")]) == 0
+def test_train_cli_on_a_melgram_root_saves_runs_that_evaluate_as_trained(real_mel_splits, tmp_path, capsys):
+    """train on a root of real melgrams: the saved runs (a ResNet, and a recipe with batch norm) record melgram
+    features and score on the val split, through evaluate, what training recorded for their kept epoch."""
+    import json
+
+    root = tmp_path / "data"
+    for d in real_mel_splits:
+        write_split(root, d.split, "melgram", d.X, np.array(d.classes)[d.y])
+    for name, options in [("resnet", ["--model", "mel-resnet"]), ("cnn-bn", ["--recipe", "mel-cnn-bn"])]:
+        out = tmp_path / name
+        assert main(["train", *options, "--epochs", "2", "--seed", "0", "--data", str(root), "--out", str(out)]) == 0
+        assert json.loads((out / "config.json").read_text())["config"]["features"] == "melgram"
+        capsys.readouterr()
+        assert main(["evaluate", str(out), "--data", str(root), "--json"]) == 0
+        scored, trained = json.loads(capsys.readouterr().out), json.loads((out / "metrics.json").read_text())["val"]
+        assert scored["n"] == len(real_mel_splits[1]) and scored["confusion_matrix"] == trained["confusion_matrix"]
 
 
 def test_bf16_mixed_precision_learns_real_music_and_keeps_fp32_weights(real_mel_splits):
