@@ -20,6 +20,7 @@ from musicgenre.io import not_a_file
 SAMPLE_RATE = 8000
 SEGMENT_SAMPLES = 8000
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
+AUDIO_KINDS = ", ".join(ext.lstrip(".") for ext in AUDIO_EXTENSIONS)  # as error messages name them
 # A file that decodes to fewer samples than its header declares is truncated; an MP3's Xing/Info header may
 # count up to two frames of 1152 samples that its decoder does not return (encoder padding).
 _MP3_LENGTH_SLACK = 2 * 1152
@@ -219,8 +220,7 @@ def scan_audio(path: Path) -> tuple[list[Path], list[str]]:
         if path.is_dir():
             files, errors, _ = audio_under(path)
             if not files and not errors:
-                kinds = ", ".join(ext.lstrip(".") for ext in AUDIO_EXTENSIONS)
-                raise MusicGenreError(f"{path}: no audio files ({kinds}) in this folder")
+                raise MusicGenreError(f"{path}: no audio files ({AUDIO_KINDS}) in this folder")
             return sorted(files), errors
         gone = not path.exists() and not path.is_symlink()
         raise MusicGenreError(f"{path}: {'no such file or folder' if gone else not_a_file(path, 'an audio file')}")

@@ -74,7 +74,12 @@ def _add_train_options(p: argparse.ArgumentParser, not_taken: dict[str, str] | N
                    help="on a GPU, replay each training step as a CUDA graph (default: on where the settings allow; docs/results.md)")
     p.add_argument("--fused", action=argparse.BooleanOptionalAction,
                    help="on the CPU, train plain MLPs with SGD in one compiled call per epoch (default: on where the settings allow; bench/README.md)")
-    p.add_argument("--data", default=None, help="data root (default: $MUSICGENRE_DATA)")
+    add_data_option(p)
+
+
+def add_data_option(p: argparse.ArgumentParser, why: str = "") -> None:
+    """--data, the data root, by default $MUSICGENRE_DATA (datasets.resolve_data_root)."""
+    p.add_argument("--data", default=None, help=f"data root{' ' + why if why else ''} (default: $MUSICGENRE_DATA)")
 
 
 def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -350,7 +355,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def add_scoring_options(p: argparse.ArgumentParser) -> None:
     """The data root, split and output options of the commands that score models on a split."""
-    p.add_argument("--data", default=None, help="data root (default: $MUSICGENRE_DATA)")
+    add_data_option(p)
     p.add_argument("--split", choices=["train", "val", "test"], default="val")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -411,12 +416,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="Markdown + self-contained HTML report with figures for a run or sweep dir")
     p.add_argument("path", help="a run directory or a sweep directory")
     p.add_argument("--out", required=True, help="folder for report.md, report.html and the PNGs")
-    p.add_argument("--data", default=None, help="data root for the example mel-spectrograms of melgram runs (default: $MUSICGENRE_DATA)")
+    add_data_option(p, "for the example mel-spectrograms of melgram runs")
     p.add_argument("--overwrite", action="store_true", help="replace an existing report folder")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("reproduce", help="the whole study in one command: runs, optimizer sweep, devices, report")
-    p.add_argument("--data", default=None, help="data root (default: $MUSICGENRE_DATA)")
+    add_data_option(p)
     p.add_argument("--out", required=True, help="folder for everything (rerun to resume)")
     p.add_argument("--seeds", type=positive_int, default=5)
     p.add_argument("--epochs", type=positive_int, default=30)
@@ -430,11 +435,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("calibrate", help="fit a run's temperature on the val split and store it in the run")
     p.add_argument("run_dir", help="a run directory trained without the val split")
-    p.add_argument("--data", default=None, help="data root (default: $MUSICGENRE_DATA)")
+    add_data_option(p)
     p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("compare", help="train every recipe and baseline over seeds; write compare.md/.csv and compare_config.json")
-    p.add_argument("--data", default=None, help="data root (default: $MUSICGENRE_DATA)")
+    add_data_option(p)
     p.add_argument("--seeds", type=positive_int, default=5, help="seeds 0..N-1 per model (default 5)")
     p.add_argument("--out", required=True, help="folder for compare.md, compare.csv and compare_config.json")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")

@@ -16,7 +16,7 @@ from musicgenre.io import not_a_file
 FEATURE_SHAPES: dict[str, tuple[int, ...]] = {"mfcc": (26,), "melgram": (21, 128)}
 FEATURE_DIRS: dict[str, str] = {"mfcc": "mfccs", "melgram": "melgrams"}
 MELGRAM_RANGE = (-80.0, 0.0)
-SPLITS = ("train", "val", "test")
+SPLITS = ("train", "val", "test")  # also the order of extract's split-ratio shares (two shares make no test split)
 DATA_ENV = "MUSICGENRE_DATA"
 DATA_HINT = (
     "get the study's dataset (folder data/music_genre_data_di of the study's public repository) "

@@ -12,15 +12,12 @@ from typing import Any
 
 import numpy as np
 
-from musicgenre.audio import AUDIO_EXTENSIONS, as_path, audio_under, file_key
+from musicgenre.audio import AUDIO_KINDS, as_path, audio_under, file_key
 from musicgenre.config import check_seed
-from musicgenre.datasets import FEATURE_DIRS, FEATURE_SHAPES, is_genre_name
+from musicgenre.datasets import FEATURE_DIRS, FEATURE_SHAPES, SPLITS, is_genre_name
 from musicgenre.errors import MusicGenreError
 from musicgenre.features import FileFeatures, iter_file_features
 from musicgenre.io import atomic_save_npy, atomic_write_json, check_out_dir, write_dir
-
-# The splits extract can write, in split-ratio order (a ratio of two shares makes no test split).
-EXTRACT_SPLITS = ("train", "val", "test")
 
 
 def build_dataset(
@@ -72,7 +69,7 @@ def _build(
 ) -> dict[str, Any]:
     """Extract, split and write every split with clips and the manifest into out_root."""
     results = _extract_all([path for files in genre_files.values() for path in files], workers, progress)
-    splits = EXTRACT_SPLITS[: len(ratios)]
+    splits = SPLITS[: len(ratios)]
     records, kept = [], {split: [] for split in splits}
     for label, files in genre_files.items():
         readable = [path for path in files if results[path].error is None]
@@ -117,7 +114,7 @@ def _build(
 def split_sizes(manifest: dict[str, Any]) -> dict[str, tuple[int, int]]:
     """Clips and files of each split a manifest's dataset holds (splits without clips left out)."""
     sizes = {}
-    for split in EXTRACT_SPLITS:
+    for split in SPLITS:
         files = [f for f in manifest["files"] if f["split"] == split]
         if clips := sum(f["n_segments"] - f["n_silent"] for f in files):
             sizes[split] = (clips, len(files))
@@ -128,18 +125,18 @@ def dataset_notes(manifest: dict[str, Any]) -> list[str]:
     """What a dataset lacks that its user should hear of: genres left out for want of usable audio, a train
     split of one genre (which `train` refuses), and genres of train that another split has no clips of."""
     genres = {split: sorted({f["label"] for f in manifest["files"] if f["split"] == split and f["n_segments"] > f["n_silent"]})
-              for split in EXTRACT_SPLITS}
+              for split in SPLITS}
     notes = []
-    if absent := [g for g in manifest["genres"] if not any(g in genres[split] for split in EXTRACT_SPLITS)]:
+    if absent := [g for g in manifest["genres"] if not any(g in genres[split] for split in SPLITS)]:
         notes.append(f"{', '.join(absent)}: no clips (no audio, or every file unreadable, silent or left out: see the "
                      f"skipped lines), so {'that genre is' if len(absent) == 1 else 'those genres are'} not in the dataset")
     if len(genres["train"]) < 2:
         notes.append(f"the train split holds one genre only ({', '.join(genres['train'])}): `train` needs two or more")
-    for split, share in zip(EXTRACT_SPLITS[1:], manifest["split_ratio"][1:]):
+    for split, share in zip(SPLITS[1:], manifest["split_ratio"][1:]):
         if share > 0 and not genres[split]:  # files are split, not seconds: a genre's first files go to train
             notes.append(f"the {split} split asked for ({share:.0%}) holds no clips: no genre has enough files to give "
                          f"it one (files, not seconds, are split)")
-    for split in EXTRACT_SPLITS[1:]:
+    for split in SPLITS[1:]:
         missing = [g for g in genres["train"] if g not in genres[split]]
         if genres[split] and missing:
             notes.append(f"the {split} split has no clips of {', '.join(missing)} (too few files of them): its figures "
@@ -195,8 +192,7 @@ def _genre_files(audio_dir: Path) -> tuple[dict[str, list[Path]], list[Path]]:
         genre_files[genre.name] = sorted(files)
         folders += walked
     if not any(genre_files.values()):
-        kinds = ", ".join(ext.lstrip(".") for ext in AUDIO_EXTENSIONS)
-        raise MusicGenreError(f"{audio_dir}: no audio files ({kinds}) in its genre folders")
+        raise MusicGenreError(f"{audio_dir}: no audio files ({AUDIO_KINDS}) in its genre folders")
     return genre_files, folders
 
 
@@ -257,7 +253,7 @@ def _split_counts(n: int, ratios: np.ndarray) -> np.ndarray:
 
 def _split_files(n: int, ratios: np.ndarray, seed: int, label: str) -> list[str]:
     """Split name for each of a genre's n files, from a shuffle seeded by seed and the genre's name."""
-    splits = np.repeat(EXTRACT_SPLITS[: len(ratios)], _split_counts(n, ratios))
+    splits = np.repeat(SPLITS[: len(ratios)], _split_counts(n, ratios))
     rng = np.random.default_rng([seed, zlib.crc32(label.encode())])
     return splits[rng.permutation(n)].tolist()
 
