@@ -51,6 +51,16 @@ def test_segment_lengths_and_padding():
     assert segment(np.ones(2 * SEGMENT_SAMPLES, dtype=np.float32)).shape == (2, SEGMENT_SAMPLES)
 
 
+def test_segment_can_fill_the_last_with_its_own_audio_repeated():
+    y = np.arange(1, 2.3 * SEGMENT_SAMPLES + 1, dtype=np.float32)
+    segments = segment(y, pad="repeat")
+    np.testing.assert_array_equal(segments[:2].ravel(), y[: 2 * SEGMENT_SAMPLES])
+    rest = y[2 * SEGMENT_SAMPLES :]
+    np.testing.assert_array_equal(segments[2], np.tile(rest, 4)[:SEGMENT_SAMPLES])
+    with pytest.raises(MusicGenreError, match="unknown pad 'wrap'"):
+        segment(y, pad="wrap")
+
+
 def test_short_clip_gives_one_padded_segment():
     clip = np.ones(int(0.2 * SAMPLE_RATE), dtype=np.float32)
     segments = segment(clip)

@@ -163,13 +163,20 @@ def load_audio(path: str | Path) -> np.ndarray:
     return resample(*decode(path))
 
 
-def segment(y: np.ndarray) -> np.ndarray:
-    """Cut a signal into rows of SEGMENT_SAMPLES, zero-padding the last; always at least one row."""
+PADS = ("zeros", "repeat")
+
+
+def segment(y: np.ndarray, pad: str = "zeros") -> np.ndarray:
+    """Cut a signal into rows of SEGMENT_SAMPLES, always at least one. The last is filled out with zeros, the
+    study's recipe (`extract`), or with pad="repeat" with its own audio repeated (`predict`): zeros made a short
+    clip's features those of near-silence, which a model read as confident classical."""
+    if pad not in PADS:
+        raise MusicGenreError(f"unknown pad {pad!r}: choose one of {', '.join(PADS)}")
     y = check_signal(y)
     n_segments = max(1, -(-len(y) // SEGMENT_SAMPLES))
-    padded = np.zeros(n_segments * SEGMENT_SAMPLES, dtype=np.float32)
-    padded[: len(y)] = y
-    return padded.reshape(n_segments, SEGMENT_SAMPLES)
+    full, last = np.split(y, [(n_segments - 1) * SEGMENT_SAMPLES])
+    last = np.resize(last, SEGMENT_SAMPLES) if pad == "repeat" else np.pad(last, (0, SEGMENT_SAMPLES - len(last)))
+    return np.concatenate([full, last]).reshape(n_segments, SEGMENT_SAMPLES)
 
 
 def audio_under(folder: Path) -> tuple[set[Path], list[str], list[Path]]:

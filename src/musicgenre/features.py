@@ -163,8 +163,9 @@ class FileFeatures:
     error: str | None = None
 
 
-def file_features(path: Path, kinds: tuple[str, ...]) -> FileFeatures:
-    """Decode one file and compute the given feature kinds; a file that fails gives its one-line error, never raises."""
+def file_features(path: Path, kinds: tuple[str, ...], pad: str = "zeros") -> FileFeatures:
+    """Decode one file and compute the given feature kinds (its last second filled out as audio.segment's `pad`
+    says); a file that fails gives its one-line error, never raises."""
     try:
         mono, sr = decode(path)
         y = resample(mono, sr)
@@ -173,7 +174,7 @@ def file_features(path: Path, kinds: tuple[str, ...]) -> FileFeatures:
                 f"{path}: too short to analyse: {1000 * len(y) / SAMPLE_RATE:.1f} ms of audio, "
                 f"less than one {1000 * FRAME // SAMPLE_RATE} ms analysis frame"
             )
-        segments = segment(y)
+        segments = segment(y, pad)
         with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported below, naming the file
             features = {kind: extract(segments, kind) for kind in kinds}
         if not all(np.isfinite(f).all() for f in features.values()):
@@ -203,20 +204,21 @@ def _start_worker(parent: int) -> None:
     threading.Thread(target=end_with_parent, daemon=True).start()
 
 
-def iter_file_features(paths: Sequence[Path], kinds: tuple[str, ...], workers: int | None = None) -> Iterator[FileFeatures]:
+def iter_file_features(paths: Sequence[Path], kinds: tuple[str, ...], workers: int | None = None,
+                       pad: str = "zeros") -> Iterator[FileFeatures]:
     """file_features of each path, in order; several files are decoded at once in worker processes."""
     if workers is not None and (not is_whole(workers) or workers < 1):
         raise MusicGenreError(f"workers must be a whole number from 1 up (or None: one per core), not {workers!r}")
     workers = min(int(workers or usable_cpus()), len(paths))
     if workers <= 1:
-        yield from (file_features(path, kinds) for path in paths)
+        yield from (file_features(path, kinds, pad) for path in paths)
         return
     ctx = multiprocessing.get_context("spawn")  # forking after torch has started its threads is unsafe
     pool, finished = None, False
     try:
         pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_start_worker, initargs=(os.getpid(),))
         with stops_deferred():  # the workers start here, inheriting the block until they ignore them
-            results = pool.map(file_features, paths, [kinds] * len(paths))
+            results = pool.map(file_features, paths, [kinds] * len(paths), [pad] * len(paths))
         yield from results
         finished = True
     except (BrokenProcessPool, OSError) as exc:  # a worker killed (out of memory), or none could start

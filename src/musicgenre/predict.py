@@ -70,7 +70,7 @@ def classify(ff: FileFeatures, predictor: Predictor) -> FilePrediction:
     if ff.silent.all():
         pred.silent = True
         return pred
-    seconds = np.minimum(ff.duration - np.arange(len(probs)), 1.0)  # the zero-padded last one holds less
+    seconds = np.minimum(ff.duration - np.arange(len(probs)), 1.0)  # the padded last one holds less
     mean = np.average(probs[~ff.silent], axis=0, weights=seconds[~ff.silent])
     pred.genre = classes[int(mean.argmax())]
     pred.probabilities = {c: round(float(p), 4) for c, p in zip(classes, mean)}
@@ -87,7 +87,7 @@ def predict_paths(
     predictor = load_predictor(str(READY_MODEL) if model is None else model)
     items = _resolve_paths([paths] if isinstance(paths, (str, bytes, os.PathLike)) else paths)
     # closed with this generator, not left to the garbage collector: its worker processes end then
-    with closing(iter_file_features([path for path, error in items if error is None], (predictor.features,), workers)) as features:
+    with closing(iter_file_features([path for path, error in items if error is None], (predictor.features,), workers, "repeat")) as features:
         for path, error in items:
             yield FilePrediction(path, error=error) if error is not None else classify(next(features), predictor)
 

@@ -55,6 +55,27 @@ def comparison_rows(runs: dict[str, dict], sweep_model: str, sweep: list[Optimiz
     return rows
 
 
+def reproduction_folder(out: str | os.PathLike, root: Path, settings: dict) -> Path:
+    """`out`, made if new, where a reproduction with `settings` (reproduce_config.json) runs or resumes: refused
+    if it holds one begun with other settings or on other data, or anything else that is not a reproduction."""
+    settings_path = Path(out) / "reproduce_config.json"
+    found = {p.name for p in Path(out).iterdir() if not p.name.startswith(".")} if Path(out).is_dir() else set()
+    if found and not settings_path.is_file() and not found & PARTS:  # its reports/ would replace what is there
+        raise MusicGenreError(f"{out}: already exists, is not empty and holds none of a reproduction's parts "
+                              f"({', '.join(sorted(PARTS))}): choose another --out")
+    out = out_folder(out, [root])
+    saved = check_fields(read_json(settings_path), {}, str(settings_path)) if settings_path.is_file() else settings
+    saved.setdefault("data_digest", settings["data_digest"])  # a folder of an earlier version, which recorded none, is adopted
+    if saved["data_digest"] != settings["data_digest"]:
+        raise MusicGenreError(f"{settings_path}: {out} holds a reproduction begun on other data: what {root} holds "
+                              "has changed since; pass another --out, or delete it to start over")
+    if saved != settings:  # its finished parts would be read back and mixed with parts run otherwise
+        raise MusicGenreError(f"{settings_path}: {out} holds a reproduction run with other settings "
+                              f"({differences(saved, settings)}): pass another --out, or delete it to start over")
+    atomic_write_json(settings_path, settings)  # a folder of an earlier version, without one, is adopted
+    return out
+
+
 def reproduce(data: str | os.PathLike | None, out: str | os.PathLike, seeds: int = 5, epochs: int = 30,
               optimizers: str = "all", progress: bool = True) -> Path:
     """Run every part of the study into `out` and write out/reproduce.md; returns its path. The options
@@ -77,21 +98,7 @@ def reproduce(data: str | os.PathLike | None, out: str | os.PathLike, seeds: int
     digest = data_digest({f"{features}/{split}": d for features, splits in data_of.items() for split, d in splits.items()})
     settings = {"data": str(root), "epochs": epochs, "seeds": seeds, "optimizers": list(sweep_cfg.optimizers),
                 "data_digest": digest}
-    settings_path = Path(out) / "reproduce_config.json"
-    found = {p.name for p in Path(out).iterdir() if not p.name.startswith(".")} if Path(out).is_dir() else set()
-    if found and not settings_path.is_file() and not found & PARTS:  # its reports/ would replace what is there
-        raise MusicGenreError(f"{out}: already exists, is not empty and holds none of a reproduction's parts "
-                              f"({', '.join(sorted(PARTS))}): choose another --out")
-    out = out_folder(out, [root])
-    saved = check_fields(read_json(settings_path), {}, str(settings_path)) if settings_path.is_file() else settings
-    saved.setdefault("data_digest", digest)  # a folder of an earlier version, which recorded none, is adopted
-    if saved["data_digest"] != digest:
-        raise MusicGenreError(f"{settings_path}: {out} holds a reproduction begun on other data: what {root} holds "
-                              "has changed since; pass another --out, or delete it to start over")
-    if saved != settings:  # its finished parts would be read back and mixed with parts run otherwise
-        raise MusicGenreError(f"{settings_path}: {out} holds a reproduction run with other settings "
-                              f"({differences(saved, settings)}): pass another --out, or delete it to start over")
-    atomic_write_json(settings_path, settings)  # a folder of an earlier version, without one, is adopted
+    out = reproduction_folder(out, root, settings)
 
     say("MFCC net (the study's settings, seed 0)")
     runs = {"mfcc-mlp": train_or_load(mfcc, root, data_of["mfcc"], out / "mfcc-net")}
