@@ -382,3 +382,23 @@ def test_decoding_workers_end_when_the_command_is_killed_outright(audio_dir, tmp
     while any(map(alive, children)) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(map(alive, children))
+
+
+def test_a_reader_that_stops_early_keeps_the_status_of_the_files_that_failed(audio_dir, tmp_path):
+    """`predict BAD GOOD... | head -1`: a failure before the reader went still sets status 1 (it was 0), and
+    the stop is quiet: the error line, no traceback."""
+    import subprocess
+    import sys
+
+    (tmp_path / "0-bad.wav").write_text("not audio")
+    for i in range(6):  # output well beyond a pipe's buffer, so that the reader's going is felt
+        for f in sorted(audio_dir.glob("*.ogg")):
+            (tmp_path / f"{i}-{f.name}").symlink_to(f)
+    code = "import sys; from musicgenre.cli import main; sys.exit(main(sys.argv[1:]))"
+    proc = subprocess.Popen([sys.executable, "-c", code, "predict", "--segments", str(tmp_path), "--workers", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().startswith(str(tmp_path / "0-blues"))
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait() == 1
+    assert err == f"error: {tmp_path / '0-bad.wav'}: not a readable audio file (unknown format or corrupt data)\n"

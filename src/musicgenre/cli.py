@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import codecs
 import json
+import os
 import signal
 import sys
 import threading
@@ -256,6 +257,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 print(json.dumps(pred.to_json(args.segments)), flush=True)
             elif pred.error is None:
                 print_prediction(pred, args.segments)
+    except BrokenPipeError:  # the reader stopped early (| head): quietly, with the status of the files read so far
+        quiet_stdout()
     finally:  # a stop (Ctrl-C) ends the decoding workers now, not at interpreter exit; then the errors so far
         preds.close()
         for err in failed:
@@ -467,6 +470,15 @@ def _bytes_or_escapes(exc: UnicodeError) -> tuple[str | bytes, int]:
 codecs.register_error("musicgenre", _bytes_or_escapes)
 
 
+def quiet_stdout() -> None:
+    """After the reader of our output has gone (BrokenPipeError): what is still buffered goes nowhere, so that
+    the interpreter's exit does not fail flushing it (Python's documented recipe, signal module)."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):  # no file descriptor (stdout replaced, as by pytest's capture)
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     streams = [(stream, stream.errors) for stream in (sys.stdout, sys.stderr) if hasattr(stream, "reconfigure")]
     for stream, _ in streams:
@@ -484,7 +496,7 @@ def main(argv: list[str] | None = None) -> int:
         print("terminated" if terminated else "interrupted", file=sys.stderr)
         return 128 + (signal.SIGTERM if terminated else signal.SIGINT)
     except BrokenPipeError:  # output piped into `head` and the like: stop quietly
-        sys.stderr.close()
+        quiet_stdout()
         return 0
     except OSError as exc:  # disk full, permission denied: the system's reason, which names the file
         print(f"error: {exc}", file=sys.stderr)
