@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import codecs
+import importlib
 import json
 import os
 import signal
@@ -487,6 +488,11 @@ def main(argv: list[str] | None = None) -> int:
     before = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
         args = build_parser().parse_args(argv)
+        if args.command != "extract":  # every other command computes with torch: imported here with stops held
+            from musicgenre.io import stops_deferred  # back, since one landing inside torch's C++ start-up aborted
+
+            with stops_deferred():
+                importlib.import_module("torch")
         return args.func(args)
     except MusicGenreError as exc:
         print(f"error: {one_line(str(exc))}", file=sys.stderr)
