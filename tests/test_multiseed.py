@@ -146,4 +146,4 @@ def test_cli_trains_seeds_together(mfcc, tmp_path, capsys):
         ["seed 10"] * 2 + ["seed 11"] * 2 + ["seed 12"] * 2
     assert {r["seed"] for r in json.loads((out / "seed-11" / "history.json").read_text())} == {11}
     # the study's SGD net trains seed after seed with the fused epoch, which `train --seed 11` repeats
-    assert json.loads((out / "seed-11" / "config.json").read_text())["trained_on"] == {"device": "cpu", "loop": "fused"}
+    assert json.loads((out / "seed-11" / "config.json").read_text())["trained_on"] == {"device": "cpu", "loop": "fused", "cpu_threads": 1}

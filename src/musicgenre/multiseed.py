@@ -119,7 +119,8 @@ def train_stacked(cfg: TrainConfig, seeds: list[int], train_set: Dataset, val_se
     if graphs:
         step = GraphedStep(step)
 
-    trained_on = {"device": str(device), "loop": "stacked, cuda graphs" if graphs else "stacked", "stacked_seeds": list(seeds)}
+    trained_on = {"device": str(device), "loop": "stacked, cuda graphs" if graphs else "stacked", "stacked_seeds": list(seeds),
+                  "cpu_threads": torch.get_num_threads()}
     results = [TrainResult(model=m, config=replace(cfg, seed=s), classes=classes, trained_on=trained_on) for m, s in zip(models, seeds)]
     keepers = [BestKeeper(cfg.patience) for _ in seeds]
     active = list(range(S))  # seeds not yet stopped early

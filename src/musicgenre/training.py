@@ -327,7 +327,8 @@ def _train(cfg, train_set, val_set, on_epoch, device) -> TrainResult:
         step = GraphedStep(step)
 
     loop = "fused" if fused is not None else "pytorch, cuda graphs" if graphs else "pytorch"
-    result = TrainResult(model=model, config=cfg, classes=classes, trained_on={"device": str(device), "loop": loop})
+    trained_on = {"device": str(device), "loop": loop, "cpu_threads": torch.get_num_threads()}  # threads: sums' order
+    result = TrainResult(model=model, config=cfg, classes=classes, trained_on=trained_on)
     keeper = BestKeeper(cfg.patience)
     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}  # epoch 0: kept if epoch 1 diverges
     best_pred = None
