@@ -92,8 +92,8 @@ def test_stacked_seeds_agree_with_single_runs(mfcc, cfg):
             assert g.val_accuracy == pytest.approx(w.val_accuracy, abs=0.01)
         assert got.metrics["accuracy"] == pytest.approx(want.metrics["accuracy"], abs=0.01)
         # recorded with the run, since only the same seeds stacked repeat it to the bit
-        assert got.trained_on == {"device": "cpu", "loop": "stacked", "stacked_seeds": seeds}
-        assert want.trained_on == {"device": "cpu", "loop": "pytorch"}
+        assert got.trained_on == {"device": "cpu", "loop": "stacked", "stacked_seeds": seeds, "cpu_threads": 1}
+        assert want.trained_on == {"device": "cpu", "loop": "pytorch", "cpu_threads": 1}
         assert got.metrics["f1_macro"] == pytest.approx(got.history[got.best_epoch - 1].val_f1, abs=1e-12)
         for pg, pw in zip(got.model.parameters(), want.model.parameters()):
             assert torch.allclose(pg, pw, atol=1e-2)
