@@ -136,7 +136,10 @@ def test_given_options_override_a_recipe_even_at_study_defaults():
     assert _config("--model", "mel-resnet", "--epochs", "3") == replace(recipe("mel-resnet"), epochs=3)
     assert _config("--model", "mfcc-mlp-log") == recipe("mfcc-mlp-log") and _config("--features", "mfcc") == TrainConfig()
     # same-class mixup only chooses mixup's partners: asked for with mixup off, it is refused, not ignored
-    assert _config("--recipe", "mfcc-mlp-log", "--mixup", "0").mixup_same_class  # the recipe's, unused: fine
+    # the recipe's, turned off with mixup and recorded off, so that the recorded options can be given again
+    no_mixup = _config("--recipe", "mfcc-mlp-log", "--mixup", "0")
+    assert no_mixup.mixup_same_class is False
+    assert _config("--recipe", "mfcc-mlp-log", "--mixup", "0", "--no-mixup-same-class") == no_mixup
     with pytest.raises(MusicGenreError, match=r"--mixup-same-class chooses mixup's partners: it needs mixup on"):
         _config("--mixup-same-class")
     with pytest.raises(MusicGenreError, match="unknown recipe 'nope'"):

@@ -187,4 +187,6 @@ def config_from_options(recipe_name: str | None, given: dict[str, Any]) -> Train
     cfg = replace(base, **given)
     if given.get("mixup_same_class") and cfg.mixup == 0:
         raise MusicGenreError("--mixup-same-class chooses mixup's partners: it needs mixup on (--mixup ALPHA > 0)")
+    if cfg.mixup == 0 and cfg.mixup_same_class:  # a recipe's, with mixup turned off: recorded off, as it then is
+        cfg = replace(cfg, mixup_same_class=False)
     return cfg
