@@ -73,6 +73,8 @@ def test_sweep_report(small_mfcc_root, tmp_path):
     md = assert_report(build_report(sweep, tmp_path / "rep"),
                        {"sweep.png", "best_learning_curves.png", "best_confusion.png", "best_per_class.png"})
     assert "| SGD | 0.002 |" in md and "| Adam | 0.002 |" in md
+    assert "|---|---:|---:|---:|---:|---:|" in md  # its numbers right-aligned, as in sweep.md
+    assert "<td align=right>0.002</td>" in (tmp_path / "rep" / "report.html").read_text()
     rows = [line for line in md.splitlines() if line.startswith("| SGD |") or line.startswith("| Adam |")]
     best = rows[0].split("|")[1].strip()
     assert f"## Best: {best}, seed 0" in md and "Unfinished" not in md

@@ -36,6 +36,7 @@ class Block:
     text: str = ""
     header: tuple[str, ...] = ()
     rows: tuple[tuple[str, ...], ...] = ()
+    align: str = ""  # a table's columns: one 'l' or 'r' each (tables.markdown_table)
 
 
 def _save(fig, path: Path) -> None:
@@ -161,7 +162,7 @@ def run_blocks(run: Run, record: dict, history: list[dict], out: Path, prefix: s
                                  f"macro F1 {metrics['f1_macro']:.3f}."))
         blocks.append(Block("table", header=("class", "precision", "recall", "F1", "support"),
                             rows=tuple((c, f"{v['precision']:.3f}", f"{v['recall']:.3f}", f"{v['f1']:.3f}",
-                                        str(v["support"])) for c, v in metrics["per_class"].items())))
+                                        str(v["support"])) for c, v in metrics["per_class"].items()), align="lrrrr"))
         plot_confusion(metrics, out / f"{prefix}confusion.png")
         plot_per_class(metrics, out / f"{prefix}per_class.png")
         blocks += [Block("img", f"{prefix}confusion.png"), Block("img", f"{prefix}per_class.png")]
@@ -187,7 +188,7 @@ def run_blocks(run: Run, record: dict, history: list[dict], out: Path, prefix: s
 
 def sweep_blocks(cfg: SweepConfig, results: list[OptimizerResult], out: Path) -> list[Block]:
     """The sweep table and chart."""
-    from musicgenre.sweep import SWEEP_HEADER, sweep_figure, sweep_intro, sweep_table_rows
+    from musicgenre.sweep import SWEEP_ALIGN, SWEEP_HEADER, sweep_figure, sweep_intro, sweep_table_rows
 
     atomic_write_bytes(out / "sweep.png", sweep_figure(cfg, results))
     blocks = [Block("p", line) for line in sweep_intro(cfg)]
@@ -195,7 +196,7 @@ def sweep_blocks(cfg: SweepConfig, results: list[OptimizerResult], out: Path) ->
     if missing:  # a sweep stopped part way: what is there is not the whole comparison
         blocks.append(Block("p", f"Unfinished: {len(results)} of {len(cfg.optimizers)} optimizers have run; not yet "
                                  f"{', '.join(missing)} (rerun the sweep command to continue it)."))
-    return blocks + [Block("table", header=SWEEP_HEADER, rows=tuple(sweep_table_rows(results))), Block("img", "sweep.png")]
+    return blocks + [Block("table", header=SWEEP_HEADER, rows=tuple(sweep_table_rows(results)), align=SWEEP_ALIGN), Block("img", "sweep.png")]
 
 
 def render_markdown(title: str, blocks: list[Block]) -> str:
@@ -209,7 +210,7 @@ def render_markdown(title: str, blocks: list[Block]) -> str:
         elif b.kind == "img":
             parts.append(f"![{b.text}]({b.text})")
         else:
-            parts.append(markdown_table(b.header, b.rows))
+            parts.append(markdown_table(b.header, b.rows, b.align))
     return "\n\n".join(parts) + "\n"
 
 
@@ -230,7 +231,9 @@ def render_html(title: str, blocks: list[Block], out: Path) -> str:
             parts.append(f"<p><img alt='{e(b.text)}' src='data:image/png;base64,{data}'></p>")
         else:
             head = "".join(f"<th>{e(h)}</th>" for h in b.header)
-            body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in b.rows)
+            right = b.align.ljust(len(b.header), "l")
+            body = "".join("<tr>" + "".join(f"<td{' align=right' if a == 'r' else ''}>{e(c)}</td>" for c, a in zip(r, right))
+                           + "</tr>" for r in b.rows)
             parts.append(f"<table><tr>{head}</tr>{body}</table>")
     return "\n".join(parts) + "\n</body></html>\n"
 

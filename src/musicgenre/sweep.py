@@ -252,6 +252,7 @@ def by_f1(results: list[OptimizerResult]) -> list[OptimizerResult]:
 
 
 SWEEP_HEADER = ("Optimizer", "lr", "Accuracy", "Macro F1", "Best epoch (mean)", "Train s / seed")
+SWEEP_ALIGN = "lrrrrr"  # numbers right-aligned
 
 
 def sweep_intro(cfg: SweepConfig) -> list[str]:
@@ -278,7 +279,7 @@ def sweep_table_rows(results: list[OptimizerResult]) -> list[tuple[str, ...]]:
 
 def sweep_markdown(cfg: SweepConfig, results: list[OptimizerResult]) -> str:
     """The study-style table, best macro F1 first, with the lr rule and the settings stated above it."""
-    return "\n\n".join([*sweep_intro(cfg), markdown_table(SWEEP_HEADER, sweep_table_rows(results), "lrrrrr")]) + "\n"
+    return "\n\n".join([*sweep_intro(cfg), markdown_table(SWEEP_HEADER, sweep_table_rows(results), SWEEP_ALIGN)]) + "\n"
 
 
 def sweep_figure(cfg: SweepConfig, results: list[OptimizerResult]) -> bytes:
