@@ -106,15 +106,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     from musicgenre.io import check_out_dir
     from musicgenre.runs import train_run
     from musicgenre.tables import plural
-    from musicgenre.training import resolve_seed
+    from musicgenre.training import check_settings, resolve_seed
 
     cfg = resolve_seed(train_config_from_args(args))
     seeds = seed_range(cfg.seed, args.seeds)
     root = resolve_data_root(args.data)
     check_out_dir(args.out, args.overwrite, [root])  # fail before training, not after
     data = load_dataset(root, cfg.features)
-    n_params = count_parameters(build_model(cfg.model, len(data["train"].classes)))
     val = data.get("val")
+    check_settings(cfg, data["train"], val)  # before the header: a refusal is then the only line
+    n_params = count_parameters(build_model(cfg.model, len(data["train"].classes)))
     print(f"{cfg.model} ({n_params:,} parameters) on {len(data['train'])} {cfg.features} clips, "
           f"validating on {len(val) if val else 0}; {cfg.optimizer} lr {cfg.lr}, {plural(cfg.epochs, 'epoch')}, batch {cfg.batch_size}")
 
