@@ -122,8 +122,8 @@ def decode(path: str | Path) -> tuple[np.ndarray, int]:
         raise MusicGenreError(f"{path}: the file contains no audio samples")
     if len(y) + (_MP3_LENGTH_SLACK if container == "MPEG" else 0) < declared:
         raise MusicGenreError(
-            f"{path}: truncated file: only {len(y) / sr:.1f} s of the {declared / sr:.1f} s "
-            "its header declares could be decoded"
+            f"{path}: truncated file: only {len(y) / sr:.1f} s of the {declared / sr:.1f} s its header declares could "
+            f"be decoded ({(declared - len(y)) / sr:.3g} s short)"
         )
     if container == "OGG" and not _ogg_pages_whole(path):
         raise MusicGenreError(f"{path}: truncated file: its last Ogg page is cut short")
