@@ -233,10 +233,13 @@ def iter_file_features(paths: Sequence[Path], kinds: tuple[str, ...], workers: i
 def _end_workers(pool: ProcessPoolExecutor) -> None:
     """A pool left with work undone (a stop, an error, its results no longer wanted): its workers are killed, not
     waited for. Waiting would decode the files left, and at a stop the interpreter's exit could wait forever on
-    workers that were never told to end."""
+    workers that were never told to end. A second stop waits until they are reaped: landing between a reap and
+    its record (Ctrl-C twice), it left a worker that could never be joined, and the interpreter's exit spun on
+    it forever at full CPU."""
     processes = list((pool._processes or {}).values())  # the executor has no public way to reach them
     pool.shutdown(wait=False, cancel_futures=True)
-    for p in processes:
-        p.kill()
-    for p in processes:
-        p.join()
+    with stops_deferred():
+        for p in processes:
+            p.kill()
+        for p in processes:
+            p.join()
