@@ -111,6 +111,16 @@ def test_truncated_ogg(tmp_path, audio_dir, keep):
             load_audio(path)
 
 
+def test_chained_ogg_streams_are_refused_not_half_read(tmp_path, audio_dir):
+    """Two recordings joined with cat: the decoder stopped at the end of the first, and the file was classified
+    from that part alone, without a word. One whole recording, multiplexed or not, is one stream."""
+    first, second = (audio_dir / n for n in ["blues_sorohanro_solo_trumpet.ogg", "speech_librispeech_198-209-0000.ogg"])
+    path = tmp_path / "joined.ogg"
+    path.write_bytes(first.read_bytes() + second.read_bytes())
+    with _error_naming(path, "Ogg streams chained one after another, of which only the first could be decoded"):
+        load_audio(path)
+
+
 def test_truncated_mp3(tmp_path, audio_dir):
     data = (audio_dir / "rock_fma_001040.mp3").read_bytes()
     path = tmp_path / "cut.mp3"

@@ -56,26 +56,29 @@ def _declared_frames(f: sf.SoundFile) -> int:
     return f.frames if declared >= _UNKNOWN_DATA_SIZE else f.frames * declared // max(present, 1)
 
 
-def _ogg_pages_whole(path: Path) -> bool:
-    """Whether an Ogg file's pages run whole to its end. An Ogg header declares no length, so a file cut
-    short decodes without complaint to wherever it stops; the cut almost always falls inside a page, which
-    this walk over the page headers (a few hundred reads for a song) finds. A cut exactly between two pages
-    cannot be told from a whole stream (the end-of-stream flag would tell, but streams recorded without it
-    are whole too)."""
+def _ogg_problem(path: Path) -> str | None:
+    """What a walk over an Ogg file's page headers (a few hundred reads for a song) finds wrong with it, if
+    anything. An Ogg header declares no length, so a file cut short decodes without complaint to wherever it
+    stops; the cut almost always falls inside a page, which the walk finds (a cut exactly between two pages
+    cannot be told from a whole stream: the end-of-stream flag would tell, but streams recorded without it are
+    whole too). A stream that begins after others have run (chained: a radio recording, files joined with cat)
+    is not decoded at all: the decoder stops at the end of the first."""
     with open(path, "rb") as f:
-        size, pos = os.fstat(f.fileno()).st_size, 0
+        size, pos, in_stream = os.fstat(f.fileno()).st_size, 0, False
         while pos < size:
             f.seek(pos)
             header = f.read(27)  # "OggS", version, flags, granule, serial, sequence, CRC, segment count
             if not b"OggS".startswith(header[:4]):
                 break  # bytes after the last page that are not one (a tag): judged by the pages before them
-            if len(header) < 27:
-                return False  # a page header cut short
-            lacing = f.read(header[26])
-            if len(lacing) < header[26]:
-                return False
+            if len(header) < 27 or len(lacing := f.read(header[26])) < header[26]:
+                return "truncated file: its last Ogg page is cut short"
+            begins = bool(header[5] & 0x02)  # beginning-of-stream flag: the first page of a logical stream
+            if begins and in_stream:
+                return ("Ogg streams chained one after another, of which only the first could be decoded "
+                        "(join them into one stream, e.g. by converting the file)")
+            in_stream |= not begins
             pos += 27 + len(lacing) + sum(lacing)
-    return pos <= size
+    return "truncated file: its last Ogg page is cut short" if pos > size else None
 
 
 @contextmanager
@@ -114,6 +117,8 @@ def decode(path: str | Path) -> tuple[np.ndarray, int]:
         native = os.fsencode(path) if os.name == "posix" else path
         with _decoder_messages_dropped(), sf.SoundFile(native) as f:
             declared, sr, container = _declared_frames(f), f.samplerate, f.format
+            if container == "OGG" and (problem := _ogg_problem(path)):  # before reading: chained streams of
+                raise MusicGenreError(f"{path}: {problem}")  # other formats misread as one gave absurd lengths
             # a codec libsndfile cannot seek in (GSM 6.10, G.721) is read by its frame count
             y = f.read(-1 if f.seekable() else f.frames, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError) as e:
@@ -125,8 +130,6 @@ def decode(path: str | Path) -> tuple[np.ndarray, int]:
             f"{path}: truncated file: only {len(y) / sr:.1f} s of the {declared / sr:.1f} s its header declares could "
             f"be decoded ({(declared - len(y)) / sr:.3g} s short)"
         )
-    if container == "OGG" and not _ogg_pages_whole(path):
-        raise MusicGenreError(f"{path}: truncated file: its last Ogg page is cut short")
     if not np.isfinite(y).all():
         raise MusicGenreError(f"{path}: the audio has NaN or infinite samples (or ones too large for 32-bit floats)")
     return np.ascontiguousarray(y.mean(axis=1)), sr
