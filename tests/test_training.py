@@ -163,7 +163,7 @@ def test_batch_norm_recipe_trains_when_one_clip_is_left_over(mfcc):
     cfg = replace(recipe("mfcc-mlp-log"), epochs=2, seed=0, device="cpu")
     result = train(cfg, subset(mfcc["train"], 801), mfcc["val"])
     assert len(result.history) == 2 and result.metrics["accuracy"] > 0.5
-    with pytest.raises(MusicGenreError, match="batch norm.*1 training clips, batch size 64"):
+    with pytest.raises(MusicGenreError, match="holds clips of one genre only"):  # one clip: before batch norm's check
         train(cfg, subset(mfcc["train"], 1), mfcc["val"])
     with pytest.raises(MusicGenreError, match="batch norm.*batch size 1\\)"):
         train(replace(recipe("mfcc-mlp-plus"), batch_size=1, epochs=1, seed=0), mfcc["train"], mfcc["val"])
@@ -222,9 +222,8 @@ def test_validation_clips_no_weights_can_score_are_the_datas_error(mfcc, seeds):
 def test_weights_made_infinite_by_an_epochs_last_step_count_as_diverged(mfcc, fused, seeds):
     """One step an epoch: its loss, taken before the step, is finite; the step makes the weights infinite.
     That epoch was kept, and the saved run then refused to load."""
-    cfg, first = TrainConfig(lr=3e38, epochs=2, device="cpu", fused=fused), slice(16)
-    for result in train_seeds(cfg, seeds, replace(mfcc["train"], X=mfcc["train"].X[first], y=mfcc["train"].y[first]),
-                              mfcc["val"]):
+    cfg = TrainConfig(lr=3e38, epochs=2, device="cpu", fused=fused)
+    for result in train_seeds(cfg, seeds, subset(mfcc["train"], 16), mfcc["val"]):
         assert math.isfinite(result.history[0].loss) and result.history[0].val_f1 is None
         assert result.best_epoch == 0 and len(result.history) == 1
         assert all(torch.isfinite(p).all() for p in result.model.parameters())

@@ -30,10 +30,12 @@ def usable_cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def check_seed(seed: int) -> None:
-    """Refuse a seed out of 0..2**32-1: beyond it, seeds would repeat runs of smaller ones."""
-    if not 0 <= seed < SEED_LIMIT:
-        raise MusicGenreError(f"seed {seed} out of range: give a whole number from 0 to 2**32 - 1 (4294967295)")
+def check_seed(seed: Any) -> int:
+    """`seed` as Python's int, after refusing what is not a whole number from 0 to 2**32-1 (beyond it, seeds
+    would repeat runs of smaller ones)."""
+    if not is_whole(seed) or not 0 <= seed < SEED_LIMIT:
+        raise MusicGenreError(f"seed {seed!r} out of range: give a whole number from 0 to 2**32 - 1 (4294967295)")
+    return int(seed)
 
 
 def is_whole(v: Any) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,9 +40,7 @@ class Dataset:
         where = f"{self.split} split of {self.features} features"
         if self.features not in FEATURE_SHAPES:
             raise MusicGenreError(f"unknown features {self.features!r}: choose one of {', '.join(FEATURE_SHAPES)}")
-        object.__setattr__(self, "classes", tuple(self.classes))
-        if not all(is_genre_name(c) for c in self.classes) or len(set(self.classes)) != len(self.classes):
-            raise MusicGenreError(f"{where}: classes must be distinct genre names, not {self.classes!r}")
+        object.__setattr__(self, "classes", genre_tuple(self.classes, where))
         object.__setattr__(self, "X", validate_features(np.asarray(self.X), self.features, where))
         if len(self.X) == 0:  # nothing to train on or score: torch.cat failed on it
             raise MusicGenreError(f"{where}: no rows")
@@ -138,6 +137,17 @@ def is_genre_name(name: object) -> bool:
             and not any(unicodedata.category(c) in ("Cc", "Cs") for c in name))
 
 
+def genre_tuple(classes: Sequence[str], where: str) -> tuple[str, ...]:
+    """`classes` as a tuple of distinct genre names (a list, tuple or array of them; one string is refused, not
+    read as its letters)."""
+    if not isinstance(classes, (list, tuple, np.ndarray)):
+        raise MusicGenreError(f"{where}: classes must be a list of genre names, not {classes!r}")
+    classes = tuple(classes)
+    if not all(is_genre_name(c) for c in classes) or len(set(classes)) != len(classes):
+        raise MusicGenreError(f"{where}: classes must be distinct genre names, not {classes!r}")
+    return tuple(map(str, classes))  # numpy's strings as Python's
+
+
 def load_split(
     root: str | os.PathLike, split: str, features: str, classes: tuple[str, ...] | None = None
 ) -> Dataset:
@@ -162,8 +172,7 @@ def load_split(
         raise MusicGenreError(f"{d}: X.npy has {len(X)} rows but labels.npy has {len(labels)}")
     if len(X) == 0:
         raise MusicGenreError(f"{d / 'X.npy'}: empty split")
-    if classes is None:
-        classes = tuple(sorted(set(labels.tolist())))
+    classes = tuple(sorted(set(labels.tolist()))) if classes is None else genre_tuple(classes, f"{split} split's classes given")
     index = {c: i for i, c in enumerate(classes)}
     unknown = sorted(set(labels.tolist()) - index.keys())
     if unknown:
@@ -175,10 +184,14 @@ def load_split(
 
 
 def load_dataset(
-    root: str | os.PathLike | None, features: str, splits: tuple[str, ...] = ("train", "val")
+    root: str | os.PathLike | None, features: str, splits: str | Sequence[str] = ("train", "val")
 ) -> dict[str, Dataset]:
     """Load train plus whichever of the other requested splits exist (a split with one of its two files
-    is an error, not skipped); classes come from train, which must hold at least two."""
+    is an error, not skipped); classes come from train, which must hold at least two. `splits` names splits
+    among SPLITS (one name alone is one split, not its letters)."""
+    splits = (splits,) if isinstance(splits, str) else tuple(splits)
+    if unknown := [s for s in splits if s not in SPLITS]:
+        raise MusicGenreError(f"unknown split {unknown[0]!r}: choose among {', '.join(SPLITS)}")
     root = resolve_data_root(root)
     train = load_split(root, "train", features)
     if len(train.classes) < 2:

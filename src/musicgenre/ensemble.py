@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from musicgenre.datasets import Dataset
+from musicgenre.datasets import Dataset, validate_features
 from musicgenre.errors import MusicGenreError
 from musicgenre.io import atomic_write_bytes, atomic_write_json, stops_deferred
 from musicgenre.metrics import classification_metrics, expected_calibration_error
@@ -37,9 +37,10 @@ class Predictor:
         return self.runs[0].features
 
     def predict_log_proba(self, X: np.ndarray) -> np.ndarray:
-        """Log class probabilities (N, classes) for a float array of clips' features: the log of the members'
-        mean probability, from their log-softmax (finite where a probability would round to 0)."""
-        Xt = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
+        """Log class probabilities (N, classes) for a float array of clips' features (checked as a Dataset's
+        are): the log of the members' mean probability, from their log-softmax (finite where a probability
+        would round to 0)."""
+        Xt = torch.from_numpy(np.ascontiguousarray(validate_features(np.asarray(X), self.features, "the input")))
         logp = torch.stack([predict_logits(r.model, Xt).log_softmax(1) for r in self.runs])
         return (torch.logsumexp(logp, 0) - math.log(len(self.runs))).numpy()
 
@@ -79,7 +80,13 @@ def load_predictor(spec: str | os.PathLike) -> Predictor:
 
 def evaluate_predictor(predictor: Predictor, dataset: Dataset) -> dict:
     """Classification metrics plus negative log-likelihood and ECE of the predictor's probabilities; outputs
-    that are not numbers (inputs far beyond the training data's range) are an error, not the first class."""
+    that are not numbers (inputs far beyond the training data's range) are an error, not the first class. The
+    predictor's genres (in output order) and features must be the split's, so that no label is scored against
+    another genre's output."""
+    if (predictor.features, predictor.classes) != (dataset.features, dataset.classes):
+        raise MusicGenreError(f"the {dataset.split} split's {dataset.features} features of classes {', '.join(dataset.classes)} "
+                              f"are not what the model reads and predicts ({predictor.features} features of classes "
+                              f"{', '.join(predictor.classes)}): load the split with the model's classes")
     log_probs = predictor.predict_log_proba(dataset.X)
     check_scorable(np.isfinite(log_probs).all(axis=1), dataset.split)
     probs = np.exp(log_probs)

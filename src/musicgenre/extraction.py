@@ -40,7 +40,7 @@ def build_dataset(
     """
     audio_dir = as_path(audio_dir)
     check_out_dir(out_root, overwrite, [audio_dir])  # before the folders are listed
-    check_seed(seed)
+    seed = check_seed(seed)
     ratios = _check_ratios(split_ratio)
     found, folders = _genre_files(audio_dir)
     # where the audio folder's links lead (folders walked, and every link in them: to audio or not, hidden or

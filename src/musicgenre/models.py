@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Callable, NamedTuple
 
 import torch
@@ -209,11 +211,24 @@ def norm_shape(features: str) -> tuple[int, ...]:
     return (FEATURE_SHAPES[features][-1],)
 
 
+@contextmanager
+def float32_default() -> Iterator[None]:
+    """torch's default dtype float32 meanwhile, whatever the caller set (a float64 default made models of
+    float64 that float32 clips and saved weights do not fit)."""
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float32)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(before)
+
+
 def build_model(name: str, n_classes: int) -> GenreNet:
-    """A fresh, untrained model (identity standardisation, temperature 1)."""
+    """A fresh, untrained float32 model (identity standardisation, temperature 1)."""
     features = model_features(name)
     spec = MODELS[name]
-    return GenreNet(spec.body(n_classes), norm_shape(features), spec.prepare() if spec.prepare else None)
+    with float32_default():
+        return GenreNet(spec.body(n_classes), norm_shape(features), spec.prepare() if spec.prepare else None)
 
 
 # Layers that act on each number alone, hold no tensors and draw no random numbers: applied as they are

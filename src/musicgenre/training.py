@@ -16,13 +16,13 @@ import torch
 from torch import nn
 
 from musicgenre.augment import augment_batch
-from musicgenre.config import TrainConfig, usable_cpus
+from musicgenre.config import TrainConfig, check_seed, usable_cpus
 from musicgenre.cudagraph import GraphedStep, can_graph, tensor_lr
 from musicgenre.datasets import Dataset
 from musicgenre.errors import MusicGenreError
 from musicgenre.fused import FusedSGD, can_fuse
 from musicgenre.metrics import classification_metrics
-from musicgenre.models import GenreNet, build_model, check_model_features, model_features
+from musicgenre.models import GenreNet, build_model, check_model_features, float32_default, model_features
 
 
 @dataclass
@@ -84,6 +84,22 @@ def autocast(device: torch.device, precision: str) -> torch.autocast:
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16", cache_enabled=False)
 
 
+@contextmanager
+def run_state() -> Iterator[None]:
+    """A run's own torch state meanwhile: float32 by default, gradients on and autocast off whatever the caller
+    set (inference mode broke training, a float64 default or the caller's autocast changed it), and the
+    generators it seeds (Python's, numpy's, torch's) put back as the caller had them after."""
+    py_state, np_state = random.getstate(), np.random.get_state()
+    gpus = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+    try:
+        with (torch.random.fork_rng(devices=gpus), float32_default(), torch.inference_mode(False), torch.enable_grad(),
+              torch.autocast("cpu", enabled=False), torch.autocast("cuda", enabled=False)):
+            yield
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+
+
 def seed_everything(seed: int) -> None:
     """Seed every generator a run draws from."""
     random.seed(seed)
@@ -133,9 +149,15 @@ def fit_standardization(model: GenreNet, X: np.ndarray) -> None:
 
 @torch.inference_mode()
 def predict_logits(model: nn.Module, X: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
-    """Logits for all rows, in eval mode, in batches of 64 (larger batches of melgrams run slower on CPU)."""
+    """Logits for all rows in eval mode (the model's mode put back after), in float32 whatever autocast the
+    caller has on, in batches of 64 (larger batches of melgrams run slower on CPU)."""
+    training = model.training
     model.eval()
-    return torch.cat([model(X[i : i + batch_size]) for i in range(0, len(X), batch_size)])
+    try:
+        with torch.autocast("cpu", enabled=False), torch.autocast("cuda", enabled=False):
+            return torch.cat([model(X[i : i + batch_size]) for i in range(0, len(X), batch_size)])
+    finally:
+        model.train(training)
 
 
 MAX_THREADS = 1024  # far more than any CPU here; torch crashes on absurd thread counts (100000)
@@ -220,7 +242,11 @@ def resolve_seed(cfg: TrainConfig) -> TrainConfig:
 
 def check_settings(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None) -> None:
     """The model must read the configuration's features and the data's (a run saved otherwise could not be
-    loaded), augmentation must fit them, and early stopping needs a validation split to stop on."""
+    loaded), augmentation must fit them, early stopping needs a validation split to stop on, and a classifier
+    clips of two genres at least."""
+    if len(np.unique(train_set.y)) < 2:
+        raise MusicGenreError(f"the {train_set.split} split holds clips of one genre only "
+                              f"({train_set.classes[train_set.y[0]]!r}): a classifier needs at least two")
     features = model_features(cfg.model)
     if cfg.features != features:
         raise MusicGenreError(f"model {cfg.model} reads {features} features, but the configuration says "
@@ -248,7 +274,8 @@ def new_model(cfg: TrainConfig, seed: int, train_set: Dataset, device: torch.dev
 
 def as_tensors(dataset: Dataset, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """A split's features and labels, resident on the device for the whole run."""
-    return torch.from_numpy(dataset.X).to(device), torch.from_numpy(dataset.y).to(device)
+    writable = [a if a.flags.writeable else a.copy() for a in (dataset.X, dataset.y)]  # torch warns of read-only ones (a mmap)
+    return tuple(torch.from_numpy(a).to(device) for a in writable)
 
 
 def batch_sizes(n: int, batch_size: int) -> list[int]:
@@ -296,7 +323,7 @@ def train(
     check_settings(cfg, train_set, val_set)
     cfg = resolve_seed(cfg)
     device = training_device(cfg, len(train_set.classes))
-    with cpu_threads(train_threads(cfg.model)):
+    with cpu_threads(train_threads(cfg.model)), run_state():
         return _train(cfg, train_set, val_set, on_epoch, device)
 
 
@@ -399,6 +426,8 @@ def evaluate_model(model: nn.Module, dataset: Dataset, classes: Sequence[str] | 
     if classes is not None and tuple(classes) != dataset.classes:
         raise MusicGenreError(f"the {dataset.split} split's classes ({', '.join(dataset.classes)}) are not the model's "
                               f"({', '.join(classes)}): load it with the model's classes")
+    if isinstance(model, GenreNet) and model.mean.shape[-1] != dataset.X.shape[-1]:  # one per MFCC or mel band
+        raise MusicGenreError(f"the model does not read {dataset.features} features, which the {dataset.split} split holds")
     device = next(model.parameters()).device
     logits = predict_logits(model, torch.from_numpy(dataset.X).to(device))
     if logits.shape[1] != len(dataset.classes):
@@ -430,10 +459,15 @@ def train_seeds(
     `on_epoch` gets every record of every seed."""
     from musicgenre.multiseed import can_stack, train_stacked
 
+    if not isinstance(seeds, (list, tuple, range, np.ndarray)):
+        raise MusicGenreError(f"seeds must be a list of whole numbers, not {seeds!r}")
+    seeds = [check_seed(s) for s in seeds]
+    if not seeds or len(set(seeds)) != len(seeds):  # the same seed twice would train the same run twice
+        raise MusicGenreError(f"seeds must be one or more distinct whole numbers, not {seeds}")
     check_settings(cfg, train_set, val_set)
     augmented = cfg.mixup > 0 or cfg.spec_augment  # the stacked trainer draws no augmentation
     model, device = build_model(cfg.model, len(train_set.classes)), training_device(cfg, len(train_set.classes))
     if len(seeds) > 1 and not augmented and can_stack(model) and not can_fuse(cfg, model, device):
-        with cpu_threads(train_threads(cfg.model)):
-            return train_stacked(cfg, list(seeds), train_set, val_set, on_epoch, device)
+        with cpu_threads(train_threads(cfg.model)), run_state():
+            return train_stacked(cfg, seeds, train_set, val_set, on_epoch, device)
     return [train(replace(cfg, seed=s), train_set, val_set, on_epoch) for s in seeds]
