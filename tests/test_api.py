@@ -168,3 +168,14 @@ def test_seeds_and_genres_a_run_cannot_use_are_refused(mfcc):
     one = Dataset(mfcc["train"].X[:40], np.zeros(40, int), ("blues",), "mfcc", "train")
     with pytest.raises(MusicGenreError, match=r"holds clips of one genre only \('blues'\)"):
         train(cfg, one)
+
+
+def test_what_is_not_a_path_is_refused_as_such():
+    """load_run(None) raised os.fspath's TypeError; load_ensemble(b"runs/a") read its bytes as paths."""
+    from musicgenre.ensemble import load_ensemble
+    from musicgenre.runs import load_run
+
+    with pytest.raises(MusicGenreError, match=r"^None is not a path: give a str or a pathlib.Path$"):
+        load_run(None)
+    with pytest.raises(MusicGenreError, match="an ensemble takes a list of run directories, not one path"):
+        load_ensemble(b"runs/a")

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from musicgenre.audio import SAMPLE_RATE, SEGMENT_SAMPLES, as_path, load_audio, scan_audio, segment
+from musicgenre.audio import SAMPLE_RATE, SEGMENT_SAMPLES, load_audio, scan_audio, segment
+from musicgenre.io import as_path
 from musicgenre.errors import MusicGenreError
 
 # Durations from shared/audio/SOURCES.md, in seconds.

@@ -15,7 +15,7 @@ import soxr
 
 from musicgenre.config import is_whole
 from musicgenre.errors import MusicGenreError
-from musicgenre.io import not_a_file
+from musicgenre.io import as_path, not_a_file
 
 SAMPLE_RATE = 8000
 SEGMENT_SAMPLES = 8000
@@ -28,13 +28,6 @@ _MP3_LENGTH_SLACK = 2 * 1152
 _SHORT_DATA_CHUNK = re.compile(r"^data : (\d+) \(should be (\d+)\)$", re.MULTILINE)
 # Writers streaming to a pipe leave a placeholder data size (sox 0x7ffff000, ffmpeg 0xffffffff): length unknown.
 _UNKNOWN_DATA_SIZE = 0x7FFFF000
-
-
-def as_path(arg: str | bytes | os.PathLike) -> Path:
-    """A command-line path as a Path, refusing the empty string, which Path would read as the current folder."""
-    if not os.fspath(arg):
-        raise MusicGenreError("'': an empty path names no file or folder")
-    return Path(os.fsdecode(arg))  # a name given as bytes, as os.listdir(b".") gives them
 
 
 def _reason(exc: OSError) -> str:

@@ -120,6 +120,8 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
         """Rebuild from a saved config, ignoring keys this version does not know."""
+        if not isinstance(d, dict):
+            raise MusicGenreError(f"a configuration is a dict of settings, not {d!r}")
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
 
@@ -162,7 +164,7 @@ RECIPES: dict[str, TrainConfig] = {
 
 def recipe(name: str) -> TrainConfig:
     """The named recipe's configuration."""
-    if name not in RECIPES:
+    if not isinstance(name, str) or name not in RECIPES:
         raise MusicGenreError(f"unknown recipe {name!r}: choose one of {', '.join(RECIPES)}")
     return RECIPES[name]
 

@@ -51,7 +51,7 @@ class Predictor:
 
 def load_ensemble(paths: Sequence[str | os.PathLike]) -> Predictor:
     """Load run directories into one predictor; they must agree on classes and features."""
-    if isinstance(paths, (str, os.PathLike)):  # one path, not its characters
+    if isinstance(paths, (str, bytes, os.PathLike)):  # one path, not its characters
         raise MusicGenreError(f"{paths}: an ensemble takes a list of run directories, not one path")
     if not paths:
         raise MusicGenreError("an ensemble needs at least one run directory")

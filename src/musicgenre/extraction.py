@@ -12,12 +12,12 @@ from typing import Any
 
 import numpy as np
 
-from musicgenre.audio import AUDIO_KINDS, as_path, audio_under, file_key
+from musicgenre.audio import AUDIO_KINDS, audio_under, file_key
 from musicgenre.config import check_seed
 from musicgenre.datasets import FEATURE_DIRS, FEATURE_SHAPES, SPLITS, is_genre_name
 from musicgenre.errors import MusicGenreError
 from musicgenre.features import FileFeatures, iter_file_features
-from musicgenre.io import atomic_save_npy, atomic_write_json, check_out_dir, write_dir
+from musicgenre.io import as_path, atomic_save_npy, atomic_write_json, check_out_dir, write_dir
 
 
 def build_dataset(

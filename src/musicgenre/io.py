@@ -45,6 +45,16 @@ def stops_deferred() -> Iterator[None]:
             signal.raise_signal(caught[0])  # now to the handler that was there: Ctrl-C's or SIGTERM's
 
 
+def as_path(arg: Any, what: str = "file or folder") -> Path:
+    """A path given as an argument (a str, bytes as os.listdir(b".") gives names, or a PathLike) as a Path,
+    refusing what is no path and the empty string, which Path would read as the current folder."""
+    if not isinstance(arg, (str, bytes, os.PathLike)):
+        raise MusicGenreError(f"{arg!r} is not a path: give a str or a pathlib.Path")
+    if not os.fspath(arg):
+        raise MusicGenreError(f"'': an empty path names no {what}")
+    return Path(os.fsdecode(arg))
+
+
 def not_a_file(path: Path, what: str) -> str:
     """Why `path`, which is no regular file, cannot be read as `what` ("an audio file", "a .npy array"): a
     folder, a device, pipe or socket, a link that leads nowhere, or nothing at all."""

@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from musicgenre.audio import as_path, file_key, scan_audio
+from musicgenre.audio import file_key, scan_audio
 from musicgenre.errors import MusicGenreError
 from musicgenre.features import FileFeatures, iter_file_features
+from musicgenre.io import as_path
 
 if TYPE_CHECKING:  # imported lazily at run time: it brings torch
     from musicgenre.ensemble import Predictor

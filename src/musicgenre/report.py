@@ -15,9 +15,9 @@ import numpy as np
 from musicgenre.datasets import has_split
 from musicgenre.errors import MusicGenreError
 from musicgenre.figures import new_figure, png_bytes
-from musicgenre.io import atomic_write_bytes, atomic_write_text, write_dir
+from musicgenre.io import as_path, atomic_write_bytes, atomic_write_text, write_dir
 from musicgenre.models import count_parameters
-from musicgenre.runs import NUMBER, Run, check_fields, load_run, read_history, run_folders, run_path, training_record
+from musicgenre.runs import NUMBER, Run, check_fields, load_run, read_history, run_folders, training_record
 from musicgenre.tables import markdown_table
 
 if TYPE_CHECKING:
@@ -248,7 +248,7 @@ def build_report(path: str | os.PathLike, out: str | os.PathLike, data: str | No
     from musicgenre.sweep import by_f1, load_sweep, seed_dir
 
     data = data if data is not None else os.environ.get(DATA_ENV) or None
-    path = run_path(path)
+    path = as_path(path, "run directory")
     if (path / "sweep_config.json").is_file():
         cfg, results = load_sweep(path)
         if not results:

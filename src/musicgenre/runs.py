@@ -22,7 +22,7 @@ from musicgenre import __version__
 from musicgenre.config import TrainConfig
 from musicgenre.datasets import SPLITS, Dataset, data_record, is_genre_name
 from musicgenre.errors import MusicGenreError
-from musicgenre.io import atomic_write_bytes, atomic_write_json, atomic_write_text, not_a_file, read_json, write_dir
+from musicgenre.io import as_path, atomic_write_bytes, atomic_write_json, atomic_write_text, not_a_file, read_json, write_dir
 from musicgenre.metrics import seed_summary
 from musicgenre.models import GenreNet, build_model, check_model_features, count_parameters
 from musicgenre.training import EpochRecord, TrainResult, check_learned, train
@@ -250,14 +250,6 @@ def read_weights(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
     return header.get("__metadata__") or {}, dict(sorted(state.items()))
 
 
-def run_path(path: str | os.PathLike) -> Path:
-    """A run (or sweep) directory given as an argument, refusing the empty string, which Path reads as the
-    current folder (`calibrate` writes into the run it is given)."""
-    if not os.fspath(path):
-        raise MusicGenreError("'': an empty path names no run directory")
-    return Path(path)
-
-
 def run_folders(path: Path) -> list[str]:
     """Names of the run directories right inside `path`, in number order (seed-2 before seed-10): the one run
     per seed that `train --seeds N` writes under OUT, and a sweep under runs/OPTIMIZER. Hidden folders (a
@@ -270,7 +262,7 @@ def load_run(path: str | os.PathLike, averaged: bool = True) -> Run:
     """Load a run directory, its model on the CPU in eval mode; anything that is not one of ours is a one-line
     error naming the file. `averaged`: whether the command could average several runs, which a folder of runs
     is then pointed to."""
-    path = run_path(path)
+    path = as_path(path, "run directory")  # not '': the current folder, which calibrate would write into
     meta, config, classes = _run_config(path, averaged)
     model = _run_model(path, config, classes)
     metrics_path = path / "metrics.json"
