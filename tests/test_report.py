@@ -96,12 +96,17 @@ def test_melgram_report_shows_examples_with_data(mel_root, tmp_path, monkeypatch
                  "--seed", "0", "--batch-size", "16"]) == 0
     plain = {"learning_curves.png", "confusion.png", "per_class.png"}
     monkeypatch.delenv("MUSICGENRE_DATA", raising=False)
+    md = assert_report(build_report(run, tmp_path / "recorded"), plain | {"mel_examples.png"})  # the run's own root
+    assert "One training mel-spectrogram per genre" in md
+    moved = mel_root.rename(tmp_path / "moved")  # the recorded root gone
     md = assert_report(build_report(run, tmp_path / "without"), plain)
     assert "No example mel-spectrograms: no data root to take them from (pass --data ROOT" in md
-    md = assert_report(build_report(run, tmp_path / "with", str(mel_root)), plain | {"mel_examples.png"})
-    assert "One training mel-spectrogram per genre" in md
-    monkeypatch.setenv("MUSICGENRE_DATA", str(mel_root))  # the data root from the environment, as elsewhere
+    assert_report(build_report(run, tmp_path / "with", str(moved)), plain | {"mel_examples.png"})
+    monkeypatch.setenv("MUSICGENRE_DATA", str(moved))  # the data root from the environment, as elsewhere
     assert_report(build_report(run, tmp_path / "from-env"), plain | {"mel_examples.png"})
+    moved.rename(mel_root)
+    monkeypatch.setenv("MUSICGENRE_DATA", str(STUDY_DATA))  # another root in the environment: the run's own first
+    assert_report(build_report(run, tmp_path / "recorded-first"), plain | {"mel_examples.png"})
     with pytest.raises(MusicGenreError, match="overlaps the input"):  # the data it reads is not replaced
         build_report(run, mel_root, overwrite=True)
     assert (mel_root / "train" / "melgrams" / "X.npy").is_file()

@@ -242,6 +242,8 @@ def test_weight_decay_with_an_optimizer_without_it_is_refused_before_training(sm
     assert main(sweep_args(small_mfcc_root, out, "--model", "mfcc-mlp-plus", "--optimizers", "adam,rprop,sgd")) == 2
     assert capsys.readouterr().err == ("error: weight decay 0.01 is set and Rprop has none: sweep --optimizers Adam,SGD, "
                                        "or pass --weight-decay 0\n")
+    assert main(sweep_args(small_mfcc_root, out, "--model", "mfcc-mlp-plus", "--optimizers", "rprop")) == 2
+    assert capsys.readouterr().err == "error: weight decay 0.01 is set and Rprop has none: pass --weight-decay 0\n"
     assert spy_train_seeds == [] and not out.exists()
     (small_mfcc_root / "val").rename(small_mfcc_root / "test")  # scored on test, with no val to stop on
     assert main(sweep_args(small_mfcc_root, out, "--split", "test", "--patience", "2", "--optimizers", "sgd")) == 2

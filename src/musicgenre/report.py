@@ -241,13 +241,12 @@ def render_html(title: str, blocks: list[Block], out: Path) -> str:
 def build_report(path: str | os.PathLike, out: str | os.PathLike, data: str | None = None, overwrite: bool = False) -> Path:
     """Write report.md, report.html and the PNGs for a run directory or a sweep directory (its best
     optimizer's best seed as a run) into the folder `out`, built aside and moved into place (an existing
-    non-empty `out` only with `overwrite`, never inside the input); `data` (default $MUSICGENRE_DATA) is
-    where melgram runs find their example mel-spectrograms. The input is loaded and checked (as
-    `evaluate` does) before `out` is made."""
+    non-empty `out` only with `overwrite`, never inside the input); `data` is where melgram runs find their
+    example mel-spectrograms (by default the data root the run recorded, where it is still a folder, else
+    $MUSICGENRE_DATA). The input is loaded and checked (as `evaluate` does) before `out` is made."""
     from musicgenre.datasets import DATA_ENV
     from musicgenre.sweep import by_f1, load_sweep, seed_dir
 
-    data = data if data is not None else os.environ.get(DATA_ENV) or None
     path = as_path(path, "run directory")
     if (path / "sweep_config.json").is_file():
         cfg, results = load_sweep(path)
@@ -268,6 +267,9 @@ def build_report(path: str | os.PathLike, out: str | os.PathLike, data: str | No
         raise MusicGenreError(f"{path}: neither a run directory (config.json) nor a sweep directory "
                               f"(sweep_config.json)")
     record, history = training_record(run), read_history(run)
+    if data is None:  # the run's own data first: $MUSICGENRE_DATA may well be the study's, which has no melgrams
+        recorded = run.meta.get("data", {}).get("root") if isinstance(run.meta.get("data"), dict) else None
+        data = recorded if isinstance(recorded, str) and Path(recorded).is_dir() else os.environ.get(DATA_ENV) or None
 
     def fill(tmp: Path) -> None:
         blocks = []

@@ -52,8 +52,9 @@ class SweepConfig:
         lacking = [o for o in self.optimizers if o in WITHOUT_WEIGHT_DECAY]
         if self.base.weight_decay and lacking:  # refused now, not after training the optimizers before it
             others = ",".join(o for o in self.optimizers if o not in lacking)
+            leave_out = f"sweep --optimizers {others}, or " if others else ""  # not an empty list
             raise MusicGenreError(f"weight decay {self.base.weight_decay:g} is set and {', '.join(lacking)} has none: "
-                                  f"sweep --optimizers {others}, or pass --weight-decay 0")
+                                  f"{leave_out}pass --weight-decay 0")
 
     def lr_for(self, optimizer: str) -> float:
         """The learning rate this sweep gives `optimizer`: its own default, or the base configuration's."""
