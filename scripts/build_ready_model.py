@@ -3,7 +3,7 @@ train+val combined with a fixed seed. With no held-out split left, the epoch cou
 full cosine schedule, which validation showed needs no early stopping (the last epoch's val accuracy,
 averaged over seeds, is recorded beside the best epoch's). Deterministic: same data, same files.
 
-usage: python scripts/build_ready_model.py [--data ROOT] [--seeds 5]
+usage: python scripts/build_ready_model.py [--data ROOT] [--seeds 5]   (ROOT: the study's data, or $MUSICGENRE_DATA)
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import torch
 
 from musicgenre.config import RECIPES
 from musicgenre.datasets import Dataset, load_dataset
+from musicgenre.errors import MusicGenreError
 from musicgenre.cli import positive_int
 from musicgenre.io import atomic_write_json, write_dir
 from musicgenre.metrics import seed_summary
@@ -81,4 +82,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except MusicGenreError as exc:  # no data root, a damaged file: one line, as the musicgenre command gives
+        raise SystemExit(f"error: {exc}") from None

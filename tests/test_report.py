@@ -58,7 +58,7 @@ def test_report_never_writes_into_a_folder_it_would_clobber(small_mfcc_root, tmp
     (mine / "report.md").write_text("precious")
     capsys.readouterr()
     assert main(["report", str(run), "--out", str(mine)]) == 2
-    assert capsys.readouterr().err == f"error: {mine}: already exists and is not empty (choose another --out, or --overwrite)\n"
+    assert capsys.readouterr().err == f"error: {mine}: already exists and is not empty (choose another --out, or --overwrite: overwrite=True in Python)\n"
     assert main(["report", str(run), "--out", str(run / "rep"), "--overwrite"]) == 2  # inside the run it reads
     assert "overlaps the input" in capsys.readouterr().err
     assert (mine / "report.md").read_text() == "precious" and not (run / "rep").exists()

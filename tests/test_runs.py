@@ -125,7 +125,7 @@ def test_out_under_a_file_is_one_line_for_train_extract_and_report(small_mfcc_ro
     afile.with_name("empty").touch()  # a file, even an empty one, is not a folder to write into
     for out in (afile, afile.with_name("empty")):
         assert main(["report", str(run_dir), "--out", str(out)]) == 2
-        assert capsys.readouterr().err == f"error: {out}: is a file, which the output folder would replace (choose another --out, or --overwrite)\n"
+        assert capsys.readouterr().err == f"error: {out}: is a file, which the output folder would replace (choose another --out, or --overwrite: overwrite=True in Python)\n"
     assert afile.read_text() == "hi"
 
 

@@ -428,9 +428,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reproduce", help="the whole study in one command: runs, optimizer sweep, devices, report")
     add_data_option(p)
     p.add_argument("--out", required=True, help="folder for everything (rerun to resume)")
-    p.add_argument("--seeds", type=positive_int, default=5)
-    p.add_argument("--epochs", type=positive_int, default=30)
-    p.add_argument("--optimizers", default="all", help="'all' or a comma list, for the sweep")
+    p.add_argument("--seeds", type=positive_int, default=5, help="seeds 0..N-1 of each optimizer in the sweep (default 5)")
+    p.add_argument("--epochs", type=positive_int, default=30, help="epochs of every run (default 30, the study's)")
+    p.add_argument("--optimizers", default="all", help="'all' (the 11 of the study) or a comma list, for the sweep")
     p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("ensemble", help="evaluate the average of several runs' probabilities")

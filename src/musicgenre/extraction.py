@@ -168,7 +168,8 @@ def _check_ratios(split_ratio: Sequence[float] | str) -> np.ndarray:
             f"split ratio {text!r}: give 2 or 3 non-negative shares (train/val or train/val/test), "
             "train's above 0, e.g. 0.8/0.2 or 0.7/0.15/0.15"
         )
-    ratios /= ratios.max()  # first, so that huge shares such as 1e308/1e308 cannot overflow the sum
+    if ratios.max() > 1e300:  # huge shares such as 1e308/1e308 scaled down first, so that the sum cannot overflow
+        ratios /= ratios.max()  # (not always: 0.7/0.15/0.15 would read 0.6999999999999998/...)
     return ratios / ratios.sum()
 
 

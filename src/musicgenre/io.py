@@ -197,7 +197,7 @@ def check_out_dir(out: str | os.PathLike, overwrite: bool = False, inputs: Seque
         raise MusicGenreError(f"{out}: is or holds the current folder, which it would replace (choose another --out)")
     if occupied(out) and not overwrite:
         what = "is a file, which the output folder would replace" if out.is_file() else "already exists and is not empty"
-        raise MusicGenreError(f"{out}: {what} (choose another --out, or --overwrite)")
+        raise MusicGenreError(f"{out}: {what} (choose another --out, or --overwrite: overwrite=True in Python)")
     parent = next(p for p in out.absolute().parents if p.exists())  # where the temporary sibling's folders start
     try:
         os.rmdir(tempfile.mkdtemp(prefix=f".{out.name}.probe-", dir=parent))
@@ -235,7 +235,7 @@ def commit_dir(tmp: Path, out: Path, overwrite: bool = True) -> Path:
     try:
         with stops_deferred():  # a stop is taken after the renames, never between them
             if not overwrite and occupied(out):
-                raise MusicGenreError(f"{out}: appeared while this was being written (choose another --out, or --overwrite)")
+                raise MusicGenreError(f"{out}: appeared while this was being written (choose another --out, or --overwrite: overwrite=True in Python)")
             if old is not None:
                 os.replace(out, old)
             try:
