@@ -243,7 +243,7 @@ def resolve_seed(cfg: TrainConfig) -> TrainConfig:
 def check_settings(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None) -> None:
     """The model must read the configuration's features and the data's (a run saved otherwise could not be
     loaded), augmentation must fit them, early stopping needs a validation split to stop on, and a classifier
-    clips of two genres at least."""
+    needs clips of two genres at least."""
     if len(np.unique(train_set.y)) < 2:
         raise MusicGenreError(f"the {train_set.split} split holds clips of one genre only "
                               f"({train_set.classes[train_set.y[0]]!r}): a classifier needs at least two")
