@@ -13,6 +13,7 @@ import os
 os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")  # MKL results independent of memory alignment (set before torch loads)
 
 import argparse
+import sys
 import shutil
 import tempfile
 from dataclasses import replace
@@ -84,5 +85,6 @@ def main() -> None:
 if __name__ == "__main__":
     try:
         main()
-    except MusicGenreError as exc:  # no data root, a damaged file: one line, as the musicgenre command gives
-        raise SystemExit(f"error: {exc}") from None
+    except MusicGenreError as exc:  # no data root, a damaged file: one line and status 2, as the musicgenre command gives
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None

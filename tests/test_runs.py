@@ -139,7 +139,7 @@ def test_an_empty_out_is_one_line(small_mfcc_root, run_dir, tmp_path, capsys):
     for args in (["train", "--data", str(small_mfcc_root), "--epochs", "1"], ["extract", str(tmp_path)],
                  ["report", str(run_dir)], ["sweep", "--data", str(small_mfcc_root), "--epochs", "1"]):
         assert main([*args, "--out", ""]) == 2
-        assert capsys.readouterr().err == "error: '': an empty --out names no folder\n"
+        assert capsys.readouterr().err == "error: '': an empty path names no folder (--out)\n"
 
 
 def test_an_out_where_no_folder_can_be_made_is_refused_before_any_work(small_mfcc_root, run_dir, tmp_path, capsys):

@@ -79,9 +79,9 @@ def _add_train_options(p: argparse.ArgumentParser, not_taken: dict[str, str] | N
     add_data_option(p)
 
 
-def add_data_option(p: argparse.ArgumentParser, why: str = "") -> None:
+def add_data_option(p: argparse.ArgumentParser) -> None:
     """--data, the data root, by default $MUSICGENRE_DATA (datasets.resolve_data_root)."""
-    p.add_argument("--data", default=None, help=f"data root{' ' + why if why else ''} (default: $MUSICGENRE_DATA)")
+    p.add_argument("--data", default=None, help="data root (default: $MUSICGENRE_DATA)")
 
 
 def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -159,7 +159,11 @@ def print_metrics(m: dict, title: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    class PipeConsole(Console):
+        def on_broken_pipe(self) -> None:  # rich exits with status 1; main stops quietly with 0, as for predict
+            raise BrokenPipeError
+
+    console = PipeConsole()
     console.print(f"[bold]{title}[/bold]: n={m['n']}  accuracy {m['accuracy']:.4f}  macro F1 {m['f1_macro']:.4f}")
     t = Table("class", "precision", "recall", "F1", "support")
     for c, v in m["per_class"].items():
@@ -421,7 +425,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="Markdown + self-contained HTML report with figures for a run or sweep dir")
     p.add_argument("path", help="a run directory or a sweep directory")
     p.add_argument("--out", required=True, help="folder for report.md, report.html and the PNGs")
-    add_data_option(p, "for the example mel-spectrograms of melgram runs")
+    p.add_argument("--data", default=None, help="data root for the example mel-spectrograms of melgram runs (default: the "
+                                                "one the run recorded, else $MUSICGENRE_DATA)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing report folder")
     p.set_defaults(func=cmd_report)
 

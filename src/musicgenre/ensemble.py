@@ -14,7 +14,7 @@ from torch.nn import functional as F
 
 from musicgenre.datasets import Dataset, validate_features
 from musicgenre.errors import MusicGenreError
-from musicgenre.io import atomic_write_bytes, atomic_write_json, stops_deferred
+from musicgenre.io import as_path, atomic_write_bytes, atomic_write_json, stops_deferred
 from musicgenre.metrics import classification_metrics, expected_calibration_error
 from musicgenre.runs import TEMPERATURES, WEIGHTS, Run, load_run, save_weights
 from musicgenre.training import check_scorable, predict_logits
@@ -72,7 +72,7 @@ def load_ensemble(paths: Sequence[str | os.PathLike]) -> Predictor:
 
 def load_predictor(spec: str | os.PathLike) -> Predictor:
     """A run directory, or `ensemble:RUN1,RUN2,...` for the average of several."""
-    spec = str(spec)
+    spec = str(as_path(spec, "run directory"))
     if spec.startswith(ENSEMBLE_PREFIX):
         return load_ensemble([p.strip() for p in spec[len(ENSEMBLE_PREFIX):].split(",") if p.strip()])
     return load_ensemble([spec])

@@ -219,8 +219,9 @@ def iter_file_features(paths: Sequence[Path], kinds: tuple[str, ...], workers: i
         pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_start_worker, initargs=(os.getpid(),))
         with stops_deferred():  # the workers start here, inheriting the block until they ignore them
             results = pool.map(file_features, paths, [kinds] * len(paths), [pad] * len(paths))
-        yield from results
-        finished = True
+        for taken, result in enumerate(results, 1):
+            finished = taken == len(paths)  # no work left once the last is taken, even if this is closed there
+            yield result
     except (BrokenProcessPool, OSError) as exc:  # a worker killed (out of memory), or none could start
         raise MusicGenreError(f"the decoding worker processes failed ({type(exc).__name__}: {exc}); "
                               "--workers 1 decodes in this process (workers=1 in Python, where a script that decodes "

@@ -150,9 +150,7 @@ def check_out_path(out: str | os.PathLike, inputs: Sequence[str | os.PathLike] =
     """The output path (lexically normalised; a link to a file or folder followed, as every command then writes
     where it leads), after refusing a device, pipe or socket (`/dev/null`), one under a file, or one that is,
     holds or lies inside any of `inputs` (what the command reads, which writing there could replace)."""
-    if not os.fspath(out):
-        raise MusicGenreError("'': an empty --out names no folder")
-    out = Path(os.path.normpath(out))
+    out = Path(os.path.normpath(as_path(out, "folder (--out)")))
     if out.exists() and not (out.is_dir() or out.is_file()):  # never replaced, --overwrite or not
         raise MusicGenreError(f"{out}: is a device, pipe or socket, not a place for output (choose another --out)")
     if out.is_symlink() and not out.exists():

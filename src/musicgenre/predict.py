@@ -86,6 +86,8 @@ def predict_paths(
     from musicgenre.ensemble import load_predictor
 
     predictor = load_predictor(str(READY_MODEL) if model is None else model)
+    if not isinstance(paths, (str, bytes, os.PathLike, list, tuple)):
+        raise MusicGenreError(f"{paths!r}: give a path, or a list of paths")
     items = _resolve_paths([paths] if isinstance(paths, (str, bytes, os.PathLike)) else paths)
     # closed with this generator, not left to the garbage collector: its worker processes end then
     with closing(iter_file_features([path for path, error in items if error is None], (predictor.features,), workers, "repeat")) as features:
