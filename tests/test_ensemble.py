@@ -145,9 +145,10 @@ def test_calibrating_infinite_outputs_is_one_line_and_changes_nothing(tiny_run, 
     assert run_files(run) == before
 
 
-def test_a_val_split_without_errors_is_not_fitted_to_a_temperature_near_zero(tiny_run, capsys):
+def test_a_val_split_without_errors_is_not_fitted_to_a_temperature_near_zero(tiny_run, tmp_path, capsys):
     """Every clip right: the NLL falls as T -> 0; a T of 0.004 was stored and made every prediction 1.00."""
-    run, root = tiny_run
+    run, trained_on = tiny_run
+    root = shutil.copytree(trained_on, tmp_path / "other")  # changed under its own root, calibrate refuses it anyway
     val = load_dataset(root, "mfcc")["val"]
     right = load_predictor(run).predict_proba(val.X).argmax(1) == val.y
     np.save(root / "val/mfccs/X.npy", val.X[right])
@@ -219,3 +220,28 @@ def test_a_stop_while_calibrating_leaves_weights_and_metrics_in_step(tiny_run, s
     assert main(["calibrate", str(run), "--data", str(root)]) == 130  # "interrupted"
     stored = float(load_file(str(run / "model.safetensors"))["temperature"])
     assert stored != 1.0 and stored == pytest.approx(load_run(run).metrics["calibration"]["temperature"])
+
+
+def test_data_changed_since_training_is_noted_by_evaluate_and_refused_by_calibrate(small_mfcc_root, tmp_path, capsys):
+    """Re-extracting under the same root with another seed puts training files in val: evaluate scored them as
+    held out and calibrate fitted its temperature on them, without a word (config.json records the arrays'
+    fingerprint)."""
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(small_mfcc_root), "--epochs", "2", "--seed", "0", "--out", str(run)]) == 0
+    assert main(["evaluate", str(run), "--data", str(small_mfcc_root)]) == 0
+    assert "note:" not in capsys.readouterr().err  # the same arrays: nothing to say
+    train_X, val_X = (np.load(small_mfcc_root / s / "mfccs" / "X.npy") for s in ("train", "val"))
+    np.save(small_mfcc_root / "val" / "mfccs" / "X.npy", np.concatenate([train_X[:200], val_X[200:]]))
+    for command in (["evaluate", str(run)], ["ensemble", str(run), str(run.parent / "other")]):
+        if command[0] == "ensemble":
+            shutil.copytree(run, run.parent / "other")
+        assert main([*command, "--data", str(small_mfcc_root)]) == 0
+        err = capsys.readouterr().err
+        assert f"note: {small_mfcc_root} has changed since {run} was trained on it" in err, err
+    weights = (run / "model.safetensors").read_bytes()
+    assert main(["calibrate", str(run), "--data", str(small_mfcc_root)]) == 2
+    assert "has changed since" in capsys.readouterr().err and (run / "model.safetensors").read_bytes() == weights
+    other_root = tmp_path / "elsewhere"
+    shutil.copytree(small_mfcc_root, other_root)  # another root: nothing recorded to compare with
+    assert main(["evaluate", str(run), "--data", str(other_root)]) == 0
+    assert "note:" not in capsys.readouterr().err

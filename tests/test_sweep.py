@@ -64,7 +64,7 @@ def test_sweep_outputs_resume_and_config_guard(study_data, tmp_path, spy_train_s
     # each seed's kept model is saved, with the data it was trained on, and scores what the CSV says
     run = load_run(out / "runs" / "Adam" / "seed-1")
     digest = json.loads((out / "sweep_config.json").read_text())["data_digest"]
-    assert run.meta["data"] == {"root": str(study_data.resolve()), "digest": digest}
+    assert run.meta["data"] == {"root": str(study_data.resolve()), "splits": ["train", "val"], "digest": digest}
     val = load_split(study_data, "val", "mfcc", run.classes)
     assert evaluate_model(run.model, val)["accuracy"] == pytest.approx(float(runs[1]["accuracy"]))
 

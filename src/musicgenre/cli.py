@@ -194,18 +194,24 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from musicgenre.runs import load_run
 
     run = load_run(args.run_dir)
-    dataset = load_split(resolve_data_root(args.data), args.split, run.features, run.classes)
-    note_training_split([run], args.split)
+    root = resolve_data_root(args.data)
+    dataset = load_split(root, args.split, run.features, run.classes)
+    note_training_split([run], args.split, root)
     print_evaluation(evaluate_predictor(Predictor([run]), dataset), args, f"{run.path} on {args.split}", {"run": str(run.path)})
     return 0
 
 
-def note_training_split(runs: list, split: str) -> None:
-    """Say so (on stderr) when a model is scored on a split it was trained on, as the shipped model was on val."""
+def note_training_split(runs: list, split: str, root: Path) -> None:
+    """Say so (on stderr) when a model is scored on a split it was trained on, as the shipped model was on val, or
+    on a split of data that has changed since it was trained there (runs.data_changed)."""
+    from musicgenre.runs import data_changed
+
     for run in runs:
         if split in run.training_splits:
             print(f"note: {run.path} was trained on the {split} split: its figures there are not a held-out estimate",
                   file=sys.stderr)
+        elif changed := data_changed(run, root):
+            print(f"note: {changed}: its figures on {split} may not be a held-out estimate", file=sys.stderr)
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
@@ -322,8 +328,9 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
     from musicgenre.ensemble import evaluate_predictor, load_ensemble
 
     predictor = load_ensemble(args.run_dirs)
-    dataset = load_split(resolve_data_root(args.data), args.split, predictor.features, predictor.classes)
-    note_training_split(predictor.runs, args.split)
+    root = resolve_data_root(args.data)
+    dataset = load_split(root, args.split, predictor.features, predictor.classes)
+    note_training_split(predictor.runs, args.split, root)
     print_evaluation(evaluate_predictor(predictor, dataset), args, f"ensemble of {len(predictor.runs)} runs on {args.split}",
                      {"runs": [str(r.path) for r in predictor.runs]})
     return 0
@@ -333,10 +340,13 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     """Fit and store a run's temperature on the val split."""
     from musicgenre.datasets import load_split, resolve_data_root
     from musicgenre.ensemble import calibrate_run
-    from musicgenre.runs import load_run
+    from musicgenre.runs import data_changed, load_run
 
     run = load_run(args.run_dir, averaged=False)  # a temperature is fitted to one run
-    dataset = load_split(resolve_data_root(args.data), "val", run.features, run.classes)
+    root = resolve_data_root(args.data)
+    if changed := data_changed(run, root):  # fitted on training clips, T would make it over-confident
+        raise MusicGenreError(f"{changed}: calibrate on the data it was trained on, or train it again")
+    dataset = load_split(root, "val", run.features, run.classes)
     c = calibrate_run(run, dataset)
     print(f"temperature {c['temperature']:.4f} fitted on val: NLL {c['nll_before']:.4f} -> {c['nll_after']:.4f}, "
           f"ECE {c['ece_before']:.4f} -> {c['ece_after']:.4f}; stored in {run.path}")

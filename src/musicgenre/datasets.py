@@ -208,8 +208,9 @@ def load_dataset(
 
 
 def data_record(root: str | os.PathLike, splits: dict[str, Dataset]) -> dict:
-    """What a run records of the data it was trained on (config.json's "data"): the root and the splits' digest."""
-    return {"root": str(Path(root).resolve()), "digest": data_digest(splits)}
+    """What a run records of the data it was trained on (config.json's "data"): the root, the splits read and
+    their digest."""
+    return {"root": str(Path(root).resolve()), "splits": sorted(splits), "digest": data_digest(splits)}
 
 
 def data_digest(splits: dict[str, Dataset]) -> str:

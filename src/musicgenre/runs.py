@@ -20,7 +20,7 @@ from safetensors.torch import save as safetensors_bytes
 
 from musicgenre import __version__
 from musicgenre.config import TrainConfig
-from musicgenre.datasets import SPLITS, Dataset, data_record, is_genre_name
+from musicgenre.datasets import SPLITS, Dataset, data_digest, data_record, is_genre_name, load_dataset
 from musicgenre.errors import MusicGenreError
 from musicgenre.io import as_path, atomic_write_bytes, atomic_write_json, atomic_write_text, not_a_file, read_json, write_dir
 from musicgenre.metrics import seed_summary
@@ -205,6 +205,21 @@ def train_run(cfg: TrainConfig, root: str | os.PathLike, data: dict[str, Dataset
     result = train(cfg, data["train"], data.get("val"), on_epoch)
     check_learned([result])
     return result, save_run(result, out, overwrite, {"data": data_record(root, data)})
+
+
+def data_changed(run: Run, root: str | os.PathLike) -> str | None:
+    """Why the arrays under `root` may hold clips `run` trained on though its split names say otherwise: `root` is
+    the data root the run recorded (config.json "data") and what it holds has changed since (another extract
+    there, with another seed, puts training files in val). None when unchanged, or `root` is another one."""
+    recorded = run.meta.get("data")
+    if not isinstance(recorded, dict) or recorded.get("root") != str(Path(root).resolve()):
+        return None
+    default = ["train", "val", *(["test"] if run.meta.get("sweep_split") == "test" else [])]  # runs before "splits"
+    splits = recorded.get("splits", default)
+    if data_digest(load_dataset(root, run.features, splits)) == recorded.get("digest"):
+        return None
+    return (f"{root} has changed since {run.path} was trained on it (its arrays' fingerprint differs from config.json's), "
+            "so its splits may hold clips the run trained on")
 
 
 def _load_weights(model: GenreNet, state: dict[str, torch.Tensor]) -> bool:
