@@ -152,3 +152,23 @@ def test_melgrams_are_computed_where_numba_can_cache_nowhere(tmp_path):
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
     x = np.random.default_rng(0).normal(0, 0.1, (2, SEGMENT_SAMPLES))
     np.testing.assert_array_equal(np.load(tmp_path / "mel.npy"), melgram(x))
+
+
+def test_ending_workers_while_one_sends_a_result_leaves_no_thread_waiting_for_the_rest():
+    """A worker killed halfway through sending a result (a Ctrl-C while a long file's features were on their way)
+    left the executor's thread waiting for the rest, and the interpreter's exit waiting on that thread: `extract`
+    printed "interrupted" and never ended. The half message is written here by hand, so the moment is not raced."""
+    import multiprocessing
+    import struct
+    from concurrent.futures import ProcessPoolExecutor
+
+    from musicgenre.features import _end_workers, _start_worker
+
+    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
+                               initargs=(os.getpid(),))
+    assert pool.submit(abs, -1).result(timeout=60) == 1  # the worker is up
+    manager = pool._executor_manager_thread
+    os.write(pool._result_queue._writer.fileno(), struct.pack("!i", 1000) + bytes(10))  # 10 of 1000 bytes
+    _end_workers(pool)
+    manager.join(timeout=20)
+    assert not manager.is_alive()

@@ -238,9 +238,15 @@ def _end_workers(pool: ProcessPoolExecutor) -> None:
     its record (Ctrl-C twice), it left a worker that could never be joined, and the interpreter's exit spun on
     it forever at full CPU."""
     processes = list((pool._processes or {}).values())  # the executor has no public way to reach them
+    results = pool._result_queue
     pool.shutdown(wait=False, cancel_futures=True)
     with stops_deferred():
         for p in processes:
             p.kill()
         for p in processes:
             p.join()
+    # A worker killed while sending a result (a long file's features) leaves the executor's thread waiting for
+    # the rest of it, and the interpreter's exit waiting on that thread, forever: this process holds the pipe's
+    # other write end. Closed, the wait ends (end of file) and the thread with it.
+    if results is not None:
+        results._writer.close()
