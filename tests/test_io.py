@@ -108,3 +108,21 @@ def test_a_file_that_cannot_be_written_in_a_folder_being_built_is_named_where_it
     with pytest.raises(MusicGenreError, match=f"^{tmp_path / 'run' / 'm.json'}: cannot be written \\(no space left on device\\)$"):
         write_dir(tmp_path / "run", False, lambda tmp: atomic_write_json(tmp / "m.json", {}))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_folder_that_cannot_be_written_into_is_named_not_its_temporary_file(tmp_path, monkeypatch):
+    """On a read-only mount the temporary file could not be made: the error named `.model.safetensors.x7q.tmp`
+    with Python's [Errno 30]; a sweep's folder that could not be made, the raw error too."""
+    import errno
+
+    import musicgenre.io as io_mod
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(tmp_path / ".m.json.x7q.tmp"))
+
+    monkeypatch.setattr(io_mod.tempfile, "mkstemp", read_only)
+    with pytest.raises(MusicGenreError, match=f"^{tmp_path / 'm.json'}: cannot be written \\(read-only file system\\)$"):
+        io_mod.atomic_write_bytes(tmp_path / "m.json", b"{}")
+    monkeypatch.setattr(io_mod.Path, "mkdir", read_only)
+    with pytest.raises(MusicGenreError, match=f"^{tmp_path / 'sweep'}: cannot be written \\(read-only file system\\)$"):
+        io_mod.out_folder(tmp_path / "sweep")

@@ -69,8 +69,11 @@ def not_a_file(path: Path, what: str) -> str:
 def _atomic_file(path: str | Path) -> Iterator[IO[bytes]]:
     """Yield a temporary file beside path; on success it replaces path, on error it is removed."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:  # a folder that cannot be made or written into (read-only): named as the file, not its temporary twin
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise _write_error(path, exc) from exc
     try:
         with os.fdopen(fd, "wb") as f:
             os.fchmod(f.fileno(), 0o644)  # mkstemp makes it owner-only; results are meant to be shared
@@ -176,7 +179,10 @@ def out_folder(out: str | os.PathLike, inputs: Sequence[str | os.PathLike] = ())
     out = check_out_path(out, inputs)
     if out.exists() and not out.is_dir():
         raise MusicGenreError(f"{out}: is a file, not a folder (choose another --out)")
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a read-only parent: one line, as check_out_dir gives for the other commands
+        raise _write_error(out, exc) from exc
     return out
 
 
