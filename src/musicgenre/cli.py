@@ -206,12 +206,13 @@ def note_training_split(runs: list, split: str, root: Path) -> None:
     on a split of data that has changed since it was trained there (runs.data_changed)."""
     from musicgenre.runs import data_changed
 
+    changed = data_changed([run for run in runs if split not in run.training_splits], root)
     for run in runs:
         if split in run.training_splits:
             print(f"note: {run.path} was trained on the {split} split: its figures there are not a held-out estimate",
                   file=sys.stderr)
-        elif changed := data_changed(run, root):
-            print(f"note: {changed}: its figures on {split} may not be a held-out estimate", file=sys.stderr)
+        elif run.path in changed:
+            print(f"note: {changed[run.path]}: its figures on {split} may not be a held-out estimate", file=sys.stderr)
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
@@ -344,8 +345,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
     run = load_run(args.run_dir, averaged=False)  # a temperature is fitted to one run
     root = resolve_data_root(args.data)
-    if changed := data_changed(run, root):  # fitted on training clips, T would make it over-confident
-        raise MusicGenreError(f"{changed}: calibrate on the data it was trained on, or train it again")
+    if changed := data_changed([run], root):  # fitted on training clips, T would make it over-confident
+        raise MusicGenreError(f"{changed[run.path]}: calibrate on the data it was trained on, or train it again")
     dataset = load_split(root, "val", run.features, run.classes)
     c = calibrate_run(run, dataset)
     print(f"temperature {c['temperature']:.4f} fitted on val: NLL {c['nll_before']:.4f} -> {c['nll_after']:.4f}, "

@@ -268,7 +268,7 @@ def build_report(path: str | os.PathLike, out: str | os.PathLike, data: str | No
                               f"(sweep_config.json)")
     record, history = training_record(run), read_history(run)
     if data is None:  # the run's own data first: $MUSICGENRE_DATA may well be the study's, which has no melgrams
-        recorded = run.meta.get("data", {}).get("root") if isinstance(run.meta.get("data"), dict) else None
+        recorded = run.data.get("root")
         data = recorded if isinstance(recorded, str) and Path(recorded).is_dir() else os.environ.get(DATA_ENV) or None
 
     def fill(tmp: Path) -> None:

@@ -52,6 +52,13 @@ class Run:
         """The splits the model was trained on (config.json 'training_splits'; runs of `train`: train alone)."""
         return tuple(self.meta.get("training_splits", ("train",)))
 
+    @property
+    def data(self) -> dict:
+        """What config.json records of the data the run was trained on (datasets.data_record: root, splits,
+        digest); empty for a run that recorded none (the shipped model, runs saved from Python)."""
+        recorded = self.meta.get("data")
+        return recorded if isinstance(recorded, dict) else {}
+
 
 NUMBER = (int, float)
 _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false", list: "a list",
@@ -207,19 +214,24 @@ def train_run(cfg: TrainConfig, root: str | os.PathLike, data: dict[str, Dataset
     return result, save_run(result, out, overwrite, {"data": data_record(root, data)})
 
 
-def data_changed(run: Run, root: str | os.PathLike) -> str | None:
-    """Why the arrays under `root` may hold clips `run` trained on though its split names say otherwise: `root` is
-    the data root the run recorded (config.json "data") and what it holds has changed since (another extract
-    there, with another seed, puts training files in val). None when unchanged, or `root` is another one."""
-    recorded = run.meta.get("data")
-    if not isinstance(recorded, dict) or recorded.get("root") != str(Path(root).resolve()):
-        return None
-    default = ["train", "val", *(["test"] if run.meta.get("sweep_split") == "test" else [])]  # runs before "splits"
-    splits = recorded.get("splits", default)
-    if data_digest(load_dataset(root, run.features, splits)) == recorded.get("digest"):
-        return None
-    return (f"{root} has changed since {run.path} was trained on it (its arrays' fingerprint differs from config.json's), "
-            "so its splits may hold clips the run trained on")
+def data_changed(runs: Sequence[Run], root: str | os.PathLike) -> dict[Path, str]:
+    """For each run of `runs` whose recorded data root (Run.data) is `root` and whose arrays there have changed
+    since it was trained (another extract there, with another seed, puts training files in val): why its
+    splits may hold clips it trained on, by run path. Each set of arrays is read and fingerprinted once, however
+    many runs (an ensemble's seeds) recorded it."""
+    digests: dict[tuple, str] = {}
+    changed = {}
+    for run in runs:
+        if run.data.get("root") != str(Path(root).resolve()):
+            continue
+        default = ["train", "val", *(["test"] if run.meta.get("sweep_split") == "test" else [])]  # runs before "splits"
+        key = (run.features, tuple(run.data.get("splits", default)))
+        if key not in digests:
+            digests[key] = data_digest(load_dataset(root, *key))
+        if digests[key] != run.data.get("digest"):
+            changed[run.path] = (f"{root} has changed since {run.path} was trained on it (its arrays' fingerprint "
+                                 "differs from config.json's), so its splits may hold clips the run trained on")
+    return changed
 
 
 def _load_weights(model: GenreNet, state: dict[str, torch.Tensor]) -> bool:
