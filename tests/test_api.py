@@ -170,8 +170,9 @@ def test_seeds_and_genres_a_run_cannot_use_are_refused(mfcc):
         train(cfg, one)
 
 
-def test_what_is_not_a_path_is_refused_as_such():
-    """load_run(None) raised os.fspath's TypeError; load_ensemble(b"runs/a") read its bytes as paths."""
+def test_what_is_not_a_path_is_refused_as_such(audio_dir):
+    """load_run(None) raised os.fspath's TypeError; load_ensemble(b"runs/a") read its bytes as paths; predict_paths
+    takes any iterable of paths (a glob), but not None."""
     from musicgenre.ensemble import load_ensemble
     from musicgenre.runs import load_run
 
@@ -179,3 +180,6 @@ def test_what_is_not_a_path_is_refused_as_such():
         load_run(None)
     with pytest.raises(MusicGenreError, match="an ensemble takes a list of run directories, not one path"):
         load_ensemble(b"runs/a")
+    with pytest.raises(MusicGenreError, match="^None: give a path, or a list of paths$"):
+        list(predict_paths(None))
+    assert [p.genre for p in predict_paths(audio_dir.glob("rock_*.mp3"), workers=1)] == ["rock_metal_hardrock"]

@@ -86,16 +86,18 @@ def predict_paths(
     from musicgenre.ensemble import load_predictor
 
     predictor = load_predictor(str(READY_MODEL) if model is None else model)
-    if not isinstance(paths, (str, bytes, os.PathLike, list, tuple)):
+    if isinstance(paths, (str, bytes, os.PathLike)):  # one path, not its characters
+        paths = [paths]
+    elif not isinstance(paths, Iterable):
         raise MusicGenreError(f"{paths!r}: give a path, or a list of paths")
-    items = _resolve_paths([paths] if isinstance(paths, (str, bytes, os.PathLike)) else paths)
+    items = _resolve_paths(paths)
     # closed with this generator, not left to the garbage collector: its worker processes end then
     with closing(iter_file_features([path for path, error in items if error is None], (predictor.features,), workers, "repeat")) as features:
         for path, error in items:
             yield FilePrediction(path, error=error) if error is not None else classify(next(features), predictor)
 
 
-def _resolve_paths(paths: list[str | os.PathLike]) -> list[tuple[Path, str | None]]:
+def _resolve_paths(paths: Iterable[str | os.PathLike]) -> list[tuple[Path, str | None]]:
     """Each argument's audio files, without repeats (a file named twice, by any path, is classified once);
     an argument that names none (missing path, folder without audio) and each folder that cannot be read
     become one entry carrying its error, so the others are still classified; an empty path is a usage
