@@ -408,7 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the files' assignment to splits (default: 0)")
     p.add_argument("--workers", type=positive_int, default=None, help="decoding processes (default: all cores)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing data root")
-    p.set_defaults(func=cmd_extract)
+    p.set_defaults(func=cmd_extract, computes_with_torch=False)  # features by numpy, librosa and numba only
 
     p = sub.add_parser("predict", help="genre of audio files (wav, flac, ogg, mp3), per file and per second")
     p.add_argument("paths", nargs="+", help="audio files or folders (searched recursively)")
@@ -505,8 +505,8 @@ def main(argv: list[str] | None = None) -> int:
     before = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
         args = build_parser().parse_args(argv)
-        if args.command != "extract":  # every other command computes with torch: imported here with stops held
-            from musicgenre.io import stops_deferred  # back, since one landing inside torch's C++ start-up aborted
+        if getattr(args, "computes_with_torch", True):  # torch imported here with stops held back, since one
+            from musicgenre.io import stops_deferred  # landing inside torch's C++ start-up aborted
 
             with stops_deferred():
                 importlib.import_module("torch")
