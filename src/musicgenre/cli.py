@@ -54,7 +54,7 @@ def _add_train_options(p: argparse.ArgumentParser, not_taken: dict[str, str] | N
     p.add_argument("--features", choices=["mfcc", "melgram"], help="representation (default: the model's)")
     p.add_argument("--model", help="mfcc-mlp (default for mfcc), mel-cnn (default for melgram), mel-cnn-relu, ...; "
                                    "without --recipe it trains with its own recipe's settings")
-    p.add_argument("--optimizer", help=helps("optimizer", "any torch.optim optimizer name, case-insensitive (default: the recipe's; the study's: SGD)"))
+    p.add_argument("--optimizer", help=helps("optimizer", "one of the 11 torch.optim optimizers the study compared (Adadelta ... SGD), case-insensitive (default: the recipe's; the study's: SGD)"))
     p.add_argument("--lr", type=float, help="learning rate (default: the recipe's; the study's: 0.002)")
     p.add_argument("--epochs", type=positive_int, help="default: the recipe's; the study's: 30")
     p.add_argument("--batch-size", type=positive_int, help="default: the recipe's; the study's: 16")
@@ -421,7 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sweep", help="train every optimizer x seed on one model; table, CSV and chart (resumable)")
     _add_train_options(p, {"seed": "a sweep trains seeds 0..N-1 of each optimizer (--seeds N)",
                            "optimizer": "a sweep trains each optimizer of --optimizers"})
-    p.add_argument("--optimizers", default="all", help="'all' (the 11 of torch.optim) or a comma list")
+    p.add_argument("--optimizers", default="all", help="'all' (the 11 torch.optim optimizers the study compared) or a comma list")
     p.add_argument("--seeds", type=positive_int, default=5, help="seeds 0..N-1 per optimizer (no --seed)")
     p.add_argument("--lr-per-optimizer", action="store_true", help="each optimizer's own default lr instead of --lr")
     p.add_argument("--split", choices=["val", "test"], default="val", help="split the table reports")

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import sklearn
@@ -50,7 +51,7 @@ class Comparison:
     settings: dict
 
 
-def seconds_per_clip(predict: Callable[[np.ndarray], object], X: np.ndarray, repeats: int = 20) -> float:
+def seconds_per_clip(predict: Callable[[Any], object], X: np.ndarray | torch.Tensor, repeats: int = 20) -> float:
     """CPU inference time per clip: the best of `repeats` timed calls on one batch, after warm-up calls."""
     with cpu_threads(TIMING_THREADS):
         for _ in range(3):
@@ -59,7 +60,7 @@ def seconds_per_clip(predict: Callable[[np.ndarray], object], X: np.ndarray, rep
     return best / len(X)
 
 
-def _timed(predict: Callable[[np.ndarray], object], X: np.ndarray) -> float:
+def _timed(predict: Callable[[Any], object], X: np.ndarray | torch.Tensor) -> float:
     t0 = time.perf_counter()
     predict(X)
     return time.perf_counter() - t0

@@ -215,7 +215,8 @@ def data_record(root: str | os.PathLike, splits: dict[str, Dataset]) -> dict:
 
 def data_digest(splits: dict[str, Dataset]) -> str:
     """A fingerprint of loaded splits (their features, labels and classes), saved with a long job so that its
-    resumption can tell that the data under the same path has changed since, and refuse to mix the two."""
+    resumption can tell that the data under the same path has changed since, and refuse to mix the two, and with
+    each run (data_record), so that evaluate, ensemble and calibrate can tell its val split may hold training clips."""
     h = hashlib.sha256()
     for name in sorted(splits):
         d = splits[name]

@@ -32,7 +32,8 @@ class SegmentPrediction:
 
 @dataclass
 class FilePrediction:
-    """A file's genre: mean of its non-silent seconds' probabilities; `silent` when it has none."""
+    """A file's genre: mean of its non-silent seconds' probabilities, each weighted by the audio it holds (a last
+    second of 0.3 s counts 0.3); `silent` when it has none."""
 
     path: Path
     genre: str | None = None

@@ -39,7 +39,7 @@ def train_or_load(cfg: TrainConfig, root: Path, splits: dict[str, Dataset], out:
     return training_record(load_run(out))["val"]
 
 
-def comparison_rows(runs: dict[str, dict], sweep_model: str, sweep: list[OptimizerResult]) -> list[tuple[str, ...]]:
+def comparison_rows(runs: dict[str, dict | None], sweep_model: str, sweep: list[OptimizerResult]) -> list[tuple[str, ...]]:
     """For each published figure: the study's, our single seed-0 run, and our sweep's mean ± std over seeds."""
     by_opt = {r.optimizer: r for r in sweep}
     rows = []

@@ -1,4 +1,4 @@
-"""The optimizer sweep: every torch.optim optimizer x several seeds on one model, resumable,
+"""The optimizer sweep: the 11 torch.optim optimizers the study compared (or those given) x several seeds on one model, resumable,
 summarised as CSV, a Markdown table and a bar chart with error bars."""
 
 from __future__ import annotations
@@ -178,7 +178,8 @@ def seed_dir(out: Path, optimizer: str, seed: int) -> Path:
 
 
 def run_sweep(cfg: SweepConfig, out: str | os.PathLike, progress: bool = True) -> list[OptimizerResult]:
-    """Train every (optimizer, seed) pair not already finished in `out`, then write sweep.csv/.md/.png.
+    """Train every optimizer not already finished in `out` (all its seeds, which train together: one stopped halfway
+    starts over), then write sweep.csv/.md/.png.
     Each optimizer's seeds are saved as runs under runs/<optimizer>/seed-<k>/ (as `train --seeds`) and its results.json last,
     which marks it finished."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn

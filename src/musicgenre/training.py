@@ -111,7 +111,7 @@ def make_optimizer(cfg: TrainConfig, params: Iterable[torch.Tensor], graph_devic
     """The torch.optim optimizer named in the config, with its lr and weight decay; the foreach
     (multi-tensor) implementation, which updates all parameters in a few calls instead of one per tensor.
     For steps captured as CUDA graphs on `graph_device`, its state stays on that GPU (`capturable`),
-    with the lr as a GPU tensor where a schedule changes it."""
+    with the lr as a GPU tensor for Adam and AdamW (cudagraph.tensor_lr), which a cosine schedule updates in place."""
     cls = getattr(torch.optim, cfg.optimizer)
     accepted = inspect.signature(cls).parameters
     graphed = graph_device is not None
@@ -150,7 +150,7 @@ def fit_standardization(model: GenreNet, X: np.ndarray) -> None:
 @torch.inference_mode()
 def predict_logits(model: nn.Module, X: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
     """Logits for all rows in eval mode (the model's mode put back after), in float32 whatever autocast the
-    caller has on, in batches of 64 (larger batches of melgrams run slower on CPU)."""
+    caller has on, in batches of 64 (memory stays small for any number of rows)."""
     training = model.training
     model.eval()
     try:
