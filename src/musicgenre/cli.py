@@ -71,11 +71,11 @@ def _add_train_options(p: argparse.ArgumentParser, not_taken: dict[str, str] | N
                    help="mixup partners from the example's own genre only (default: the recipe's; the study's: off)")
     p.add_argument("--spec-augment", action=argparse.BooleanOptionalAction, help="time/frequency masking of melgram batches")
     p.add_argument("--precision", choices=["fp32", "bf16"],
-                   help="fp32 (default) or bf16 mixed precision: weights stay fp32; CNNs train faster on CPUs with bf16 units (bench/README.md)")
+                   help="fp32 (default) or bf16 mixed precision: weights stay fp32; CNNs train faster on CPUs with bf16 units (the README's Speed section)")
     p.add_argument("--cuda-graphs", action=argparse.BooleanOptionalAction,
-                   help="on a GPU, replay each training step as a CUDA graph (default: on where the settings allow; docs/results.md)")
+                   help="on a GPU, replay each training step as a CUDA graph (default: on where the settings allow; the README's Speed section)")
     p.add_argument("--fused", action=argparse.BooleanOptionalAction,
-                   help="on the CPU, train plain MLPs with SGD in one compiled call per epoch (default: on where the settings allow; bench/README.md)")
+                   help="on the CPU, train plain MLPs with SGD in one compiled call per epoch (default: on where the settings allow; the README's Speed section)")
     add_data_option(p)
 
 
