@@ -23,6 +23,7 @@ def mfcc(study_data):
 @pytest.mark.parametrize("change, message", [
     (lambda d: {"y": d.y + 10}, r"^train split of mfcc features: y holds class index 13, outside 0..3 \(4 classes\)$"),
     (lambda d: {"y": d.y - 1}, "y holds class index -1, outside 0..3"),
+    (lambda d: {"y": np.where(d.y == 3, 4, d.y)}, r"y holds class index 4, outside 0\.\.3"),  # one past the last
     (lambda d: {"y": d.y.astype(float)}, "y must be 3200 whole-number class indices"),  # a multi-line numba error
     (lambda d: {"y": d.y[:-1]}, "y must be 3200 whole-number class indices .* got int64 \\(3199,\\)"),
     (lambda d: {"X": d.X[:, :20]}, r"mfcc array has shape \(3200, 20\), expected \(N, 26\)"),  # a torch error

@@ -266,6 +266,17 @@ def test_silent_seconds_have_no_probability(tmp_path, decoded):
     assert pred.to_json(with_segments=True)["segments"][0] == {"start": 0, "genre": None, "probability": None}
 
 
+def test_a_silent_second_takes_no_part_in_the_files_genre(tmp_path, decoded):
+    """The file's probabilities are those of its seconds with sound: a silent first second changes nothing."""
+    music = decoded["rock_fma_001040.mp3"][: 3 * 8000].copy()
+    music[:8000] = 0
+    sf.write(tmp_path / "late_start.wav", music, 8000)
+    sf.write(tmp_path / "music_alone.wav", music[8000:], 8000)
+    late, alone = predict_paths([tmp_path / "late_start.wav", tmp_path / "music_alone.wav"], workers=1)
+    assert not late.silent and late.genre == alone.genre
+    assert late.probabilities == pytest.approx(alone.probabilities, abs=1e-6)
+
+
 def test_segments_text_shows_no_probability_for_a_silent_second(tmp_path, decoded, capsys):
     music = decoded["rock_fma_001040.mp3"][: 3 * 8000].copy()
     music[:8000] = 0

@@ -20,6 +20,7 @@ from musicgenre.models import GenreNet, build_model
 from musicgenre.multiseed import StackedChain
 from musicgenre.runs import load_run, save_run
 from musicgenre.training import (
+    BestKeeper,
     batch_sizes,
     evaluate_model,
     make_optimizer,
@@ -51,6 +52,13 @@ def test_same_seed_same_run(mfcc):
         assert torch.equal(pa, pb)
     c = train(TrainConfig(**{**cfg.to_dict(), "seed": 8}), tr, va)
     assert history_without_time(c) != history_without_time(a)
+
+
+def test_a_tie_in_validation_f1_keeps_the_earlier_epoch():
+    keeper = BestKeeper(patience=2)
+    assert keeper.improved(1, 0.61) and not keeper.improved(2, 0.61)
+    assert (keeper.best_epoch, keeper.since_best, keeper.stop) == (1, 1, False)
+    assert not keeper.improved(3, 0.60) and keeper.stop
 
 
 def test_best_epoch_is_kept_not_the_last(mfcc, tmp_path):
@@ -151,6 +159,11 @@ def test_saved_weights_are_the_same_bytes_in_every_process(tmp_path):
     for f in files:
         subprocess.run([sys.executable, "-c", code, str(f)], check=True)
     assert len({f.read_bytes() for f in files}) == 1
+    from safetensors.torch import load_file  # and those bytes are the model's weights
+
+    torch.manual_seed(0)
+    expected, saved = build_model("mfcc-mlp", 4).state_dict(), load_file(files[0])
+    assert saved.keys() == expected.keys() and all(torch.equal(saved[k], v) for k, v in expected.items())
 
 
 def test_a_last_batch_of_one_joins_the_batch_before():
@@ -265,6 +278,7 @@ def test_a_run_that_diverges_later_stops_and_keeps_its_best_sound_epoch(mfcc, mo
     ({"epochs": True}, "^epochs must be a whole number, not True$"),  # trained one epoch
     ({"seed": 1.5}, "^seed must be a whole number or None, not 1.5$"),
     ({"patience": 1.5}, "^patience must be a whole number or None, not 1.5$"),
+    ({"patience": 0}, "^patience must be at least 1 epoch, not 0$"),
     ({"lr": "0.01"}, "^lr must be a number, not '0.01'$"),
     ({"model": None}, "^model must be a string, not None$"),
     ({"lr": 1e39}, "^learning rate 1e\\+39 is beyond float32's largest number \\(3.403e\\+38\\)$"),  # was a traceback
