@@ -3,6 +3,7 @@ scaling, which calibrates a run's probabilities on the validation split."""
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 from collections.abc import Sequence
@@ -127,7 +128,9 @@ def calibrate_run(run: Run, dataset: Dataset) -> dict:
                               f"so it cannot be calibrated on it: calibrate a run trained on train alone")
     if dataset.classes != run.classes or dataset.features != run.features:
         raise MusicGenreError(f"{run.path}: the run's classes/features do not match the {dataset.split} split")
-    raw = predict_logits(run.model, torch.from_numpy(dataset.X)) * run.model.temperature  # undo the stored T
+    uncalibrated = copy.deepcopy(run.model)  # T = 1 exactly: multiplying by the stored T undid it only to rounding,
+    uncalibrated.temperature.fill_(1.0)      # so a second calibration refitted another T in its last bits
+    raw = predict_logits(uncalibrated, torch.from_numpy(dataset.X)).clone()  # out of inference mode: T is fitted on it
     if not torch.isfinite(raw).all():
         raise MusicGenreError(f"{weights}: the model's outputs on the {dataset.split} split are NaN or infinite; "
                               "it cannot be calibrated")
