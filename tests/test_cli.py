@@ -8,6 +8,7 @@ import re
 
 import numpy as np
 import pytest
+import torch
 
 from conftest import synthetic_melgrams, write_split
 from musicgenre.cli import build_parser, main, train_config_from_args
@@ -109,7 +110,9 @@ def test_melgram_cnn_trains_from_cli(tmp_path, capsys, model):
     assert rc == 0
     out = capsys.readouterr().out
     assert f"{model} (1,589,796 parameters)" in out  # 269,440 conv + 1,320,356 dense
-    assert json.loads((run / "config.json").read_text())["n_parameters"] == 1_589_796
+    meta = json.loads((run / "config.json").read_text())
+    assert meta["n_parameters"] == 1_589_796  # and the software that trained it, beside it:
+    assert set(meta["versions"]) == {"python", "musicgenre", "torch", "numpy", "numba"} and meta["versions"]["torch"] == torch.__version__
     assert main(["evaluate", str(run), "--data", str(root), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["n"] == 32
 

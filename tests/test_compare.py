@@ -9,6 +9,8 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import sklearn
+import torch
 
 import musicgenre.compare
 from conftest import write_split
@@ -41,6 +43,7 @@ def test_compare_scores_mfcc_recipes_and_baselines_and_costs_the_rest(small_mfcc
     assert set(settings["recipes"]) == {n for n, r in RECIPES.items() if r.features == "mfcc"}
     assert settings["recipes"]["mfcc-mlp-log"] == replace(RECIPES["mfcc-mlp-log"], epochs=2).to_dict()
     assert settings["baselines"] == list(BASELINES) and list(settings["data_digest"]) == ["mfcc"]
+    assert settings["versions"]["scikit-learn"] == sklearn.__version__ and settings["versions"]["torch"] == torch.__version__
 
 
 def test_one_seed_has_no_spread_to_show(small_mfcc_root, short_recipes, tmp_path):

@@ -2,9 +2,11 @@ import json
 import os
 import warnings
 
+import librosa
 import numpy as np
 import pytest
 import soundfile as sf
+import soxr
 
 import musicgenre.extraction
 import musicgenre.features
@@ -329,6 +331,7 @@ def test_three_shares_make_a_test_split_that_evaluate_reads(genre_dir, tmp_path,
     printed, err = capsys.readouterr()
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["split_ratio"] == [0.5, 0.25, 0.25]
+    assert manifest["versions"]["librosa"] == librosa.__version__ and manifest["versions"]["soxr"] == soxr.__version__
     # only classical has three readable files, one for each split; the others' two go to train and val
     assert {f["label"] for f in manifest["files"] if f["split"] == "test"} == {"classical"}
     test_labels = np.load(out / "test" / "mfccs" / "labels.npy")

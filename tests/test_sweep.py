@@ -287,6 +287,24 @@ def test_a_sweep_resumed_on_changed_data_is_refused(small_mfcc_root, tmp_path, c
     assert json.loads((out / "sweep_config.json").read_text())["data_digest"] == digest
 
 
+def test_a_sweep_resumed_on_another_number_of_cpu_threads_is_refused(small_mfcc_root, tmp_path, capsys, monkeypatch):
+    """Resumed under another MUSICGENRE_THREADS, a sweep mixed runs whose sums ran in two orders (other weights)."""
+    out = tmp_path / "sweep"
+    args = sweep_args(small_mfcc_root, out, "--optimizers", "sgd,adam", "--seeds", "1", "--epochs", "1")
+    assert main(args) == 0
+    saved = json.loads((out / "sweep_config.json").read_text())
+    assert saved["cpu_threads"] == 1 and saved["versions"]["torch"] == torch.__version__  # an MFCC model: one thread
+    (out / "runs" / "Adam" / "results.json").unlink()  # as a sweep stopped after SGD leaves it
+    monkeypatch.setenv("MUSICGENRE_THREADS", "2")
+    capsys.readouterr()
+    assert main(args) == 2
+    assert capsys.readouterr().err == (f"error: {out}: holds a sweep begun on 1 CPU thread, and this one would train on "
+                                       "2, which sum in another order (other weights): set MUSICGENRE_THREADS=1 to resume "
+                                       "it, or choose another --out\n")
+    monkeypatch.setenv("MUSICGENRE_THREADS", "1")
+    assert main(args) == 0 and (out / "runs" / "Adam" / "results.json").is_file()
+
+
 def test_an_optimizer_that_diverges_at_once_is_a_result_not_a_crash(small_mfcc_root, tmp_path):
     # The study reports optimizers that collapse; a NaN loss in epoch 1 keeps the initial weights (epoch 0).
     out = tmp_path / "sweep"

@@ -13,10 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import sklearn
 import torch
 
-from musicgenre import __version__
 from musicgenre.baselines import BASELINES, evaluate_baseline, fit_baseline
 from musicgenre.config import RECIPES
 from musicgenre.datasets import FEATURE_SHAPES, data_digest, has_split, load_dataset, resolve_data_root
@@ -26,6 +24,7 @@ from musicgenre.metrics import mean_std
 from musicgenre.models import build_model, count_parameters, model_features
 from musicgenre.tables import markdown_table, plus_minus
 from musicgenre.training import cpu_threads, predict_logits, train_seeds
+from musicgenre.versions import software_versions
 
 TIMING_BATCH = 256
 TIMING_THREADS = 2
@@ -126,7 +125,7 @@ def compare(
         "recipes": {name: r.to_dict() for name, r in RECIPES.items() if r.features in splits},
         "baselines": list(BASELINES) if "mfcc" in splits else [],
         "timing": {"batch": TIMING_BATCH, "threads": TIMING_THREADS},
-        "musicgenre_version": __version__, "torch_version": torch.__version__, "sklearn_version": sklearn.__version__,
+        "versions": software_versions("torch", "numpy", "numba", "scikit-learn"),
     }
     return Comparison(rows, settings)
 

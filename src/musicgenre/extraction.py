@@ -18,6 +18,7 @@ from musicgenre.datasets import FEATURE_DIRS, FEATURE_SHAPES, SPLITS, is_genre_n
 from musicgenre.errors import MusicGenreError
 from musicgenre.features import FileFeatures, iter_file_features
 from musicgenre.io import as_path, atomic_save_npy, atomic_write_json, check_out_dir, write_dir
+from musicgenre.versions import software_versions
 
 
 def build_dataset(
@@ -105,6 +106,7 @@ def _build(
         "genres": list(genre_files),
         "split_ratio": ratios.tolist(),
         "seed": seed,
+        "versions": software_versions("numpy", "numba", "librosa", "soxr", "soundfile"),  # decoding and features
         "files": records,
     }
     atomic_write_json(out_root / "manifest.json", manifest)

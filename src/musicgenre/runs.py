@@ -18,7 +18,6 @@ from safetensors import SafetensorError
 from safetensors.torch import load as safetensors_load
 from safetensors.torch import save as safetensors_bytes
 
-from musicgenre import __version__
 from musicgenre.config import TrainConfig
 from musicgenre.datasets import SPLITS, Dataset, data_digest, data_record, is_genre_name, load_dataset
 from musicgenre.errors import MusicGenreError
@@ -26,6 +25,7 @@ from musicgenre.io import as_path, atomic_write_bytes, atomic_write_json, atomic
 from musicgenre.metrics import seed_summary
 from musicgenre.models import GenreNet, build_model, check_model_features, count_parameters
 from musicgenre.training import EpochRecord, TrainResult, check_learned, train
+from musicgenre.versions import software_versions
 
 RUN_KIND = "musicgenre-run"
 WEIGHTS = "model.safetensors"
@@ -176,8 +176,7 @@ def _fill_run(tmp: Path, result: TrainResult, extra: dict | None) -> None:
         tmp / "config.json",
         {
             "kind": RUN_KIND,
-            "musicgenre_version": __version__,
-            "torch_version": torch.__version__,
+            "versions": software_versions("torch", "numpy", "numba"),  # numba compiles the fused epoch
             "config": result.config.to_dict(),
             "trained_on": result.trained_on,
             "classes": list(result.classes),

@@ -23,7 +23,8 @@ from musicgenre.io import (atomic_write_bytes, atomic_write_json, atomic_write_t
 from musicgenre.metrics import mean_std
 from musicgenre.runs import NUMBER, check_fields, save_run, train_config_from_json
 from musicgenre.tables import differences, markdown_table, plural, plus_minus
-from musicgenre.training import TrainResult, check_settings, evaluate_model, train_seeds
+from musicgenre.training import TrainResult, check_settings, evaluate_model, train_seeds, train_threads
+from musicgenre.versions import software_versions
 
 SWEEP_KIND = "musicgenre-sweep"
 RESULT_FIELDS = ["optimizer", "lr", "seed", "accuracy", "f1_macro", "best_epoch", "epochs_run", "train_seconds"]
@@ -192,13 +193,20 @@ def run_sweep(cfg: SweepConfig, out: str | os.PathLike, progress: bool = True) -
     check_settings(cfg.base, data["train"], data.get("val"))
     record = data_record(cfg.data, data)  # in each run's config.json
     digest = record["digest"]
-    saved = read_json(out / "sweep_config.json").get("data_digest") if resuming else None
-    if saved is not None and saved != digest:  # its finished optimizers were trained on other data
+    threads = train_threads(cfg.base.model)  # another number sums in another order: other weights
+    path = out / "sweep_config.json"
+    saved = check_fields(read_json(path), {"data_digest": (str,), "cpu_threads": (int,)}, str(path), required=False) if resuming else {}
+    if saved.get("data_digest", digest) != digest:  # its finished optimizers were trained on other data
         raise MusicGenreError(f"{out}: holds a sweep begun on other data: what {cfg.data} holds has changed since; "
                               "choose another --out, or delete it to start over")
+    if saved.get("cpu_threads", threads) != threads:
+        raise MusicGenreError(f"{out}: holds a sweep begun on {plural(saved['cpu_threads'], 'CPU thread')}, and this one "
+                              f"would train on {threads}, which sum in another order (other weights): set MUSICGENRE_THREADS="
+                              f"{saved['cpu_threads']} to resume it, or choose another --out")
     done = finished_results(cfg, out)
-    if saved is None:  # new, or begun by an earlier version (adopted): only now that the data and options are good
-        atomic_write_json(out / "sweep_config.json", {**cfg.to_dict(), "data_digest": digest})
+    if "data_digest" not in saved:  # new, or begun by an earlier version (adopted): only now that the data and options are good
+        atomic_write_json(path, {**cfg.to_dict(), "data_digest": digest, "cpu_threads": threads,
+                                                       "versions": software_versions("torch", "numpy", "numba")})
     seeds = list(range(cfg.seeds))
     epochs = cfg.base.epochs
     results: list[OptimizerResult] = []
