@@ -134,8 +134,9 @@ def training_record(run: Run) -> dict:
     return m
 
 
-# A null loss is a NaN or infinite loss (JSON has neither), saved as null (an epoch a run diverged in, as is one whose weights or outputs turned
-# NaN or infinite: `diverged` says so, in files written since 2026-12-05); null scores: no validation that epoch.
+# A null loss is a NaN or infinite loss (JSON has neither), saved as null (an epoch a run diverged in, as is one whose
+# weights or outputs turned NaN or infinite: `diverged` says so, in files written since 2026-12-05); null scores: no
+# validation that epoch.
 HISTORY_TYPES = {"epoch": (int,), "loss": (*NUMBER, type(None)), "val_accuracy": (*NUMBER, type(None)),
                  "val_f1": (*NUMBER, type(None)), "seconds": NUMBER}
 

@@ -195,7 +195,8 @@ def run_sweep(cfg: SweepConfig, out: str | os.PathLike, progress: bool = True) -
     digest = record["digest"]
     threads = train_threads(cfg.base.model)  # another number sums in another order: other weights
     path = out / "sweep_config.json"
-    saved = check_fields(read_json(path), {"data_digest": (str,), "cpu_threads": (int,)}, str(path), required=False) if resuming else {}
+    saved = {} if not resuming else check_fields(read_json(path), {"data_digest": (str,), "cpu_threads": (int,)}, str(path),
+                                                 required=False)
     if saved.get("data_digest", digest) != digest:  # its finished optimizers were trained on other data
         raise MusicGenreError(f"{out}: holds a sweep begun on other data: what {cfg.data} holds has changed since; "
                               "choose another --out, or delete it to start over")
@@ -206,7 +207,7 @@ def run_sweep(cfg: SweepConfig, out: str | os.PathLike, progress: bool = True) -
     done = finished_results(cfg, out)
     if "data_digest" not in saved:  # new, or begun by an earlier version (adopted): only now that the data and options are good
         atomic_write_json(path, {**cfg.to_dict(), "data_digest": digest, "cpu_threads": threads,
-                                                       "versions": software_versions("torch", "numpy", "numba")})
+                                 "versions": software_versions("torch", "numpy", "numba")})
     seeds = list(range(cfg.seeds))
     epochs = cfg.base.epochs
     results: list[OptimizerResult] = []
