@@ -128,6 +128,26 @@ def tiny_run(small_mfcc_root, tmp_path):
     return tmp_path / "run", root
 
 
+def test_without_data_a_run_is_scored_on_the_root_it_recorded(tiny_run, capsys, monkeypatch):
+    """$MUSICGENRE_DATA (here the study's 800 val clips) scored a run trained on another root on data not its own."""
+    run, root = tiny_run
+    monkeypatch.setenv("MUSICGENRE_DATA", str(DATA))
+    capsys.readouterr()
+    for args in (["evaluate", str(run)], ["ensemble", str(run), str(run.parent / "run2")]):
+        if args[0] == "ensemble":
+            assert main(["train", "--data", str(root), "--out", args[-1], "--epochs", "1", "--seed", "1"]) == 0
+            capsys.readouterr()
+        assert main([*args, "--json"]) == 0
+        out = json.loads(capsys.readouterr().out)
+        assert (out["data"], out["n"]) == (str(root.resolve()), 400)  # its own val split, not the study's 800
+    assert main(["calibrate", str(run)]) == 0 and json.loads((run / "metrics.json").read_text())["calibration"]["n"] == 400
+    capsys.readouterr()
+    shutil.move(root, root.parent / "moved")  # the recorded root gone: $MUSICGENRE_DATA, as before
+    assert main(["evaluate", str(run), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["data"], out["n"]) == (str(DATA), 800)
+
+
 def run_files(run: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(run.iterdir())}
 

@@ -297,7 +297,11 @@ def test_report_and_load_run_say_what_a_path_is_instead(run_dir, tmp_path):
     seeds = tmp_path / "five"
     shutil.copytree(run_dir, seeds / "seed-0")
     (seeds / "summary.json").write_text("{}")
-    with pytest.raises(MusicGenreError, match="five: holds one run per seed .seed-K folders.: report on one of them$"):
+    with pytest.raises(MusicGenreError, match="five: not a run directory, but it holds one: report on .*five/seed-0$"):
+        build_report(seeds, tmp_path / "rep")
+    for k in (1, 2, 10):
+        shutil.copytree(run_dir, seeds / f"seed-{k}")
+    with pytest.raises(MusicGenreError, match="five: holds 4 run directories .seed-0, seed-1, seed-2, \\.\\.\\.., not one: report on one of them$"):
         build_report(seeds, tmp_path / "rep")
     with pytest.raises(MusicGenreError, match="metrics.json: holds no training record .'best_epoch' is missing.: "
                                               ".*ready_model was not written by train, sweep or reproduce$"):

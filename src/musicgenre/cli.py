@@ -79,9 +79,12 @@ def _add_train_options(p: argparse.ArgumentParser, not_taken: dict[str, str] | N
     add_data_option(p)
 
 
-def add_data_option(p: argparse.ArgumentParser) -> None:
-    """--data, the data root, by default $MUSICGENRE_DATA (datasets.resolve_data_root)."""
-    p.add_argument("--data", default=None, help="data root (default: $MUSICGENRE_DATA)")
+RECORDED_ROOT_DEFAULT = "default: the one the runs recorded, where it still is, else $MUSICGENRE_DATA"
+
+
+def add_data_option(p: argparse.ArgumentParser, default: str = "default: $MUSICGENRE_DATA") -> None:
+    """--data, the data root, by default $MUSICGENRE_DATA (datasets.resolve_data_root) or as `default` says."""
+    p.add_argument("--data", default=None, help=f"data root ({default})")
 
 
 def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -187,17 +190,27 @@ def print_evaluation(m: dict, args: argparse.Namespace, title: str, source: dict
         print_metrics(m, title)
 
 
+def scoring_root(args: argparse.Namespace, runs: list) -> Path:
+    """The data root runs are scored on: --data, else the root they all recorded (their own data, where it still is),
+    else $MUSICGENRE_DATA."""
+    from musicgenre.datasets import resolve_data_root
+    from musicgenre.runs import recorded_root
+
+    return resolve_data_root(args.data if args.data is not None else recorded_root(runs))
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Score a run on a split: the metrics, or one JSON object."""
-    from musicgenre.datasets import load_split, resolve_data_root
+    from musicgenre.datasets import load_split
     from musicgenre.ensemble import Predictor, evaluate_predictor
     from musicgenre.runs import load_run
 
     run = load_run(args.run_dir)
-    root = resolve_data_root(args.data)
+    root = scoring_root(args, [run])
     dataset = load_split(root, args.split, run.features, run.classes)
     note_training_split([run], args.split, root)
-    print_evaluation(evaluate_predictor(Predictor([run]), dataset), args, f"{run.path} on {args.split}", {"run": str(run.path)})
+    print_evaluation(evaluate_predictor(Predictor([run]), dataset), args, f"{run.path} on {args.split} of {root}",
+                     {"run": str(run.path), "data": str(root)})
     return 0
 
 
@@ -325,26 +338,26 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 def cmd_ensemble(args: argparse.Namespace) -> int:
     """Score the mean of several runs' probabilities on a split."""
-    from musicgenre.datasets import load_split, resolve_data_root
+    from musicgenre.datasets import load_split
     from musicgenre.ensemble import evaluate_predictor, load_ensemble
 
     predictor = load_ensemble(args.run_dirs)
-    root = resolve_data_root(args.data)
+    root = scoring_root(args, predictor.runs)
     dataset = load_split(root, args.split, predictor.features, predictor.classes)
     note_training_split(predictor.runs, args.split, root)
-    print_evaluation(evaluate_predictor(predictor, dataset), args, f"ensemble of {len(predictor.runs)} runs on {args.split}",
-                     {"runs": [str(r.path) for r in predictor.runs]})
+    print_evaluation(evaluate_predictor(predictor, dataset), args, f"ensemble of {len(predictor.runs)} runs on {args.split} of {root}",
+                     {"runs": [str(r.path) for r in predictor.runs], "data": str(root)})
     return 0
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     """Fit and store a run's temperature on the val split."""
-    from musicgenre.datasets import load_split, resolve_data_root
+    from musicgenre.datasets import load_split
     from musicgenre.ensemble import calibrate_run
     from musicgenre.runs import data_changed, load_run
 
     run = load_run(args.run_dir, averaged=False)  # a temperature is fitted to one run
-    root = resolve_data_root(args.data)
+    root = scoring_root(args, [run])
     if changed := data_changed([run], root):  # fitted on training clips, T would make it over-confident
         raise MusicGenreError(f"{changed[run.path]}: calibrate on the data it was trained on, or train it again")
     dataset = load_split(root, "val", run.features, run.classes)
@@ -375,7 +388,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def add_scoring_options(p: argparse.ArgumentParser) -> None:
     """The data root, split and output options of the commands that score models on a split."""
-    add_data_option(p)
+    add_data_option(p, RECORDED_ROOT_DEFAULT)
     p.add_argument("--split", choices=["train", "val", "test"], default="val")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -436,8 +449,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="Markdown + self-contained HTML report with figures for a run or sweep dir")
     p.add_argument("path", help="a run directory or a sweep directory")
     p.add_argument("--out", required=True, help="folder for report.md, report.html and the PNGs")
-    p.add_argument("--data", default=None, help="data root for the example mel-spectrograms of melgram runs (default: the "
-                                                "one the run recorded, else $MUSICGENRE_DATA)")
+    p.add_argument("--data", default=None, help="data root for the example mel-spectrograms of melgram runs ("
+                                                f"{RECORDED_ROOT_DEFAULT})")
     p.add_argument("--overwrite", action="store_true", help="replace an existing report folder")
     p.set_defaults(func=cmd_report)
 
@@ -456,7 +469,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("calibrate", help="fit a run's temperature on the val split and store it in the run")
     p.add_argument("run_dir", help="a run directory trained without the val split")
-    add_data_option(p)
+    add_data_option(p, RECORDED_ROOT_DEFAULT)
     p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("compare", help="train every recipe and baseline over seeds; write compare.md/.csv and compare_config.json")

@@ -145,7 +145,7 @@ def calibrate_run(run: Run, dataset: Dataset) -> dict:
                               f"model's outputs on the {dataset.split} split (it fits {t:g}); nothing stored")
     nll_after, ece_after = _calibration_figures(raw / t, y)
     report = {
-        "split": dataset.split, "temperature": t,
+        "split": dataset.split, "n": len(dataset), "temperature": t,
         "nll_before": nll_before, "nll_after": nll_after, "ece_before": ece_before, "ece_after": ece_after,
     }
     old_weights = weights.read_bytes()

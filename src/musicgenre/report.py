@@ -17,7 +17,7 @@ from musicgenre.errors import MusicGenreError
 from musicgenre.figures import new_figure, png_bytes
 from musicgenre.io import as_path, atomic_write_bytes, atomic_write_text, write_dir
 from musicgenre.models import count_parameters
-from musicgenre.runs import NUMBER, Run, check_fields, load_run, read_history, run_folders, training_record
+from musicgenre.runs import NUMBER, Run, check_fields, load_run, read_history, recorded_root, run_folders, training_record
 from musicgenre.tables import markdown_table
 
 if TYPE_CHECKING:
@@ -135,7 +135,7 @@ def plot_mel_examples(data: str | os.PathLike, classes: tuple[str, ...], path: P
 
 def calibration_text(run: Run, record: dict) -> str:
     """One sentence on a calibrated run: its temperature, and NLL/ECE before and after where metrics.json has them."""
-    text = f"Calibrated (`musicgenre calibrate`): its logits are divided by a temperature of {float(run.model.temperature):.3f}"
+    text = f"Calibrated by musicgenre calibrate: its logits are divided by a temperature of {float(run.model.temperature):.3f}"
     if "calibration" in record:
         cal = check_fields(record["calibration"], {"split": (str,), **{k: NUMBER for k in CALIBRATION_FIGURES}},
                            f"{run.path / 'metrics.json'}: 'calibration'")
@@ -261,15 +261,17 @@ def build_report(path: str | os.PathLike, out: str | os.PathLike, data: str | No
         title, prefix = f"Training run: {path.name}", ""
     elif not path.is_dir():
         raise MusicGenreError(f"{path}: no such run or sweep directory")
-    elif run_folders(path):  # one run per seed, as `train --seeds N` and a sweep's optimizer folder hold them
-        raise MusicGenreError(f"{path}: holds one run per seed (seed-K folders): report on one of them")
+    elif runs := run_folders(path):  # one run per seed (`train --seeds N`, a sweep's optimizer), a reproduction's runs
+        if len(runs) == 1:
+            raise MusicGenreError(f"{path}: not a run directory, but it holds one: report on {path / runs[0]}")
+        listed = ", ".join(runs[:3]) + (", ..." if len(runs) > 3 else "")
+        raise MusicGenreError(f"{path}: holds {len(runs)} run directories ({listed}), not one: report on one of them")
     else:
         raise MusicGenreError(f"{path}: neither a run directory (config.json) nor a sweep directory "
                               f"(sweep_config.json)")
     record, history = training_record(run), read_history(run)
     if data is None:  # the run's own data first: $MUSICGENRE_DATA may well be the study's, which has no melgrams
-        recorded = run.data.get("root")
-        data = recorded if isinstance(recorded, str) and Path(recorded).is_dir() else os.environ.get(DATA_ENV) or None
+        data = recorded_root([run]) or os.environ.get(DATA_ENV) or None
 
     def fill(tmp: Path) -> None:
         blocks = []

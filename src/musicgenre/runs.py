@@ -214,6 +214,14 @@ def train_run(cfg: TrainConfig, root: str | os.PathLike, data: dict[str, Dataset
     return result, save_run(result, out, overwrite, {"data": data_record(root, data)})
 
 
+def recorded_root(runs: Sequence[Run]) -> str | None:
+    """The data root all of `runs` recorded (Run.data) where it still holds a train/ folder, else None: their own data,
+    which evaluate, ensemble, calibrate and report score and draw from unless given another."""
+    roots = {run.data.get("root") for run in runs}
+    root = roots.pop() if len(roots) == 1 else None
+    return root if isinstance(root, str) and (Path(root) / "train").is_dir() else None
+
+
 def data_changed(runs: Sequence[Run], root: str | os.PathLike) -> dict[Path, str]:
     """For each run of `runs` whose recorded data root (Run.data) is `root` and whose arrays there have changed
     since it was trained (another extract there, with another seed, puts training files in val): why its
