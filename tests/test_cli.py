@@ -14,6 +14,7 @@ from conftest import synthetic_melgrams, write_split
 from musicgenre.cli import build_parser, main, train_config_from_args
 from musicgenre.config import TrainConfig, recipe
 from musicgenre.datasets import data_digest, load_dataset
+from musicgenre.runs import load_run
 from musicgenre.errors import MusicGenreError
 
 
@@ -212,3 +213,25 @@ def test_python_dash_m_runs_the_command_line_and_says_its_version():
 
     out = subprocess.run([sys.executable, "-m", "musicgenre", "--version"], capture_output=True, text=True, check=True)
     assert out.stdout == f"musicgenre {__version__}\n"
+
+
+def test_a_command_whose_product_is_files_finishes_them_when_its_output_reader_goes(small_mfcc_root, tmp_path):
+    """`train ... | head -1` stopped at the next line it printed and exited 0 without its run saved; a sweep exited
+    1 without a word (rich's progress bar), its tables unwritten. Their output now goes nowhere once its reader is
+    gone, and the work carries on."""
+    import os
+    import subprocess
+    import sys
+
+    read, write = os.pipe()
+    os.close(read)  # a reader gone before the first line: every write meets a broken pipe
+    code = "import sys; from musicgenre.cli import main; sys.exit(main(sys.argv[1:]))"
+    commands = {"run": ["train", "--epochs", "2", "--seed", "0"],
+                "sweep": ["sweep", "--optimizers", "sgd", "--seeds", "1", "--epochs", "1"]}
+    for out, args in commands.items():
+        proc = subprocess.run([sys.executable, "-c", code, *args, "--data", str(small_mfcc_root), "--out", str(tmp_path / out)],
+                              stdout=write, stderr=subprocess.PIPE, text=True)
+        assert proc.returncode == 0 and "rror" not in proc.stderr  # no error line, no traceback
+    os.close(write)
+    assert load_run(tmp_path / "run").metrics["epochs_run"] == 2
+    assert (tmp_path / "sweep" / "sweep.md").is_file()

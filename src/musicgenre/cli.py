@@ -12,7 +12,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TextIO
 
 from musicgenre.errors import MusicGenreError
 
@@ -376,8 +376,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     root = resolve_data_root(args.data)
     check_out_dir(args.out, args.overwrite, [root])  # fail before training, not after
 
-    def show(row) -> None:
-        print(table_markdown([row]).splitlines()[-1], flush=True)
+    def show(row) -> None:  # how it goes: stdout keeps the table, once
+        print(table_markdown([row]).splitlines()[-1], file=sys.stderr, flush=True)
 
     comparison = compare(root, list(range(args.seeds)), on_row=show)
     out = write_tables(comparison, args.out, args.overwrite, [root])
@@ -411,7 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="accuracy, macro F1, per-class report and confusion matrix of a run")
     p.add_argument("run_dir", help="a run directory (from train, sweep or reproduce)")
     add_scoring_options(p)
-    p.set_defaults(func=cmd_evaluate)
+    p.set_defaults(func=cmd_evaluate, stdout_is_the_result=True)
 
     p = sub.add_parser("extract", help="build a dataset in the study's format from one audio folder per genre")
     p.add_argument("audio_dir", help="folder with one subfolder of audio files per genre")
@@ -429,7 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object per file (JSON Lines)")
     p.add_argument("--segments", action="store_true", help="also the per-second timeline")
     p.add_argument("--workers", type=positive_int, default=None, help="decoding processes for several files (default: all cores)")
-    p.set_defaults(func=cmd_predict)
+    p.set_defaults(func=cmd_predict, stdout_is_the_result=True)
 
     p = sub.add_parser("sweep", help="train every optimizer x seed on one model; table, CSV and chart (resumable)")
     _add_train_options(p, {"seed": "a sweep trains seeds 0..N-1 of each optimizer (--seeds N)",
@@ -465,7 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ensemble", help="evaluate the average of several runs' probabilities")
     p.add_argument("run_dirs", nargs="+", help="run directories whose probabilities are averaged")
     add_scoring_options(p)
-    p.set_defaults(func=cmd_ensemble)
+    p.set_defaults(func=cmd_ensemble, stdout_is_the_result=True)
 
     p = sub.add_parser("calibrate", help="fit a run's temperature on the val split and store it in the run")
     p.add_argument("run_dir", help="a run directory trained without the val split")
@@ -501,6 +501,31 @@ def _bytes_or_escapes(exc: UnicodeError) -> tuple[str | bytes, int]:
 codecs.register_error("musicgenre", _bytes_or_escapes)
 
 
+class OutlivingStdout:
+    """sys.stdout for the commands whose product is files, which print only how the work goes: when that output's
+    reader goes (`train ... | head -1`), the rest of it goes nowhere and the work carries on (it stopped at the
+    next line, exiting 0 without its run saved)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self.stream.write(text)
+        except BrokenPipeError:
+            quiet_stdout()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except BrokenPipeError:
+            quiet_stdout()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
 def quiet_stdout() -> None:
     """After the reader of our output has gone (BrokenPipeError): what is still buffered goes nowhere, so that
     the interpreter's exit does not fail flushing it (Python's documented recipe, signal module)."""
@@ -511,6 +536,7 @@ def quiet_stdout() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    stdout = sys.stdout
     streams = [(stream, stream.errors) for stream in (sys.stdout, sys.stderr) if hasattr(stream, "reconfigure")]
     for stream, _ in streams:
         stream.reconfigure(errors="musicgenre")
@@ -518,6 +544,8 @@ def main(argv: list[str] | None = None) -> int:
     before = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
         args = build_parser().parse_args(argv)
+        if not getattr(args, "stdout_is_the_result", False):
+            sys.stdout = OutlivingStdout(sys.stdout)
         if getattr(args, "computes_with_torch", True):  # torch imported here with stops held back, since one
             from musicgenre.io import stops_deferred  # landing inside torch's C++ start-up aborted
 
@@ -538,6 +566,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:
+        sys.stdout = stdout
         if in_main_thread:
             signal.signal(signal.SIGTERM, before)
         for stream, errors in streams:  # the caller's streams as they were

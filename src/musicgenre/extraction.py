@@ -264,12 +264,15 @@ def _split_files(n: int, ratios: np.ndarray, seed: int, label: str) -> list[str]
 def _extract_all(paths: list[Path], workers: int | None, progress: bool) -> dict[Path, FileFeatures]:
     """Every feature kind of every path, decoded in worker processes, with a progress bar;
     a file without a second of sound gets an error, so it is skipped like an unreadable one."""
+    from rich.console import Console
     from rich.progress import track
 
     # closed on the way out: a stop (Ctrl-C) that lands outside the generator still ends its workers before
     # the command prints its one line, not later, at interpreter exit, when multiprocessing complains of leaks
     with closing(iter_file_features(paths, tuple(FEATURE_SHAPES), workers)) as results:
-        done = track(results, total=len(paths), description="Extracting features", disable=not progress)
+        console = Console(stderr=True)  # how it goes, on a terminal only: stdout keeps the results, a log the one-line errors
+        done = track(results, total=len(paths), description="Extracting features",
+                     disable=not (progress and console.is_terminal), console=console)
         return {result.path: _skip_if_silent(result) for result in done}
 
 

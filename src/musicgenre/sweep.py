@@ -183,6 +183,7 @@ def run_sweep(cfg: SweepConfig, out: str | os.PathLike, progress: bool = True) -
     starts over), then write sweep.csv/.md/.png.
     Each optimizer's seeds are saved as runs under runs/<optimizer>/seed-<k>/ (as `train --seeds`) and its results.json last,
     which marks it finished."""
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     out = check_out_path(out, [cfg.data])
@@ -213,7 +214,8 @@ def run_sweep(cfg: SweepConfig, out: str | os.PathLike, progress: bool = True) -
     results: list[OptimizerResult] = []
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("ETA"), TimeRemainingColumn()]
-    with Progress(*columns, disable=not progress) as bar:
+    console = Console(stderr=True)  # how it goes, on a terminal only: stdout keeps the results, a log the one-line errors
+    with Progress(*columns, disable=not (progress and console.is_terminal), console=console) as bar:
         task = bar.add_task("sweep", total=len(cfg.optimizers) * len(seeds) * epochs)
         for i, opt in enumerate(cfg.optimizers):
             if opt in done:
@@ -221,7 +223,7 @@ def run_sweep(cfg: SweepConfig, out: str | os.PathLike, progress: bool = True) -
                 bar.update(task, completed=(i + 1) * len(seeds) * epochs)
                 continue
             lr = cfg.lr_for(opt)
-            bar.update(task, description=f"{opt} (lr {lr:g}), {len(seeds)} seeds")
+            bar.update(task, description=f"{opt} (lr {lr:g}), {plural(len(seeds), 'seed')}")
             trained = train_seeds(replace(cfg.base, optimizer=opt, lr=lr), seeds, data["train"], data.get("val"),
                                   on_epoch=lambda _r: bar.advance(task))
             res = OptimizerResult(opt, lr)
