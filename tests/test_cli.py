@@ -235,3 +235,22 @@ def test_a_command_whose_product_is_files_finishes_them_when_its_output_reader_g
     os.close(write)
     assert load_run(tmp_path / "run").metrics["epochs_run"] == 2
     assert (tmp_path / "sweep" / "sweep.md").is_file()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--out", "x", "--epochs", "0"], "musicgenre train: argument --epochs: must be at least 1, not 0 (see musicgenre train --help)"),
+    (["train"], "musicgenre train: the following arguments are required: --out (see musicgenre train --help)"),
+    ([], "musicgenre: the following arguments are required: command (see musicgenre --help)"),
+])
+def test_the_parsers_refusals_are_one_line(argv, message, capsys):
+    """argparse printed its whole usage first (16 lines for train) before its error."""
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2 and capsys.readouterr().err == f"error: {message}\n"
+
+
+def test_an_unknown_option_is_named_with_its_command(audio_dir, capsys):
+    """It was reported by the whole program's usage, as `musicgenre: error: unrecognized arguments`."""
+    assert main(["predict", str(audio_dir), "--bogus"]) == 2
+    assert capsys.readouterr() == ("", "error: musicgenre predict: unrecognized arguments: --bogus "
+                                       "(see musicgenre predict --help)\n")

@@ -12,7 +12,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from musicgenre.errors import MusicGenreError
 
@@ -23,6 +23,14 @@ if TYPE_CHECKING:
     from musicgenre.datasets import Dataset
     from musicgenre.predict import FilePrediction
     from musicgenre.training import EpochRecord
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with its refusals as one line, as every other refusal is (it printed its whole usage first, up to 17
+    lines): `error: musicgenre train: argument --epochs: must be at least 1, not 0 (see musicgenre train --help)`."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
 
 
 def positive_int(text: str) -> int:
@@ -396,7 +404,7 @@ def add_scoring_options(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from musicgenre import __version__
 
-    parser = argparse.ArgumentParser(prog="musicgenre", description="Classify music into genres with small neural networks.")
+    parser = Parser(prog="musicgenre", description="Classify music into genres with small neural networks.")
     parser.add_argument("--version", action="version", version=f"musicgenre {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -543,7 +551,10 @@ def main(argv: list[str] | None = None) -> int:
     in_main_thread = threading.current_thread() is threading.main_thread()  # only it may handle signals
     before = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
-        args = build_parser().parse_args(argv)
+        args, unknown = build_parser().parse_known_args(argv)
+        if unknown:  # named with the command's help, not the whole program's
+            raise MusicGenreError(f"musicgenre {args.command}: unrecognized arguments: {' '.join(unknown)} "
+                                  f"(see musicgenre {args.command} --help)")
         if not getattr(args, "stdout_is_the_result", False):
             sys.stdout = OutlivingStdout(sys.stdout)
         if getattr(args, "computes_with_torch", True):  # torch imported here with stops held back, since one
