@@ -37,6 +37,34 @@ def test_a_dataset_made_in_python_is_checked_like_one_read_from_files(mfcc, chan
         dataclasses.replace(mfcc["train"], **change(mfcc["train"]))
 
 
+def test_arrays_in_any_memory_layout_train_and_score(mfcc, tmp_path):
+    """A reversed view (X[::-1]) was taken, then training and scoring crashed in torch ("negative strides"); a
+    read-only mmap made torch warn in evaluate_model."""
+    import warnings
+
+    from musicgenre.baselines import BASELINES, fit_baseline
+    from musicgenre.ensemble import evaluate_predictor, load_predictor
+    from musicgenre.runs import save_run
+
+    train_set, val = mfcc["train"], mfcc["val"]
+    np.save(tmp_path / "X.npy", val.X)
+    layouts = {
+        "reversed": dataclasses.replace(train_set, X=train_set.X[::-1], y=train_set.y[::-1]),
+        "strided": dataclasses.replace(train_set, X=np.asfortranarray(train_set.X)[::2], y=train_set.y[::2]),
+        "read-only mmap": dataclasses.replace(val, X=np.load(tmp_path / "X.npy", mmap_mode="r")),
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch's warning of a read-only array as a failure
+        for name, d in layouts.items():
+            result = train(TrainConfig(epochs=3, lr=0.05, seed=0, standardize=True, fused=name != "strided"), d, val)
+            assert result.metrics["accuracy"] > 0.5, name
+            assert evaluate_model(result.model, d)["accuracy"] > 0.5, name
+        run = save_run(result, tmp_path / "run")
+        assert evaluate_predictor(load_predictor(run), layouts["read-only mmap"])["accuracy"] > 0.5
+        assert fit_baseline(next(iter(BASELINES)), layouts["reversed"], 0).score(val.X, val.y) > 0.5
+    assert np.array_equal(layouts["reversed"].X, train_set.X[::-1])  # the same rows, copied in order
+
+
 def test_melgrams_outside_the_studys_decibel_range_are_refused(tmp_path):
     """Melgrams in linear power (0..1) trained without a word, then predict fed the model decibels."""
     from conftest import synthetic_melgrams, write_split

@@ -41,7 +41,7 @@ class Dataset:
         if self.features not in FEATURE_SHAPES:
             raise MusicGenreError(f"unknown features {self.features!r}: choose one of {', '.join(FEATURE_SHAPES)}")
         object.__setattr__(self, "classes", genre_tuple(self.classes, where))
-        object.__setattr__(self, "X", validate_features(np.asarray(self.X), self.features, where))
+        object.__setattr__(self, "X", torch_ready(validate_features(np.asarray(self.X), self.features, where)))
         if len(self.X) == 0:  # nothing to train on or score: torch.cat failed on it
             raise MusicGenreError(f"{where}: no rows")
         y = np.asarray(self.y)
@@ -51,10 +51,16 @@ class Dataset:
         if y.min() < 0 or y.max() >= len(self.classes):  # y is not empty: X has rows
             raise MusicGenreError(f"{where}: y holds class index {y.min() if y.min() < 0 else y.max()}, outside "
                                   f"0..{len(self.classes) - 1} ({len(self.classes)} classes)")
-        object.__setattr__(self, "y", y.astype(np.int64, copy=False))
+        object.__setattr__(self, "y", torch_ready(y.astype(np.int64, copy=False)))
 
     def __len__(self) -> int:
         return len(self.y)
+
+
+def torch_ready(a: np.ndarray) -> np.ndarray:
+    """`a` as torch.from_numpy takes it as it is, copied where it is not C-contiguous (a reversed view, which torch
+    refuses: training crashed on one) or not writable (a read-only mmap, which torch warns of)."""
+    return a if a.flags.c_contiguous and a.flags.writeable else np.array(a, order="C")
 
 
 def resolve_data_root(data: str | os.PathLike | None) -> Path:

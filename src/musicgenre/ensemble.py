@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from musicgenre.datasets import Dataset, validate_features
+from musicgenre.datasets import Dataset, torch_ready, validate_features
 from musicgenre.errors import MusicGenreError
 from musicgenre.io import as_path, atomic_write_bytes, atomic_write_json, stops_deferred
 from musicgenre.metrics import classification_metrics, expected_calibration_error
@@ -41,7 +41,7 @@ class Predictor:
         """Log class probabilities (N, classes) for a float array of clips' features (checked as a Dataset's
         are): the log of the members' mean probability, from their log-softmax (finite where a probability
         would round to 0)."""
-        Xt = torch.from_numpy(np.ascontiguousarray(validate_features(np.asarray(X), self.features, "the input")))
+        Xt = torch.from_numpy(torch_ready(validate_features(np.asarray(X), self.features, "the input")))
         logp = torch.stack([predict_logits(r.model, Xt).log_softmax(1) for r in self.runs])
         return (torch.logsumexp(logp, 0) - math.log(len(self.runs))).numpy()
 

@@ -274,8 +274,7 @@ def new_model(cfg: TrainConfig, seed: int, train_set: Dataset, device: torch.dev
 
 def as_tensors(dataset: Dataset, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """A split's features and labels, resident on the device for the whole run."""
-    writable = [a if a.flags.writeable else a.copy() for a in (dataset.X, dataset.y)]  # torch warns of read-only ones (a mmap)
-    return tuple(torch.from_numpy(a).to(device) for a in writable)
+    return torch.from_numpy(dataset.X).to(device), torch.from_numpy(dataset.y).to(device)  # arrays as torch takes them
 
 
 def batch_sizes(n: int, batch_size: int) -> list[int]:
