@@ -66,6 +66,24 @@ def test_report_never_writes_into_a_folder_it_would_clobber(small_mfcc_root, tmp
     assert (mine / "report.md").read_text().startswith("# Training run: run")
 
 
+def test_seeds_report(small_mfcc_root, tmp_path):
+    """A `train --seeds N` folder was refused ("report on one of them"): its seeds, their mean ± std, then the best."""
+    seeds = tmp_path / "seeds"
+    assert main(["train", "--data", str(small_mfcc_root), "--out", str(seeds), "--seeds", "2", "--seed", "3", "--epochs", "3"]) == 0
+    md = assert_report(build_report(seeds, tmp_path / "rep"), {"best_learning_curves.png", "best_confusion.png", "best_per_class.png"})
+    summary = json.loads((seeds / "summary.json").read_text())
+    acc, f1 = (summary[f"val_{k}"] for k in ("accuracy", "f1_macro"))
+    assert md.startswith("# Seeds: seeds\n")
+    assert (f"2 seeds of one configuration: val accuracy {acc['mean']:.4f} ± {acc['std']:.4f}, "
+            f"macro F1 {f1['mean']:.4f} ± {f1['std']:.4f}") in md
+    for seed in (3, 4):
+        record = json.loads((seeds / f"seed-{seed}" / "metrics.json").read_text())
+        assert (f"| {seed} | {record['val']['accuracy']:.4f} | {record['val']['f1_macro']:.4f} | "
+                f"{record['best_epoch']} |") in md
+    best = 3 + int(np.argmax(f1["values"]))
+    assert f"## Best: seed {best}" in md and f"| seed | {best} |" in md
+
+
 def test_sweep_report(small_mfcc_root, tmp_path):
     sweep = tmp_path / "sweep"
     assert main(["sweep", "--data", str(small_mfcc_root), "--out", str(sweep), "--optimizers", "sgd,adam",

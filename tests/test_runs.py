@@ -295,8 +295,7 @@ def test_report_and_load_run_say_what_a_path_is_instead(run_dir, tmp_path):
     with pytest.raises(MusicGenreError, match="model.safetensors: a file, not a run directory$"):
         load_run(run_dir / "model.safetensors")
     seeds = tmp_path / "five"
-    shutil.copytree(run_dir, seeds / "seed-0")
-    (seeds / "summary.json").write_text("{}")
+    shutil.copytree(run_dir, seeds / "seed-0")  # without train --seeds' summary.json: runs, but not its seeds
     with pytest.raises(MusicGenreError, match="five: not a run directory, but it holds one: report on .*five/seed-0$"):
         build_report(seeds, tmp_path / "rep")
     for k in (1, 2, 10):

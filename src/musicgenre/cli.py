@@ -455,7 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bench_devices)
 
     p = sub.add_parser("report", help="Markdown + self-contained HTML report with figures for a run or sweep dir")
-    p.add_argument("path", help="a run directory or a sweep directory")
+    p.add_argument("path", help="a run directory, a sweep directory or a train --seeds folder")
     p.add_argument("--out", required=True, help="folder for report.md, report.html and the PNGs")
     p.add_argument("--data", default=None, help="data root for the example mel-spectrograms of melgram runs ("
                                                 f"{RECORDED_ROOT_DEFAULT})")

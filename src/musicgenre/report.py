@@ -16,9 +16,10 @@ from musicgenre.datasets import has_split
 from musicgenre.errors import MusicGenreError
 from musicgenre.figures import new_figure, png_bytes
 from musicgenre.io import as_path, atomic_write_bytes, atomic_write_text, write_dir
+from musicgenre.metrics import mean_std
 from musicgenre.models import count_parameters
 from musicgenre.runs import NUMBER, Run, check_fields, load_run, read_history, recorded_root, run_folders, training_record
-from musicgenre.tables import markdown_table
+from musicgenre.tables import markdown_table, plus_minus
 
 if TYPE_CHECKING:
     from musicgenre.sweep import OptimizerResult, SweepConfig
@@ -186,6 +187,20 @@ def run_blocks(run: Run, record: dict, history: list[dict], out: Path, prefix: s
     return blocks
 
 
+def seed_blocks(runs: list[Run], records: list[dict]) -> list[Block]:
+    """The seeds of a `train --seeds N` folder (runs with their training records): validation figures and kept
+    epoch of each, their mean ± sample std."""
+    keys = ("accuracy", "f1_macro")
+    rows = tuple((str(run.config.seed), *(f"{rec['val'][k]:.4f}" if rec["val"] else "—" for k in keys), str(rec["best_epoch"]))
+                 for run, rec in zip(runs, records))
+    blocks = [Block("table", header=("seed", "val accuracy", "val macro F1", "kept epoch"), rows=rows, align="rrrr")]
+    if all(rec["val"] for rec in records):
+        acc, f1 = (plus_minus(*mean_std([rec["val"][k] for rec in records]), ".4f") for k in keys)
+        blocks.insert(0, Block("p", f"{len(runs)} seeds of one configuration: val accuracy {acc}, macro F1 {f1} "
+                                    "(mean ± sample std over the seeds, each at its kept epoch)."))
+    return blocks
+
+
 def sweep_blocks(cfg: SweepConfig, results: list[OptimizerResult], out: Path) -> list[Block]:
     """The sweep table and chart."""
     from musicgenre.sweep import SWEEP_ALIGN, SWEEP_HEADER, sweep_figure, sweep_intro, sweep_table_rows
@@ -239,8 +254,8 @@ def render_html(title: str, blocks: list[Block], out: Path) -> str:
 
 
 def build_report(path: str | os.PathLike, out: str | os.PathLike, data: str | None = None, overwrite: bool = False) -> Path:
-    """Write report.md, report.html and the PNGs for a run directory or a sweep directory (its best
-    optimizer's best seed as a run) into the folder `out`, built aside and moved into place (an existing
+    """Write report.md, report.html and the PNGs for a run directory, a sweep directory (its best
+    optimizer's best seed as a run) or a `train --seeds` folder (its seeds, then the best as a run) into the folder `out`, built aside and moved into place (an existing
     non-empty `out` only with `overwrite`, never inside the input); `data` is where melgram runs find their
     example mel-spectrograms (by default the data root the run recorded, where it is still a folder, else
     $MUSICGENRE_DATA). The input is loaded and checked (as `evaluate` does) before `out` is made."""
@@ -248,6 +263,7 @@ def build_report(path: str | os.PathLike, out: str | os.PathLike, data: str | No
     from musicgenre.sweep import by_f1, load_sweep, seed_dir
 
     path = as_path(path, "run directory")
+    seed_runs: list[Run] = []
     if (path / "sweep_config.json").is_file():
         cfg, results = load_sweep(path)
         if not results:
@@ -259,6 +275,12 @@ def build_report(path: str | os.PathLike, out: str | os.PathLike, data: str | No
     elif (path / "config.json").is_file():
         cfg, run = None, load_run(path)
         title, prefix = f"Training run: {path.name}", ""
+    elif (path / "summary.json").is_file() and run_folders(path):  # train --seeds N: the seeds, then the best one
+        cfg, seed_runs = None, [load_run(path / name) for name in run_folders(path)]
+        seed_records = [training_record(r) for r in seed_runs]
+        best_f1 = [rec["val"]["f1_macro"] if rec["val"] else -1.0 for rec in seed_records]
+        run = seed_runs[best_f1.index(max(best_f1))]
+        title, prefix = f"Seeds: {path.name}", "best_"
     elif not path.is_dir():
         raise MusicGenreError(f"{path}: no such run or sweep directory")
     elif runs := run_folders(path):  # one run per seed (`train --seeds N`, a sweep's optimizer), a reproduction's runs
@@ -278,6 +300,9 @@ def build_report(path: str | os.PathLike, out: str | os.PathLike, data: str | No
         if cfg is not None:
             so_far = " so far" if len(results) < len(cfg.optimizers) else ""
             blocks = sweep_blocks(cfg, results, tmp) + [Block("h2", f"Best{so_far}: {best.optimizer}, seed {seed}")]
+        elif seed_runs:
+            heading = "Best: seed" if max(best_f1) >= 0 else "Seed"  # without validation, none is best
+            blocks = seed_blocks(seed_runs, seed_records) + [Block("h2", f"{heading} {run.config.seed}")]
         blocks += run_blocks(run, record, history, tmp, prefix, data)
         atomic_write_text(tmp / "report.md", render_markdown(title, blocks))
         atomic_write_text(tmp / "report.html", render_html(title, blocks, tmp))
