@@ -232,9 +232,18 @@ def test_a_command_whose_product_is_files_finishes_them_when_its_output_reader_g
         proc = subprocess.run([sys.executable, "-c", code, *args, "--data", str(small_mfcc_root), "--out", str(tmp_path / out)],
                               stdout=write, stderr=subprocess.PIPE, text=True)
         assert proc.returncode == 0 and "rror" not in proc.stderr  # no error line, no traceback
+        # the same with stderr to that reader too (2>&1 | head -1), where the sweep still exited 1 half done
+        proc = subprocess.run([sys.executable, "-c", code, *args, "--data", str(small_mfcc_root), "--out", str(tmp_path / f"{out}2")],
+                              stdout=write, stderr=write)
+        assert proc.returncode == 0
     os.close(write)
-    assert load_run(tmp_path / "run").metrics["epochs_run"] == 2
-    assert (tmp_path / "sweep" / "sweep.md").is_file()
+    # and with stdout closed before the start (>&-), where train crashed on writing to None
+    proc = subprocess.run([sys.executable, "-c", code, *commands["run"], "--data", str(small_mfcc_root), "--out",
+                           str(tmp_path / "run3")], stderr=subprocess.PIPE, text=True, preexec_fn=lambda: os.close(1))
+    assert (proc.returncode, proc.stderr) == (0, "")
+    for run in ("run", "run2", "run3"):
+        assert load_run(tmp_path / run).metrics["epochs_run"] == 2
+    assert (tmp_path / "sweep" / "sweep.md").is_file() and (tmp_path / "sweep2" / "sweep.md").is_file()
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -389,7 +389,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     comparison = compare(root, list(range(args.seeds)), on_row=show)
     out = write_tables(comparison, args.out, args.overwrite, [root])
-    print(f"\n{table_markdown(comparison.rows)}\nwritten to {out / 'compare.md'} and {out / 'compare.csv'} "
+    print(f"{table_markdown(comparison.rows)}\nwritten to {out / 'compare.md'} and {out / 'compare.csv'} "
           f"(settings: {out / 'compare_config.json'})")
     return 0
 
@@ -509,10 +509,10 @@ def _bytes_or_escapes(exc: UnicodeError) -> tuple[str | bytes, int]:
 codecs.register_error("musicgenre", _bytes_or_escapes)
 
 
-class OutlivingStdout:
-    """sys.stdout for the commands whose product is files, which print only how the work goes: when that output's
-    reader goes (`train ... | head -1`), the rest of it goes nowhere and the work carries on (it stopped at the
-    next line, exiting 0 without its run saved)."""
+class OutlivingStream:
+    """sys.stdout or sys.stderr for the commands whose product is files, which print only how the work goes: once
+    the stream cannot be written (its reader gone, `train ... | head -1` or `2>&1 | head -1`; a full device), the
+    rest goes nowhere and the work carries on (train stopped at its next line, exiting 0 without its run saved)."""
 
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
@@ -520,31 +520,32 @@ class OutlivingStdout:
     def write(self, text: str) -> int:
         try:
             return self.stream.write(text)
-        except BrokenPipeError:
-            quiet_stdout()
+        except OSError:
+            quiet_stdout(self.stream)
             return len(text)
 
     def flush(self) -> None:
         try:
             self.stream.flush()
-        except BrokenPipeError:
-            quiet_stdout()
+        except OSError:
+            quiet_stdout(self.stream)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.stream, name)
 
 
-def quiet_stdout() -> None:
-    """After the reader of our output has gone (BrokenPipeError): what is still buffered goes nowhere, so that
-    the interpreter's exit does not fail flushing it (Python's documented recipe, signal module)."""
+def quiet_stdout(stream: TextIO | None = None) -> None:
+    """After the reader of our output has gone (BrokenPipeError): what is still buffered in `stream` (stdout by
+    default) goes nowhere, so that the interpreter's exit does not fail flushing it (Python's documented recipe,
+    signal module)."""
     try:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        os.dup2(os.open(os.devnull, os.O_WRONLY), (stream or sys.stdout).fileno())
     except (OSError, ValueError):  # no file descriptor (stdout replaced, as by pytest's capture)
         pass
 
 
 def main(argv: list[str] | None = None) -> int:
-    stdout = sys.stdout
+    stdout, stderr = sys.stdout, sys.stderr
     streams = [(stream, stream.errors) for stream in (sys.stdout, sys.stderr) if hasattr(stream, "reconfigure")]
     for stream, _ in streams:
         stream.reconfigure(errors="musicgenre")
@@ -555,8 +556,8 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:  # named with the command's help, not the whole program's
             raise MusicGenreError(f"musicgenre {args.command}: unrecognized arguments: {' '.join(unknown)} "
                                   f"(see musicgenre {args.command} --help)")
-        if not getattr(args, "stdout_is_the_result", False):
-            sys.stdout = OutlivingStdout(sys.stdout)
+        if not getattr(args, "stdout_is_the_result", False):  # (a stream closed before the start is None)
+            sys.stdout, sys.stderr = (s if s is None else OutlivingStream(s) for s in (sys.stdout, sys.stderr))
         if getattr(args, "computes_with_torch", True):  # torch imported here with stops held back, since one
             from musicgenre.io import stops_deferred  # landing inside torch's C++ start-up aborted
 
@@ -577,7 +578,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:
-        sys.stdout = stdout
+        sys.stdout, sys.stderr = stdout, stderr
         if in_main_thread:
             signal.signal(signal.SIGTERM, before)
         for stream, errors in streams:  # the caller's streams as they were
