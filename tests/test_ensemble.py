@@ -142,10 +142,12 @@ def test_without_data_a_run_is_scored_on_the_root_it_recorded(tiny_run, capsys, 
         assert (out["data"], out["n"]) == (str(root.resolve()), 400)  # its own val split, not the study's 800
     assert main(["calibrate", str(run)]) == 0 and json.loads((run / "metrics.json").read_text())["calibration"]["n"] == 400
     capsys.readouterr()
-    shutil.move(root, root.parent / "moved")  # the recorded root gone: $MUSICGENRE_DATA, as before
+    shutil.move(root, root.parent / "moved")  # the recorded root gone: $MUSICGENRE_DATA, as before, saying so
     assert main(["evaluate", str(run), "--json"]) == 0
-    out = json.loads(capsys.readouterr().out)
-    assert (out["data"], out["n"]) == (str(DATA), 800)
+    out, err = capsys.readouterr()
+    assert (json.loads(out)["data"], json.loads(out)["n"]) == (str(DATA), 800)
+    assert err == (f"note: {run} recorded {root.resolve()} as its data root, which holds no train/ folder now: "
+                   "taking $MUSICGENRE_DATA's instead (pass --data to choose)\n")
 
 
 def run_files(run: Path) -> dict[str, bytes]:

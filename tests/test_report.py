@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 
 import matplotlib.image
 import numpy as np
@@ -82,6 +83,12 @@ def test_seeds_report(small_mfcc_root, tmp_path):
                 f"{record['best_epoch']} |") in md
     best = 3 + int(np.argmax(f1["values"]))
     assert f"## Best: seed {best}" in md and f"| seed | {best} |" in md
+    # a run from elsewhere copied in as one of its seeds is refused, not reported as that seed
+    assert main(["train", "--data", str(small_mfcc_root), "--out", str(tmp_path / "other"), "--seed", "4", "--epochs", "2"]) == 0
+    shutil.rmtree(seeds / "seed-4")
+    shutil.copytree(tmp_path / "other", seeds / "seed-4")
+    with pytest.raises(MusicGenreError, match="seed-4: not seed 4 of the configuration .*summary.json records"):
+        build_report(seeds, tmp_path / "rep2")
 
 
 def test_sweep_report(small_mfcc_root, tmp_path):
@@ -157,6 +164,9 @@ def test_reproduce_mfcc_only_end_to_end_and_resume(small_mfcc_root, tmp_path, ca
     for name in ["mfcc-net", "sweep"]:
         assert (out / "reports" / name / "report.html").is_file()
     assert not (out / "mel-cnn").exists()
+    with pytest.raises(MusicGenreError, match=f"^{out}: a reproduction, whose reports are in {out}/reports, summed up in "
+                                              f"{out}/reproduce.md: report on one of its parts .mfcc-net, sweep. for another$"):
+        build_report(out, tmp_path / "rep")  # it was called a folder holding one run
     recorded = json.loads((out / "mfcc-net" / "config.json").read_text())["data"]  # as train's runs record it
     assert recorded["root"] == str(small_mfcc_root.resolve()) and len(recorded["digest"]) == 16
 

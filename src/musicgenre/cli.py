@@ -200,10 +200,17 @@ def print_evaluation(m: dict, args: argparse.Namespace, title: str, source: dict
 
 def scoring_root(args: argparse.Namespace, runs: list) -> Path:
     """The data root runs are scored on: --data, else the root they all recorded (their own data, where it still is),
-    else $MUSICGENRE_DATA."""
+    else $MUSICGENRE_DATA, with a note on stderr when they recorded one that is gone, or several."""
     from musicgenre.datasets import resolve_data_root
     from musicgenre.runs import recorded_root
 
+    if args.data is None and recorded_root(runs) is None:
+        recorded = sorted({run.data["root"] for run in runs if isinstance(run.data.get("root"), str)})
+        if recorded:  # a moved or deleted root, or runs of two datasets: not silently another dataset's figures
+            why = (f"the runs recorded different data roots ({', '.join(recorded)})" if len(recorded) > 1 else
+                   f"{runs[0].path if len(runs) == 1 else 'the runs'} recorded {recorded[0]} as its data root, which holds "
+                   "no train/ folder now")
+            print(f"note: {why}: taking $MUSICGENRE_DATA's instead (pass --data to choose)", file=sys.stderr)
     return resolve_data_root(args.data if args.data is not None else recorded_root(runs))
 
 

@@ -18,7 +18,8 @@ from musicgenre.figures import new_figure, png_bytes
 from musicgenre.io import as_path, atomic_write_bytes, atomic_write_text, write_dir
 from musicgenre.metrics import mean_std
 from musicgenre.models import count_parameters
-from musicgenre.runs import NUMBER, Run, check_fields, load_run, read_history, recorded_root, run_folders, training_record
+from musicgenre.runs import (NUMBER, Run, check_fields, load_run, load_seed_runs, read_history, recorded_root, run_folders,
+                             training_record)
 from musicgenre.tables import markdown_table, plus_minus
 
 if TYPE_CHECKING:
@@ -275,14 +276,18 @@ def build_report(path: str | os.PathLike, out: str | os.PathLike, data: str | No
     elif (path / "config.json").is_file():
         cfg, run = None, load_run(path)
         title, prefix = f"Training run: {path.name}", ""
-    elif (path / "summary.json").is_file() and run_folders(path):  # train --seeds N: the seeds, then the best one
-        cfg, seed_runs = None, [load_run(path / name) for name in run_folders(path)]
+    elif (path / "summary.json").is_file():  # train --seeds N: the seeds, then the best one
+        cfg, seed_runs = None, load_seed_runs(path)
         seed_records = [training_record(r) for r in seed_runs]
         best_f1 = [rec["val"]["f1_macro"] if rec["val"] else -1.0 for rec in seed_records]
         run = seed_runs[best_f1.index(max(best_f1))]
         title, prefix = f"Seeds: {path.name}", "best_"
     elif not path.is_dir():
         raise MusicGenreError(f"{path}: no such run or sweep directory")
+    elif (path / "reproduce_config.json").is_file():
+        parts = sorted(p.name for p in path.iterdir() if (p / "config.json").is_file() or (p / "sweep_config.json").is_file())
+        raise MusicGenreError(f"{path}: a reproduction, whose reports are in {path / 'reports'}, summed up in "
+                              f"{path / 'reproduce.md'}: report on one of its parts ({', '.join(parts)}) for another")
     elif runs := run_folders(path):  # one run per seed (`train --seeds N`, a sweep's optimizer), a reproduction's runs
         if len(runs) == 1:
             raise MusicGenreError(f"{path}: not a run directory, but it holds one: report on {path / runs[0]}")

@@ -400,3 +400,17 @@ def save_seed_runs(
         atomic_write_json(tmp / "summary.json", summary)
 
     return write_dir(out, overwrite, fill), summary
+
+
+def load_seed_runs(path: Path) -> list[Run]:
+    """The runs of a `train --seeds N` folder, those its summary.json lists, each checked to be that seed of that
+    configuration: a run copied in from elsewhere was reported as one of its seeds."""
+    source = path / "summary.json"
+    summary = check_fields(read_json(source), {"config": (dict,), "seeds": (list,)}, str(source))
+    config = train_config_from_json(summary["config"], f"{source}: 'config'")
+    runs = [load_run(path / f"seed-{seed}") for seed in summary["seeds"]]
+    for seed, run in zip(summary["seeds"], runs):
+        if run.config.seed != seed or replace(run.config, seed=None) != config:
+            raise MusicGenreError(f"{run.path}: not seed {seed} of the configuration {source} records (a run from "
+                                  "elsewhere?)")
+    return runs
