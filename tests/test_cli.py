@@ -263,3 +263,15 @@ def test_an_unknown_option_is_named_with_its_command(audio_dir, capsys):
     assert main(["predict", str(audio_dir), "--bogus"]) == 2
     assert capsys.readouterr() == ("", "error: musicgenre predict: unrecognized arguments: --bogus "
                                        "(see musicgenre predict --help)\n")
+
+
+def test_a_full_output_device_is_named(audio_dir):
+    """`predict ... > /dev/full` said "[Errno 28] No space left on device", as if the disk of some file were full."""
+    import subprocess
+    import sys
+
+    code = "import sys; from musicgenre.cli import main; sys.exit(main(sys.argv[1:]))"
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([sys.executable, "-c", code, "predict", str(audio_dir), "--workers", "1"], stdout=full,
+                              stderr=subprocess.PIPE, text=True)
+    assert (proc.returncode, proc.stderr) == (1, "error: [Errno 28] No space left on device: 'standard output'\n")

@@ -516,26 +516,37 @@ def _bytes_or_escapes(exc: UnicodeError) -> tuple[str | bytes, int]:
 codecs.register_error("musicgenre", _bytes_or_escapes)
 
 
-class OutlivingStream:
-    """sys.stdout or sys.stderr for the commands whose product is files, which print only how the work goes: once
-    the stream cannot be written (its reader gone, `train ... | head -1` or `2>&1 | head -1`; a full device), the
-    rest goes nowhere and the work carries on (train stopped at its next line, exiting 0 without its run saved)."""
+class StandardStream:
+    """sys.stdout or sys.stderr as a command writes it. A command whose product is files (`outlive`) prints only how
+    the work goes: once the stream cannot be written (its reader gone, `train ... | head -1` or `2>&1 | head -1`; a
+    full device), the rest goes nowhere and the work carries on (train stopped at its next line, exiting 0 without
+    its run saved). For the others, a write that fails for another reason than its reader going (a full device)
+    names the stream: "[Errno 28] No space left on device" named no file."""
 
-    def __init__(self, stream: TextIO) -> None:
-        self.stream = stream
+    def __init__(self, stream: TextIO, name: str, outlive: bool) -> None:
+        self.stream, self.name, self.outlive = stream, name, outlive
+
+    def _failed(self, exc: OSError) -> None:
+        if self.outlive:
+            quiet_stdout(self.stream)
+        elif isinstance(exc, BrokenPipeError):  # main stops quietly
+            raise exc
+        else:
+            quiet_stdout(self.stream)  # nor does the interpreter's exit try its buffer again
+            raise OSError(exc.errno, exc.strerror, self.name) from None
 
     def write(self, text: str) -> int:
         try:
             return self.stream.write(text)
-        except OSError:
-            quiet_stdout(self.stream)
+        except OSError as exc:
+            self._failed(exc)
             return len(text)
 
     def flush(self) -> None:
         try:
             self.stream.flush()
-        except OSError:
-            quiet_stdout(self.stream)
+        except OSError as exc:
+            self._failed(exc)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.stream, name)
@@ -563,8 +574,9 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:  # named with the command's help, not the whole program's
             raise MusicGenreError(f"musicgenre {args.command}: unrecognized arguments: {' '.join(unknown)} "
                                   f"(see musicgenre {args.command} --help)")
-        if not getattr(args, "stdout_is_the_result", False):  # (a stream closed before the start is None)
-            sys.stdout, sys.stderr = (s if s is None else OutlivingStream(s) for s in (sys.stdout, sys.stderr))
+        outlive = not getattr(args, "stdout_is_the_result", False)
+        sys.stdout, sys.stderr = (s if s is None else StandardStream(s, name, outlive)  # (one closed from the start: None)
+                                  for s, name in ((sys.stdout, "standard output"), (sys.stderr, "standard error")))
         if getattr(args, "computes_with_torch", True):  # torch imported here with stops held back, since one
             from musicgenre.io import stops_deferred  # landing inside torch's C++ start-up aborted
 
