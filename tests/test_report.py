@@ -9,6 +9,7 @@ import shutil
 import matplotlib.image
 import numpy as np
 import pytest
+import torch
 
 from conftest import STUDY_DATA, synthetic_melgrams, write_split
 from musicgenre.cli import main
@@ -188,7 +189,8 @@ def test_reproduce_mfcc_only_end_to_end_and_resume(small_mfcc_root, tmp_path, ca
     assert main(args) == 2 and "reproduce_config.json: expected a JSON object" in capsys.readouterr().err
     (out / "reproduce_config.json").unlink()  # as an earlier version left it: adopted, its parts read back
     assert main(args) == 0 and (out / "mfcc-net" / "metrics.json").stat().st_mtime_ns == mtime
-    assert json.loads((out / "reproduce_config.json").read_text())["epochs"] == 1
+    settings = json.loads((out / "reproduce_config.json").read_text())
+    assert settings["epochs"] == 1 and settings["versions"]["torch"] == torch.__version__  # the software, beside
     assert (out / "mfcc-net" / "metrics.json").stat().st_mtime_ns == mtime
     capsys.readouterr()
     X = np.load(small_mfcc_root / "train/mfccs/X.npy")
