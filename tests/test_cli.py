@@ -267,6 +267,7 @@ def test_an_unknown_option_is_named_with_its_command(audio_dir, capsys):
 
 def test_a_full_output_device_is_named(audio_dir):
     """`predict ... > /dev/full` said "[Errno 28] No space left on device", as if the disk of some file were full."""
+    import os
     import subprocess
     import sys
 
@@ -275,3 +276,10 @@ def test_a_full_output_device_is_named(audio_dir):
         proc = subprocess.run([sys.executable, "-c", code, "predict", str(audio_dir), "--workers", "1"], stdout=full,
                               stderr=subprocess.PIPE, text=True)
     assert (proc.returncode, proc.stderr) == (1, "error: [Errno 28] No space left on device: 'standard output'\n")
+    # stderr closed from the start (2>&-): every file was "could not be processed" (its None had no flush), and
+    # notes went to stdout; stderr full (2>/dev/full) never costs the result
+    for stderr in ({"preexec_fn": lambda: os.close(2)}, {"stderr": open("/dev/full", "w")}):
+        proc = subprocess.run([sys.executable, "-c", code, "predict", str(audio_dir), "--workers", "1", "--json"],
+                              stdout=subprocess.PIPE, text=True, **stderr)
+        records = [json.loads(line) for line in proc.stdout.splitlines()]
+        assert proc.returncode == 0 and len(records) > 5 and all("genre" in r for r in records)

@@ -90,6 +90,11 @@ def test_seeds_report(small_mfcc_root, tmp_path):
     shutil.copytree(tmp_path / "other", seeds / "seed-4")
     with pytest.raises(MusicGenreError, match="seed-4: not seed 4 of the configuration .*summary.json records"):
         build_report(seeds, tmp_path / "rep2")
+    summary_text = (seeds / "summary.json").read_text()
+    for listed, message in (([], "'seeds' must list the folder's seeds"), ([3], "its run folders .seed-3, seed-4. are not the seeds")):
+        (seeds / "summary.json").write_text(json.dumps({**json.loads(summary_text), "seeds": listed}))
+        with pytest.raises(MusicGenreError, match=message):  # [] crashed; [3] reported one seed of two
+            build_report(seeds, tmp_path / "rep3")
 
 
 def test_sweep_report(small_mfcc_root, tmp_path):

@@ -204,12 +204,15 @@ def scoring_root(args: argparse.Namespace, runs: list) -> Path:
     from musicgenre.datasets import resolve_data_root
     from musicgenre.runs import recorded_root
 
-    if args.data is None and recorded_root(runs) is None:
-        recorded = sorted({run.data["root"] for run in runs if isinstance(run.data.get("root"), str)})
-        if recorded:  # a moved or deleted root, or runs of two datasets: not silently another dataset's figures
-            why = (f"the runs recorded different data roots ({', '.join(recorded)})" if len(recorded) > 1 else
-                   f"{runs[0].path if len(runs) == 1 else 'the runs'} recorded {recorded[0]} as its data root, which holds "
-                   "no train/ folder now")
+    if args.data is None and recorded_root(runs) is None:  # not silently another dataset's figures:
+        roots = {root if isinstance(root := run.data.get("root"), str) else None for run in runs}
+        named = sorted(root for root in roots if root is not None)
+        if len(roots) > 1 and named:  # runs of two datasets (or some that recorded none)
+            why = f"the runs recorded different data roots ({', '.join(named)}{', and some none' if None in roots else ''})"
+        elif named:  # a moved or deleted root
+            who = f"{runs[0].path} recorded {named[0]} as its" if len(runs) == 1 else f"the runs recorded {named[0]} as their"
+            why = f"{who} data root, which holds no train/ folder now"
+        if named:
             print(f"note: {why}: taking $MUSICGENRE_DATA's instead (pass --data to choose)", file=sys.stderr)
     return resolve_data_root(args.data if args.data is not None else recorded_root(runs))
 
@@ -459,7 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench-devices", help="train one configuration on each device and compare speed and scores")
     _add_train_options(p, {"device": "bench-devices trains on each device of --devices"})
     p.add_argument("--devices", default="cpu,cuda", help="comma list, e.g. cpu,cuda (absent ones: 'not available')")
-    p.set_defaults(func=cmd_bench_devices)
+    p.set_defaults(func=cmd_bench_devices, stdout_is_the_result=True)  # its table, which it writes nowhere else
 
     p = sub.add_parser("report", help="Markdown + self-contained HTML report with figures for a run or sweep dir")
     p.add_argument("path", help="a run directory, a sweep directory or a train --seeds folder")
@@ -574,9 +577,10 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:  # named with the command's help, not the whole program's
             raise MusicGenreError(f"musicgenre {args.command}: unrecognized arguments: {' '.join(unknown)} "
                                   f"(see musicgenre {args.command} --help)")
-        outlive = not getattr(args, "stdout_is_the_result", False)
-        sys.stdout, sys.stderr = (s if s is None else StandardStream(s, name, outlive)  # (one closed from the start: None)
-                                  for s, name in ((sys.stdout, "standard output"), (sys.stderr, "standard error")))
+        # notes and errors never stop a command; what it prints does where that is its result (predict, evaluate...)
+        outlive = {"standard output": not getattr(args, "stdout_is_the_result", False), "standard error": True}
+        sys.stdout, sys.stderr = (open(os.devnull, "w") if s is None else StandardStream(s, name, outlive[name])  # None:
+                                  for s, name in ((sys.stdout, "standard output"), (sys.stderr, "standard error")))  # closed
         if getattr(args, "computes_with_torch", True):  # torch imported here with stops held back, since one
             from musicgenre.io import stops_deferred  # landing inside torch's C++ start-up aborted
 
@@ -597,6 +601,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:
+        for ours in {sys.stdout, sys.stderr} - {stdout, stderr}:
+            if not isinstance(ours, StandardStream):  # the devnull standing in for a stream closed from the start
+                ours.close()
         sys.stdout, sys.stderr = stdout, stderr
         if in_main_thread:
             signal.signal(signal.SIGTERM, before)

@@ -286,8 +286,10 @@ def build_report(path: str | os.PathLike, out: str | os.PathLike, data: str | No
         raise MusicGenreError(f"{path}: no such run or sweep directory")
     elif (path / "reproduce_config.json").is_file():
         parts = sorted(p.name for p in path.iterdir() if (p / "config.json").is_file() or (p / "sweep_config.json").is_file())
-        raise MusicGenreError(f"{path}: a reproduction, whose reports are in {path / 'reports'}, summed up in "
-                              f"{path / 'reproduce.md'}: report on one of its parts ({', '.join(parts)}) for another")
+        where = (f"whose reports are in {path / 'reports'}, summed up in {path / 'reproduce.md'}" if (path / "reproduce.md").is_file()
+                 else "unfinished (rerun the reproduce command to finish it and write its reports)")
+        parts_text = f": report on one of its parts ({', '.join(parts)}) for another" if parts else ""
+        raise MusicGenreError(f"{path}: a reproduction, {where}{parts_text}")
     elif runs := run_folders(path):  # one run per seed (`train --seeds N`, a sweep's optimizer), a reproduction's runs
         if len(runs) == 1:
             raise MusicGenreError(f"{path}: not a run directory, but it holds one: report on {path / runs[0]}")

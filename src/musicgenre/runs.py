@@ -407,10 +407,15 @@ def load_seed_runs(path: Path) -> list[Run]:
     configuration: a run copied in from elsewhere was reported as one of its seeds."""
     source = path / "summary.json"
     summary = check_fields(read_json(source), {"config": (dict,), "seeds": (list,)}, str(source))
-    config = train_config_from_json(summary["config"], f"{source}: 'config'")
-    runs = [load_run(path / f"seed-{seed}") for seed in summary["seeds"]]
-    for seed, run in zip(summary["seeds"], runs):
-        if run.config.seed != seed or replace(run.config, seed=None) != config:
-            raise MusicGenreError(f"{run.path}: not seed {seed} of the configuration {source} records (a run from "
-                                  "elsewhere?)")
+    config, seeds = train_config_from_json(summary["config"], f"{source}: 'config'"), summary["seeds"]
+    if not seeds or not all(type(s) is int for s in seeds) or len(set(seeds)) != len(seeds):
+        raise MusicGenreError(f"{source}: 'seeds' must list the folder's seeds, distinct whole numbers, not {json.dumps(seeds)[:60]}")
+    if set(run_folders(path)) != {f"seed-{s}" for s in seeds}:
+        raise MusicGenreError(f"{path}: its run folders ({', '.join(run_folders(path))}) are not the seeds {source} lists "
+                              f"({', '.join(map(str, seeds))})")
+    runs = [load_run(path / f"seed-{seed}") for seed in seeds]
+    for seed, run in zip(seeds, runs):
+        if run.config.seed != seed or replace(run.config, seed=None) != config or run.data != runs[0].data:
+            raise MusicGenreError(f"{run.path}: not seed {seed} of the configuration {source} records, trained on the "
+                                  f"data its other seeds were (a run from elsewhere?)")
     return runs
