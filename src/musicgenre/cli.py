@@ -204,17 +204,12 @@ def scoring_root(args: argparse.Namespace, runs: list) -> Path:
     from musicgenre.datasets import resolve_data_root
     from musicgenre.runs import recorded_root
 
-    if args.data is None and recorded_root(runs) is None:  # not silently another dataset's figures:
-        roots = {root if isinstance(root := run.data.get("root"), str) else None for run in runs}
-        named = sorted(root for root in roots if root is not None)
-        if len(roots) > 1 and named:  # runs of two datasets (or some that recorded none)
-            why = f"the runs recorded different data roots ({', '.join(named)}{', and some none' if None in roots else ''})"
-        elif named:  # a moved or deleted root
-            who = f"{runs[0].path} recorded {named[0]} as its" if len(runs) == 1 else f"the runs recorded {named[0]} as their"
-            why = f"{who} data root, which holds no train/ folder now"
-        if named:
-            print(f"note: {why}: taking $MUSICGENRE_DATA's instead (pass --data to choose)", file=sys.stderr)
-    return resolve_data_root(args.data if args.data is not None else recorded_root(runs))
+    if args.data is not None:
+        return resolve_data_root(args.data)
+    own, why_not = recorded_root(runs)
+    if why_not:
+        print(f"note: {why_not}: taking $MUSICGENRE_DATA's instead (pass --data to choose)", file=sys.stderr)
+    return resolve_data_root(own)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

@@ -300,7 +300,7 @@ def build_report(path: str | os.PathLike, out: str | os.PathLike, data: str | No
                               f"(sweep_config.json)")
     record, history = training_record(run), read_history(run)
     if data is None:  # the run's own data first: $MUSICGENRE_DATA may well be the study's, which has no melgrams
-        data = recorded_root([run]) or os.environ.get(DATA_ENV) or None
+        data = recorded_root([run])[0] or os.environ.get(DATA_ENV) or None
 
     def fill(tmp: Path) -> None:
         blocks = []

@@ -214,12 +214,20 @@ def train_run(cfg: TrainConfig, root: str | os.PathLike, data: dict[str, Dataset
     return result, save_run(result, out, overwrite, {"data": data_record(root, data)})
 
 
-def recorded_root(runs: Sequence[Run]) -> str | None:
-    """The data root all of `runs` recorded (Run.data) where it still holds a train/ folder, else None: their own data,
-    which evaluate, ensemble, calibrate and report score and draw from unless given another."""
-    roots = {run.data.get("root") for run in runs}
-    root = roots.pop() if len(roots) == 1 else None
-    return root if isinstance(root, str) and (Path(root) / "train").is_dir() else None
+def recorded_root(runs: Sequence[Run]) -> tuple[str | None, str | None]:
+    """The data root all of `runs` recorded (Run.data) where it still holds a train/ folder: their own data, which
+    evaluate, ensemble, calibrate and report score and draw from unless given another. Else None, with why where
+    they recorded any (a root moved or deleted, runs of two datasets), for a note: not silently another's figures."""
+    roots = {root if isinstance(root := run.data.get("root"), str) else None for run in runs}
+    named = sorted(root for root in roots if root is not None)
+    if not named:
+        return None, None
+    if len(roots) > 1:  # runs of two datasets (or some that recorded none)
+        return None, f"the runs recorded different data roots ({', '.join(named)}{', and some none' if None in roots else ''})"
+    if (Path(named[0]) / "train").is_dir():
+        return named[0], None
+    who = f"{runs[0].path} recorded {named[0]} as its" if len(runs) == 1 else f"the runs recorded {named[0]} as their"
+    return None, f"{who} data root, which holds no train/ folder now"  # moved or deleted
 
 
 def data_changed(runs: Sequence[Run], root: str | os.PathLike) -> dict[Path, str]:
@@ -410,8 +418,8 @@ def load_seed_runs(path: Path) -> list[Run]:
     config, seeds = train_config_from_json(summary["config"], f"{source}: 'config'"), summary["seeds"]
     if not seeds or not all(type(s) is int for s in seeds) or len(set(seeds)) != len(seeds):
         raise MusicGenreError(f"{source}: 'seeds' must list the folder's seeds, distinct whole numbers, not {json.dumps(seeds)[:60]}")
-    if set(run_folders(path)) != {f"seed-{s}" for s in seeds}:
-        raise MusicGenreError(f"{path}: its run folders ({', '.join(run_folders(path))}) are not the seeds {source} lists "
+    if set(folders := run_folders(path)) != {f"seed-{s}" for s in seeds}:
+        raise MusicGenreError(f"{path}: its run folders ({', '.join(folders)}) are not the seeds {source} lists "
                               f"({', '.join(map(str, seeds))})")
     runs = [load_run(path / f"seed-{seed}") for seed in seeds]
     for seed, run in zip(seeds, runs):
