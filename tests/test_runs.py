@@ -300,7 +300,7 @@ def test_report_and_load_run_say_what_a_path_is_instead(run_dir, tmp_path):
         build_report(seeds, tmp_path / "rep")
     for k in (1, 2, 10):
         shutil.copytree(run_dir, seeds / f"seed-{k}")
-    with pytest.raises(MusicGenreError, match="five: holds 4 run directories .seed-0, seed-1, seed-2, \\.\\.\\.., not one: report on one of them$"):
+    with pytest.raises(MusicGenreError, match="five: holds 4 runs .seed-0, seed-1, seed-2, \\.\\.\\.., not one: report on one of them$"):
         build_report(seeds, tmp_path / "rep")
     with pytest.raises(MusicGenreError, match="metrics.json: holds no training record .'best_epoch' is missing.: "
                                               ".*ready_model was not written by train, sweep or reproduce$"):
@@ -311,7 +311,7 @@ def test_report_and_load_run_say_what_a_path_is_instead(run_dir, tmp_path):
 def test_a_multi_seed_folder_says_how_to_use_its_runs(small_mfcc_root, audio_dir, tmp_path, capsys):
     out = tmp_path / "five"
     assert main(["train", "--data", str(small_mfcc_root), "--out", str(out), "--epochs", "1", "--seed", "0", "--seeds", "2"]) == 0
-    with pytest.raises(MusicGenreError, match=rf"{out}: holds 2 runs, not one: pass one of them, or average them "
+    with pytest.raises(MusicGenreError, match=rf"{out}: holds 2 runs \(seed-0, seed-1\), not one: pass one of them, or average them "
                                               rf"\(`musicgenre ensemble {out}/seed-0 {out}/seed-1`, or `--model ensemble:{out}/seed-0,{out}/seed-1`\)$"):
         load_run(out)
     assert load_run(out / "seed-1").config.seed == 1
@@ -319,12 +319,12 @@ def test_a_multi_seed_folder_says_how_to_use_its_runs(small_mfcc_root, audio_dir
     (out / "summary.json").rename(out / "results.json")
     for k in (2, 10):  # listed in number order
         shutil.copytree(out / "seed-1", out / f"seed-{k}")
-    with pytest.raises(MusicGenreError, match=rf"{out}: holds 4 runs, not one: .*`musicgenre ensemble {out}/seed-0 {out}/seed-1 \.\.\.`"):
+    with pytest.raises(MusicGenreError, match=rf"{out}: holds 4 runs \(seed-0, seed-1, seed-2, \.\.\.\), not one: .*`musicgenre ensemble {out}/seed-0 {out}/seed-1 \.\.\.`"):
         load_run(out)
     assert main(["predict", "--model", f"ensemble:{out}/seed-0, {out}/seed-1", str(audio_dir / "hiphop_fma_000002.mp3")]) == 0
     assert "hiphop_fma_000002.mp3" in capsys.readouterr().out
     assert main(["calibrate", str(out), "--data", str(small_mfcc_root)]) == 2  # one run's temperature: no ensemble hint
-    assert capsys.readouterr().err == f"error: {out}: holds 4 runs, not one: pass one of them\n"
+    assert capsys.readouterr().err == f"error: {out}: holds 4 runs (seed-0, seed-1, seed-2, ...), not one: pass one of them\n"
     for k in (1, 2, 10):  # a folder of one run
         shutil.rmtree(out / f"seed-{k}")
     with pytest.raises(MusicGenreError, match=rf"^{out}: not a run directory, but it holds one: pass {out}/seed-0$"):

@@ -149,14 +149,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 def train_many_seeds(cfg: TrainConfig, seeds: list[int], args: argparse.Namespace, root: Path,
                      data: dict[str, Dataset], show: Callable[[EpochRecord], None]) -> int:
     """The seeds trained together; OUT/seed-K per seed and OUT/summary.json."""
-    from musicgenre.datasets import data_record
-    from musicgenre.runs import save_seed_runs
+    from musicgenre.runs import train_seed_runs
     from musicgenre.tables import plural, plus_minus
-    from musicgenre.training import check_learned, train_seeds
 
-    results = train_seeds(cfg, seeds, data["train"], data.get("val"), on_epoch=show)
-    check_learned(results)
-    out, summary = save_seed_runs(results, args.out, args.overwrite, {"data": data_record(root, data)})
+    _, out, summary = train_seed_runs(cfg, seeds, root, data, args.out, args.overwrite, on_epoch=show)
     for key in ("accuracy", "f1_macro"):
         if f"val_{key}" in summary:
             figures = summary[f"val_{key}"]

@@ -18,7 +18,7 @@ from musicgenre.figures import new_figure, png_bytes
 from musicgenre.io import as_path, atomic_write_bytes, atomic_write_text, write_dir
 from musicgenre.metrics import mean_std
 from musicgenre.models import count_parameters
-from musicgenre.runs import (NUMBER, Run, check_fields, load_run, load_seed_runs, read_history, recorded_root, run_folders,
+from musicgenre.runs import (NUMBER, Run, check_fields, holds_runs, load_run, load_seed_runs, read_history, recorded_root, run_folders,
                              training_record)
 from musicgenre.tables import markdown_table, plus_minus
 
@@ -291,10 +291,7 @@ def build_report(path: str | os.PathLike, out: str | os.PathLike, data: str | No
         parts_text = f": report on one of its parts ({', '.join(parts)}) for another" if parts else ""
         raise MusicGenreError(f"{path}: a reproduction, {where}{parts_text}")
     elif runs := run_folders(path):  # one run per seed (`train --seeds N`, a sweep's optimizer), a reproduction's runs
-        if len(runs) == 1:
-            raise MusicGenreError(f"{path}: not a run directory, but it holds one: report on {path / runs[0]}")
-        listed = ", ".join(runs[:3]) + (", ..." if len(runs) > 3 else "")
-        raise MusicGenreError(f"{path}: holds {len(runs)} run directories ({listed}), not one: report on one of them")
+        raise holds_runs(path, runs, "report on")
     else:
         raise MusicGenreError(f"{path}: neither a run directory (config.json) nor a sweep directory "
                               f"(sweep_config.json)")

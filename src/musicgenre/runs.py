@@ -24,7 +24,7 @@ from musicgenre.errors import MusicGenreError
 from musicgenre.io import as_path, atomic_write_bytes, atomic_write_json, atomic_write_text, not_a_file, read_json, write_dir
 from musicgenre.metrics import seed_summary
 from musicgenre.models import GenreNet, build_model, check_model_features, count_parameters
-from musicgenre.training import EpochRecord, TrainResult, check_learned, train
+from musicgenre.training import EpochRecord, TrainResult, check_learned, train, train_seeds
 from musicgenre.versions import software_versions
 
 RUN_KIND = "musicgenre-run"
@@ -315,20 +315,26 @@ def load_run(path: str | os.PathLike, averaged: bool = True) -> Run:
     return Run(path=path, model=model, config=config, classes=tuple(classes), metrics=metrics, meta=meta)
 
 
+def holds_runs(path: Path, runs: list[str], verb: str, more: str = "") -> MusicGenreError:
+    """The refusal of a folder given for one run that holds `runs` (run_folders) instead: which to `verb` (pass,
+    report on), and `more` ways to use them after that."""
+    if len(runs) == 1:
+        return MusicGenreError(f"{path}: not a run directory, but it holds one: {verb} {path / runs[0]}")
+    listed = ", ".join(runs[:3]) + (", ..." if len(runs) > 3 else "")
+    return MusicGenreError(f"{path}: holds {len(runs)} runs ({listed}), not one: {verb} one of them{more}")
+
+
 def _run_config(path: Path, averaged: bool) -> tuple[dict, TrainConfig, list[str]]:
     """A run directory's config.json, checked: the whole record, its training configuration and its genres."""
     cfg_path = path / "config.json"
     if not path.is_dir():
         raise MusicGenreError(f"{path}: {'a file, not a' if path.exists() else 'no such'} run directory")
     if not cfg_path.is_file():
-        runs = run_folders(path)
-        if len(runs) == 1:
-            raise MusicGenreError(f"{path}: not a run directory, but it holds one: pass {path}/{runs[0]}")
-        if runs:
+        if runs := run_folders(path):
             listed = [f"{path}/{name}" for name in runs[:2]] + (["..."] if len(runs) > 2 else [])
             average = (f", or average them (`musicgenre ensemble {' '.join(listed)}`, or "
                        f"`--model ensemble:{','.join(listed)}`)") if averaged else ""
-            raise MusicGenreError(f"{path}: holds {len(runs)} runs, not one: pass one of them{average}")
+            raise holds_runs(path, runs, "pass", average)
         if cfg_path.exists() or cfg_path.is_symlink():
             raise MusicGenreError(f"{cfg_path}: {not_a_file(cfg_path, 'a JSON file')}")
         raise MusicGenreError(f"{cfg_path}: missing: {path} is not a musicgenre run directory")
@@ -408,6 +414,16 @@ def save_seed_runs(
         atomic_write_json(tmp / "summary.json", summary)
 
     return write_dir(out, overwrite, fill), summary
+
+
+def train_seed_runs(cfg: TrainConfig, seeds: list[int], root: str | os.PathLike, data: dict[str, Dataset],
+                    out: str | os.PathLike, overwrite: bool = False,
+                    on_epoch: Callable[[EpochRecord], None] | None = None) -> tuple[list[TrainResult], Path, dict]:
+    """`train_run` for each of `seeds` (trained together where training.train_seeds can): refuse runs that learned
+    nothing, save them to `out` (save_seed_runs), and return them with the folder and its summary."""
+    results = train_seeds(cfg, seeds, data["train"], data.get("val"), on_epoch)
+    check_learned(results)
+    return (results, *save_seed_runs(results, out, overwrite, {"data": data_record(root, data)}))
 
 
 def load_seed_runs(path: Path) -> list[Run]:
