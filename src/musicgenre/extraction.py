@@ -17,7 +17,7 @@ from musicgenre.config import check_seed
 from musicgenre.datasets import FEATURE_DIRS, FEATURE_SHAPES, SPLITS, is_genre_name
 from musicgenre.errors import MusicGenreError
 from musicgenre.features import FileFeatures, iter_file_features
-from musicgenre.io import as_path, atomic_save_npy, atomic_write_json, check_out_dir, write_dir
+from musicgenre.io import as_path, atomic_save_npy, atomic_write_json, check_out_dir, progress_display, write_dir
 from musicgenre.versions import software_versions
 
 
@@ -264,15 +264,12 @@ def _split_files(n: int, ratios: np.ndarray, seed: int, label: str) -> list[str]
 def _extract_all(paths: list[Path], workers: int | None, progress: bool) -> dict[Path, FileFeatures]:
     """Every feature kind of every path, decoded in worker processes, with a progress bar;
     a file without a second of sound gets an error, so it is skipped like an unreadable one."""
-    from rich.console import Console
     from rich.progress import track
 
     # closed on the way out: a stop (Ctrl-C) that lands outside the generator still ends its workers before
     # the command prints its one line, not later, at interpreter exit, when multiprocessing complains of leaks
     with closing(iter_file_features(paths, tuple(FEATURE_SHAPES), workers)) as results:
-        console = Console(stderr=True)  # how it goes, on a terminal only: stdout keeps the results, a log the one-line errors
-        done = track(results, total=len(paths), description="Extracting features",
-                     disable=not (progress and console.is_terminal), console=console)
+        done = track(results, total=len(paths), description="Extracting features", **progress_display(progress))
         return {result.path: _skip_if_silent(result) for result in done}
 
 

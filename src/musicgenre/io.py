@@ -1,6 +1,6 @@
 """Atomic writes of files and folders: a reader (or a crash) never sees half of one, only the old one or the
 new one; output paths are checked before any work (never an input, the current folder, or what is there
-without overwrite)."""
+without overwrite); progress bars go to the terminal only."""
 
 from __future__ import annotations
 
@@ -272,3 +272,12 @@ def write_dir(
         remove_path(tmp)
         raise
     return commit_dir(tmp, out, overwrite)
+
+
+def progress_display(wanted: bool) -> dict:
+    """rich's `console` and `disable` arguments for a progress bar: on stderr, and only when `wanted` and that is a
+    terminal, so that stdout keeps the results and a log of stderr the one-line errors."""
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    return {"console": console, "disable": not (wanted and console.is_terminal)}

@@ -18,8 +18,8 @@ from musicgenre.config import OPTIMIZERS, WITHOUT_WEIGHT_DECAY, TrainConfig, can
 from musicgenre.datasets import data_record, load_dataset, resolve_data_root
 from musicgenre.errors import MusicGenreError
 from musicgenre.figures import new_figure, png_bytes
-from musicgenre.io import (atomic_write_bytes, atomic_write_json, atomic_write_text, check_out_path, occupied, read_json,
-                          write_dir)
+from musicgenre.io import (atomic_write_bytes, atomic_write_json, atomic_write_text, check_out_path, occupied, progress_display,
+                          read_json, write_dir)
 from musicgenre.metrics import mean_std
 from musicgenre.runs import NUMBER, check_fields, save_run, train_config_from_json
 from musicgenre.tables import differences, markdown_table, plural, plus_minus
@@ -183,7 +183,6 @@ def run_sweep(cfg: SweepConfig, out: str | os.PathLike, progress: bool = True) -
     starts over), then write sweep.csv/.md/.png.
     Each optimizer's seeds are saved as runs under runs/<optimizer>/seed-<k>/ (as `train --seeds`) and its results.json last,
     which marks it finished."""
-    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     out = check_out_path(out, [cfg.data])
@@ -214,8 +213,7 @@ def run_sweep(cfg: SweepConfig, out: str | os.PathLike, progress: bool = True) -
     results: list[OptimizerResult] = []
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("ETA"), TimeRemainingColumn()]
-    console = Console(stderr=True)  # how it goes, on a terminal only: stdout keeps the results, a log the one-line errors
-    with Progress(*columns, disable=not (progress and console.is_terminal), console=console) as bar:
+    with Progress(*columns, **progress_display(progress)) as bar:
         task = bar.add_task("sweep", total=len(cfg.optimizers) * len(seeds) * epochs)
         for i, opt in enumerate(cfg.optimizers):
             if opt in done:
