@@ -282,7 +282,12 @@ def weights_tag(metadata: dict[str, str]) -> tuple[str | None, list | None]:
         d = json.loads(tag)
     except ValueError:
         return None, None
-    return (d.get("model"), d.get("classes")) if isinstance(d, dict) else (None, None)
+    if not isinstance(d, dict):
+        return None, None
+    model, classes = d.get("model"), d.get("classes")
+    if not isinstance(model, str) or not (classes is None or isinstance(classes, list) and all(isinstance(c, str) for c in classes)):
+        return None, None  # not a tag musicgenre writes
+    return model, classes
 
 
 def read_weights(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
@@ -346,9 +351,15 @@ def _run_config(path: Path, averaged: bool) -> tuple[dict, TrainConfig, list[str
     classes = meta["classes"]
     if not classes or not all(map(is_genre_name, classes)) or len(set(classes)) != len(classes):
         raise MusicGenreError(f"{cfg_path}: 'classes' must be a list of distinct genre names, not {json.dumps(classes)[:60]}")
-    check_fields(meta, {"sweep_split": (str,), "training_splits": (list,)}, str(cfg_path), required=False)
+    check_fields(meta, {"sweep_split": (str,), "training_splits": (list,), "data": (dict, type(None))}, str(cfg_path),
+                 required=False)
     if not all(split in SPLITS for split in meta.get("training_splits", ["train"])):
         raise MusicGenreError(f"{cfg_path}: 'training_splits' must list splits among {', '.join(SPLITS)}")
+    if meta.get("data") is not None:  # datasets.data_record, which evaluate, ensemble, calibrate and report read back
+        record = check_fields(meta["data"], {"root": (str,), "splits": (list,), "digest": (str,)}, f"{cfg_path}: 'data'",
+                              required=False)
+        if not all(split in SPLITS for split in record.get("splits", [])):
+            raise MusicGenreError(f"{cfg_path}: 'data': 'splits' must list splits among {', '.join(SPLITS)}")
     if "sweep_metrics" in meta:
         check_eval_metrics(meta["sweep_metrics"], f"{cfg_path}: 'sweep_metrics'")
     return meta, config, classes
