@@ -128,13 +128,14 @@ def test_melgram_report_shows_examples_with_data(mel_root, tmp_path, monkeypatch
     plain = {"learning_curves.png", "confusion.png", "per_class.png"}
     monkeypatch.delenv("MUSICGENRE_DATA", raising=False)
     md = assert_report(build_report(run, tmp_path / "recorded"), plain | {"mel_examples.png"})  # the run's own root
-    assert "One training mel-spectrogram per genre" in md
+    assert f"One training mel-spectrogram per genre, from {mel_root.resolve()}:" in md
     moved = mel_root.rename(tmp_path / "moved")  # the recorded root gone
     md = assert_report(build_report(run, tmp_path / "without"), plain)
     assert "No example mel-spectrograms: no data root to take them from (pass --data ROOT" in md
     assert_report(build_report(run, tmp_path / "with", str(moved)), plain | {"mel_examples.png"})
-    monkeypatch.setenv("MUSICGENRE_DATA", str(moved))  # the data root from the environment, as elsewhere
-    assert_report(build_report(run, tmp_path / "from-env"), plain | {"mel_examples.png"})
+    monkeypatch.setenv("MUSICGENRE_DATA", str(moved))  # the data root from the environment, as elsewhere, named
+    md = assert_report(build_report(run, tmp_path / "from-env"), plain | {"mel_examples.png"})
+    assert f"One training mel-spectrogram per genre, from {moved.resolve()}:" in md
     moved.rename(mel_root)
     monkeypatch.setenv("MUSICGENRE_DATA", str(STUDY_DATA))  # another root in the environment: the run's own first
     assert_report(build_report(run, tmp_path / "recorded-first"), plain | {"mel_examples.png"})

@@ -180,7 +180,8 @@ def run_blocks(run: Run, record: dict, history: list[dict], out: Path, prefix: s
             try:
                 plot_mel_examples(data, run.classes, out / f"{prefix}mel_examples.png")
                 shown = "" if len(run.classes) <= MEL_EXAMPLES else f" (the first {MEL_EXAMPLES} of {len(run.classes)})"
-                blocks += [Block("p", f"One training mel-spectrogram per genre{shown}:"), Block("img", f"{prefix}mel_examples.png")]
+                blocks += [Block("p", f"One training mel-spectrogram per genre{shown}, from {Path(data).resolve()}:"),
+                           Block("img", f"{prefix}mel_examples.png")]  # which root: $MUSICGENRE_DATA's may not be the run's
             except MusicGenreError as exc:  # another dataset's genres, or a broken file
                 missing = f"{exc} (pass --data ROOT of the run's own data)"
         if missing:
