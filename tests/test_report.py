@@ -224,6 +224,8 @@ def test_reproduce_sweeps_the_cnn_where_melgrams_exist(mel_root, small_mfcc_root
     assert main(["reproduce", "--data", str(mel_root), "--out", str(out), "--seeds", "1", "--epochs", "1",
                  "--optimizers", "adagrad"]) == 0
     text = capsys.readouterr().out
+    assert text.startswith("MFCC net (the study's settings, seed 0)\nCNN on mel-spectrograms (the study's settings with "
+                           "Adagrad, seed 0)\noptimizer sweep on mel-cnn\ndevice comparison\n")  # each part as it begins
     cnn_row = next(line for line in text.splitlines() if line.startswith("| CNN, Adagrad |"))
     assert cnn_row.split("|")[4].strip() != "-"
     assert json.loads((out / "sweep" / "sweep_config.json").read_text())["base"]["model"] == "mel-cnn"

@@ -303,14 +303,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Run or resume the optimizer sweep."""
-    from musicgenre.sweep import run_sweep, sweep_config_from
+    from musicgenre.sweep import run_sweep, sweep_config_from, sweep_markdown
 
     if args.lr_per_optimizer and args.lr is not None:
         raise MusicGenreError("--lr and --lr-per-optimizer: choose one (the second replaces every lr by the optimizer's own default)")
     cfg = sweep_config_from(train_config_from_args(args), args.data, args.optimizers, args.seeds,
                             args.lr_per_optimizer, args.split)
-    run_sweep(cfg, args.out)
-    print((Path(args.out) / "sweep.md").read_text(), end="")
+    print(sweep_markdown(cfg, run_sweep(cfg, args.out)), end="")
     print(f"sweep written to {args.out} (sweep.csv, sweep.md, sweep.png, runs/)")
     return 0
 
@@ -340,7 +339,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     """Run or resume all of the study's experiments."""
     from musicgenre.reproduce import reproduce
 
-    summary = reproduce(args.data, args.out, seeds=args.seeds, epochs=args.epochs, optimizers=args.optimizers)
+    summary = reproduce(args.data, args.out, seeds=args.seeds, epochs=args.epochs, optimizers=args.optimizers,
+                        on_part=lambda part: print(part, flush=True))
     print(summary.read_text(), end="")
     return 0
 

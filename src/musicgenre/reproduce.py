@@ -6,11 +6,12 @@ already in the output folder are read back, not redone, when it was made with th
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 from musicgenre.benchmark import compare_devices, device_table, read_device_rows
-from musicgenre.config import TrainConfig
+from musicgenre.config import TrainConfig, recipe
 from musicgenre.datasets import Dataset, data_digest, has_split, load_dataset, resolve_data_root
 from musicgenre.errors import MusicGenreError
 from musicgenre.io import atomic_write_json, atomic_write_text, out_folder, read_json
@@ -80,17 +81,15 @@ def reproduction_folder(out: str | os.PathLike, root: Path, settings: dict) -> P
 
 
 def reproduce(data: str | os.PathLike | None, out: str | os.PathLike, seeds: int = 5, epochs: int = 30,
-              optimizers: str = "all", progress: bool = True) -> Path:
+              optimizers: str = "all", progress: bool = True, on_part: Callable[[str], None] | None = None) -> Path:
     """Run every part of the study into `out` and write out/reproduce.md; returns its path. The options
-    and the data are checked before `out` is made or anything is trained. `progress`: say which part runs."""
-    def say(text: str) -> None:
-        if progress:
-            print(text, flush=True)
-
+    and the data are checked before `out` is made or anything is trained. `on_part` gets the name of each part
+    as it begins; `progress`: the sweep's progress bar."""
+    say = on_part or (lambda part: None)
     root = resolve_data_root(data).resolve()
     notes: list[str] = []
-    mfcc = TrainConfig(features="mfcc", model="mfcc-mlp", optimizer="SGD", lr=0.002, epochs=epochs, seed=0)
-    cnn = replace(mfcc, features="melgram", model="mel-cnn", optimizer="Adagrad")  # the study's best CNN run
+    mfcc = replace(recipe("mfcc-mlp"), epochs=epochs, seed=0)  # the study's MFCC run
+    cnn = replace(recipe("mel-cnn"), epochs=epochs, seed=0)  # the study's best CNN run (Adagrad)
     has_mel = has_split(root, "train", "melgram")
     base = cnn if has_mel else mfcc
     sweep_cfg = sweep_config_from(base, str(root), optimizers, seeds, False, "val")
