@@ -269,3 +269,16 @@ def test_data_changed_since_training_is_noted_by_evaluate_and_refused_by_calibra
     shutil.copytree(small_mfcc_root, other_root)  # another root: nothing recorded to compare with
     assert main(["evaluate", str(run), "--data", str(other_root)]) == 0
     assert "note:" not in capsys.readouterr().err
+
+
+def test_calibrating_on_a_split_of_other_genres_is_refused_as_evaluating_it_is(tiny_run, mfcc):
+    from musicgenre.ensemble import calibrate_run
+
+    run = load_run(tiny_run[0])
+    val = mfcc["val"]
+    reordered = Dataset(val.X, val.y, tuple(reversed(val.classes)), val.features, val.split)  # the same labels, other genres
+    message = "the val split's mfcc features of classes rock_metal_hardrock, hiphop, classical, blues are not what the model"
+    for score in (lambda: evaluate_predictor(load_predictor(run.path), reordered), lambda: calibrate_run(run, reordered)):
+        with pytest.raises(MusicGenreError, match=message):
+            score()
+    assert load_run(run.path).model.temperature == 1  # nothing stored

@@ -79,15 +79,21 @@ def load_predictor(spec: str | os.PathLike) -> Predictor:
     return load_ensemble([spec])
 
 
+def check_split_fits(dataset: Dataset, features: str, classes: tuple[str, ...]) -> None:
+    """Refuse a split of other features or genres (in output order) than a model reads and predicts: its labels
+    would be scored against another genre's output."""
+    if (features, classes) != (dataset.features, dataset.classes):
+        raise MusicGenreError(f"the {dataset.split} split's {dataset.features} features of classes {', '.join(dataset.classes)} "
+                              f"are not what the model reads and predicts ({features} features of classes "
+                              f"{', '.join(classes)}): load the split with the model's classes")
+
+
 def evaluate_predictor(predictor: Predictor, dataset: Dataset) -> dict:
     """Classification metrics plus negative log-likelihood and ECE of the predictor's probabilities; outputs
     that are not numbers (inputs far beyond the training data's range) are an error, not the first class. The
     predictor's genres (in output order) and features must be the split's, so that no label is scored against
     another genre's output."""
-    if (predictor.features, predictor.classes) != (dataset.features, dataset.classes):
-        raise MusicGenreError(f"the {dataset.split} split's {dataset.features} features of classes {', '.join(dataset.classes)} "
-                              f"are not what the model reads and predicts ({predictor.features} features of classes "
-                              f"{', '.join(predictor.classes)}): load the split with the model's classes")
+    check_split_fits(dataset, predictor.features, predictor.classes)
     log_probs = predictor.predict_log_proba(dataset.X)
     check_scorable(np.isfinite(log_probs).all(axis=1), dataset.split)
     probs = np.exp(log_probs)
@@ -126,8 +132,7 @@ def calibrate_run(run: Run, dataset: Dataset) -> dict:
     if dataset.split in run.training_splits:  # fitted on its own training data, T would make it over-confident
         raise MusicGenreError(f"{run.path}: trained on the {dataset.split} split (config.json 'training_splits'), "
                               f"so it cannot be calibrated on it: calibrate a run trained on train alone")
-    if dataset.classes != run.classes or dataset.features != run.features:
-        raise MusicGenreError(f"{run.path}: the run's classes/features do not match the {dataset.split} split")
+    check_split_fits(dataset, run.features, run.classes)
     uncalibrated = copy.deepcopy(run.model)  # T = 1 exactly: multiplying by the stored T undid it only to rounding,
     uncalibrated.temperature.fill_(1.0)      # so a second calibration refitted another T in its last bits
     raw = predict_logits(uncalibrated, torch.from_numpy(dataset.X)).clone()  # out of inference mode: T is fitted on it
