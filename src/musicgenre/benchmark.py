@@ -14,7 +14,7 @@ from musicgenre.datasets import load_dataset
 from musicgenre.errors import MusicGenreError
 from musicgenre.io import read_json
 from musicgenre.runs import NUMBER, check_fields
-from musicgenre.tables import markdown_table
+from musicgenre.tables import markdown_table, plural
 from musicgenre.training import check_learned, resolve_device, resolve_seed, train, train_threads
 
 
@@ -36,7 +36,7 @@ def device_name(device: str, model: str) -> str:
     if device.startswith("cuda"):
         return torch.cuda.get_device_name(torch.device(device))
     n = train_threads(model)
-    return f"{platform.processor() or platform.machine()}, {n} thread{'s' if n != 1 else ''}"
+    return f"{platform.processor() or platform.machine()}, {plural(n, 'thread')}"
 
 
 def compare_devices(cfg: TrainConfig, devices: list[str], data: str | None = None) -> list[dict]:

@@ -166,6 +166,8 @@ def print_metrics(m: dict, title: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from musicgenre.tables import per_class_rows
+
     class PipeConsole(Console):
         def on_broken_pipe(self) -> None:  # rich exits with status 1; main stops quietly with 0, as for predict
             raise BrokenPipeError
@@ -173,8 +175,8 @@ def print_metrics(m: dict, title: str) -> None:
     console = PipeConsole()
     console.print(f"[bold]{title}[/bold]: n={m['n']}  accuracy {m['accuracy']:.4f}  macro F1 {m['f1_macro']:.4f}")
     t = Table("class", "precision", "recall", "F1", "support")
-    for c, v in m["per_class"].items():
-        t.add_row(c, f"{v['precision']:.3f}", f"{v['recall']:.3f}", f"{v['f1']:.3f}", str(v["support"]))
+    for row in per_class_rows(m):
+        t.add_row(*row)
     console.print(t)
     cm = Table("truth \\ predicted", *m["classes"], title="confusion matrix")
     for c, row in zip(m["classes"], m["confusion_matrix"]):

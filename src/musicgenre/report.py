@@ -20,7 +20,7 @@ from musicgenre.metrics import mean_std
 from musicgenre.models import count_parameters
 from musicgenre.runs import (NUMBER, Run, check_fields, holds_runs, load_run, load_seed_runs, read_history, recorded_root, run_folders,
                              training_record)
-from musicgenre.tables import markdown_table, plus_minus
+from musicgenre.tables import markdown_table, per_class_rows, plus_minus
 
 if TYPE_CHECKING:
     from musicgenre.sweep import OptimizerResult, SweepConfig
@@ -163,8 +163,7 @@ def run_blocks(run: Run, record: dict, history: list[dict], out: Path, prefix: s
         blocks.append(Block("p", f"On the {split} split (n={metrics['n']}): accuracy {100 * metrics['accuracy']:.1f}%, "
                                  f"macro F1 {metrics['f1_macro']:.3f}."))
         blocks.append(Block("table", header=("class", "precision", "recall", "F1", "support"),
-                            rows=tuple((c, f"{v['precision']:.3f}", f"{v['recall']:.3f}", f"{v['f1']:.3f}",
-                                        str(v["support"])) for c, v in metrics["per_class"].items()), align="lrrrr"))
+                            rows=tuple(per_class_rows(metrics)), align="lrrrr"))
         plot_confusion(metrics, out / f"{prefix}confusion.png")
         plot_per_class(metrics, out / f"{prefix}per_class.png")
         blocks += [Block("img", f"{prefix}confusion.png"), Block("img", f"{prefix}per_class.png")]

@@ -31,3 +31,9 @@ def differences(old: dict, new: dict) -> str:
     (the saved value first), in the order of the new one's keys, then those only the saved one has."""
     keys = [*new, *(k for k in old if k not in new)]
     return "; ".join(f"{k} {old.get(k)!r}, not {new.get(k)!r}" for k in keys if old.get(k) != new.get(k))
+
+
+def per_class_rows(metrics: dict) -> list[tuple[str, ...]]:
+    """One row per genre of metrics.classification_metrics' per_class figures: genre, precision, recall, F1, support."""
+    return [(c, f"{v['precision']:.3f}", f"{v['recall']:.3f}", f"{v['f1']:.3f}", str(v["support"]))
+            for c, v in metrics["per_class"].items()]
