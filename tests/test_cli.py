@@ -173,7 +173,7 @@ def test_spec_augment_on_mfcc_is_refused_before_training(small_mfcc_root, tmp_pa
     (["--optimizer", "adamm"], "unknown optimizer 'adamm'"),
 ])
 def test_bad_training_options_are_one_line_errors(options, message):
-    with pytest.raises(MusicGenreError, match=message):
+    with pytest.raises(MusicGenreError, match=f"^musicgenre train: {message}.* \\(see musicgenre train --help\\)$"):
         _config(*options)
 
 

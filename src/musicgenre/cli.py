@@ -97,14 +97,17 @@ def add_data_option(p: argparse.ArgumentParser, default: str = "default: $MUSICG
 
 def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The configuration the command line asks for (config.config_from_options), its device checked; an option
-    the command sets itself refused."""
+    the command sets itself refused. Refusals of the options name the command, as the parser's own do."""
     from musicgenre.config import config_from_options
     from musicgenre.training import resolve_device
 
-    for name, why in args.not_taken.items():
-        if getattr(args, name) is not None:
-            raise MusicGenreError(f"--{name} {getattr(args, name)} is not taken: {why}")
-    cfg = config_from_options(args.recipe, {k: getattr(args, k) for k in TRAIN_OPTIONS if getattr(args, k) is not None})
+    try:
+        for name, why in args.not_taken.items():
+            if getattr(args, name) is not None:
+                raise MusicGenreError(f"--{name} {getattr(args, name)} is not taken: {why}")
+        cfg = config_from_options(args.recipe, {k: getattr(args, k) for k in TRAIN_OPTIONS if getattr(args, k) is not None})
+    except MusicGenreError as exc:
+        raise MusicGenreError(f"musicgenre {args.command}: {exc} (see musicgenre {args.command} --help)") from None
     resolve_device(cfg.device)  # a GPU this machine lacks is refused before any data loads
     return cfg
 
