@@ -1,4 +1,5 @@
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -53,11 +54,14 @@ def test_a_full_disk_names_the_file_being_written_not_its_temporary_twin(tmp_pat
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_stop_just_after_a_rename_is_the_stop_and_leaves_the_output_whole(tmp_path, stop_after_rename):
+def test_a_stop_just_after_a_rename_is_the_stop_and_leaves_the_output_whole(tmp_path, stop_after_rename, monkeypatch):
     """The file's cleanup unlinked a temporary file already renamed: FileNotFoundError hid the stop. Replacing a
-    folder, a stop between its two renames tried to put the old one back over the new (Directory not empty)."""
+    folder in two renames (where the system cannot swap two paths), a stop between them tried to put the old one
+    back over the new (Directory not empty)."""
+    import musicgenre.io as io
     from musicgenre.io import write_dir
 
+    monkeypatch.setattr(io, "_exchange", lambda a, b: False)
     stop_after_rename.at = 1
     with pytest.raises(KeyboardInterrupt):
         atomic_write_text(tmp_path / "a.txt", "new")
@@ -86,12 +90,63 @@ def test_a_stop_while_the_replaced_folder_is_deleted_leaves_no_hidden_copy(tmp_p
         real(path)
 
     monkeypatch.setattr(io, "remove_path", remove_path)
+    monkeypatch.setattr(io, "_exchange", lambda a, b: False)  # the two renames, where the system cannot swap
     out = tmp_path / "run"
     out.mkdir()
     (out / "old.txt").write_text("old")
     with pytest.raises(KeyboardInterrupt):
         io.write_dir(out, True, lambda tmp: atomic_write_text(tmp / "new.txt", "new"))
     assert [p.name for p in tmp_path.iterdir()] == ["run"] and [p.name for p in out.iterdir()] == ["new.txt"]
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="renameat2's RENAME_EXCHANGE is Linux's")
+@pytest.mark.parametrize("old_is_a_file", [False, True])
+def test_an_output_replaced_is_swapped_with_the_new_one_in_one_step(tmp_path, monkeypatch, old_is_a_file):
+    """Moved aside, then the new one moved in: a kill between the two renames left no output under its name at all,
+    the old one only as a hidden .run.old-PID that nothing put back. Swapped in one system call, there is no such moment;
+    a stop right after it is taken once the old one is deleted."""
+    import signal
+
+    import musicgenre.io as io
+
+    out = tmp_path / "run"
+    if old_is_a_file:
+        out.write_text("old")
+    else:
+        out.mkdir()
+        (out / "old.txt").write_text("old")
+    real, swapped = io._exchange, []
+
+    def exchange(a, b):
+        swapped.append(real(a, b))
+        if not swapped[-1]:
+            pytest.skip("this file system cannot swap two paths (RENAME_EXCHANGE): the two renames are tested above")
+        assert [p.name for p in b.iterdir()] == ["new.txt"] and (a.is_file() if old_is_a_file else a.is_dir())
+        signal.raise_signal(signal.SIGINT)
+        return swapped[-1]
+
+    monkeypatch.setattr(io, "_exchange", exchange)
+    with pytest.raises(KeyboardInterrupt):
+        io.write_dir(out, True, lambda tmp: atomic_write_text(tmp / "new.txt", "new"))
+    assert swapped == [True]
+    assert [p.name for p in tmp_path.iterdir()] == ["run"] and [p.name for p in out.iterdir()] == ["new.txt"]
+
+
+def test_long_names_fit_their_temporary_twins_and_a_name_too_long_above_out_is_refused_first(tmp_path):
+    """A 250-byte --out was refused: its hidden twins' names (".NAME.probe-XXXXXXXX") passed 255 bytes. A name too
+    long in a missing folder above --out passed the check: train trained, then failed to save with Python's errno
+    message, leaving the folders it had made."""
+    from musicgenre.io import check_out_dir, write_dir
+
+    long = tmp_path / ("b" * 250)
+    write_dir(long, False, lambda tmp: atomic_write_text(tmp / ("c" * 250), "new"))
+    assert [p.name for p in long.iterdir()] == ["c" * 250] and [p.name for p in tmp_path.iterdir()] == [long.name]
+    out = tmp_path / "d2" / ("a" * 300) / "x"
+    with pytest.raises(MusicGenreError, match=f"^{out}: cannot be written \\(File name too long in {tmp_path / 'd2'}; "):
+        check_out_dir(out)
+    assert [p.name for p in tmp_path.iterdir()] == [long.name]  # d2, made to find out, removed
+    check_out_dir(tmp_path / "d3" / "e" / "x")  # folders that can be made are not left behind by the check either
+    assert [p.name for p in tmp_path.iterdir()] == [long.name]
 
 
 def test_a_file_that_cannot_be_written_in_a_folder_being_built_is_named_where_it_was_going(tmp_path, monkeypatch):

@@ -4,6 +4,8 @@ without overwrite); progress bars go to the terminal only."""
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import json
 import math
 import os
@@ -71,7 +73,7 @@ def _atomic_file(path: str | Path) -> Iterator[IO[bytes]]:
     path = Path(path)
     try:  # a folder that cannot be made or written into (read-only): named as the file, not its temporary twin
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=hidden_sibling(path, "tmp").name + ".")
     except OSError as exc:
         raise _write_error(path, exc) from exc
     try:
@@ -195,18 +197,27 @@ def occupied(out: Path) -> bool:
 def check_out_dir(out: str | os.PathLike, overwrite: bool = False, inputs: Sequence[str | os.PathLike] = ()) -> Path:
     """The output path of a folder that will replace what is there, after refusing what check_out_path refuses,
     the current folder or one above it, an existing file or non-empty folder unless `overwrite`, and a place
-    where no folder can be made (checked by making one and removing it: permission bits do not tell root)."""
+    where no folder can be made (checked by making one, and the folders above it that are missing, and removing
+    them: permission bits do not tell root)."""
     out = check_out_path(out, inputs)
     if out.resolve() in (Path.cwd(), *Path.cwd().parents):
         raise MusicGenreError(f"{out}: is or holds the current folder, which it would replace (choose another --out)")
     if occupied(out) and not overwrite:
         what = "is a file, which the output folder would replace" if out.is_file() else "already exists and is not empty"
         raise MusicGenreError(f"{out}: {what} (choose another --out, or --overwrite: overwrite=True in Python)")
-    parent = next(p for p in out.absolute().parents if p.exists())  # where the temporary sibling's folders start
+    missing = [p for p in out.absolute().parents if not p.exists()]  # made here and removed after, nearest first
     try:
-        os.rmdir(tempfile.mkdtemp(prefix=f".{out.name}.probe-", dir=parent))
+        out.parent.mkdir(parents=True, exist_ok=True)  # a name too long among them is found here, not after the work
+        os.rmdir(tempfile.mkdtemp(prefix=hidden_sibling(out, "probe").name, dir=out.parent))
     except OSError as exc:
-        raise MusicGenreError(f"{out}: cannot be written ({exc.strerror} in {parent}; choose another --out)") from None
+        where = Path(exc.filename).parent if exc.filename else out.parent
+        raise MusicGenreError(f"{out}: cannot be written ({exc.strerror} in {where}; choose another --out)") from None
+    finally:
+        for folder in missing:
+            try:
+                folder.rmdir()
+            except OSError:  # never made, or made by another meanwhile and not empty
+                pass
     return out
 
 
@@ -216,7 +227,7 @@ def prepare_out_dir(
     """A fresh temporary sibling to fill, and the final path; refuses what check_out_dir refuses."""
     out = check_out_dir(out, overwrite, inputs)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    tmp = hidden_sibling(out, "tmp")
     remove_path(tmp)
     tmp.mkdir()
     return tmp, out
@@ -230,24 +241,55 @@ def remove_path(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+def hidden_sibling(path: Path, kind: str) -> Path:
+    """A hidden name beside `path` for its temporary twin (`kind` tmp, old, probe), its stem cut so that the name
+    stays within the 255 bytes a file name may have whatever the length of `path`'s own."""
+    return path.parent / f".{os.fsdecode(os.fsencode(path.name)[:STEM_BYTES])}.{kind}-{os.getpid()}"
+
+
+STEM_BYTES = 200  # of a name, in a hidden sibling's: room for ".", ".probe-" and a process id
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two existing paths in one step (Linux's renameat2 with RENAME_EXCHANGE), so that there is no moment
+    without either; False where the system cannot (another OS or an old one, a file system without it)."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    at_cwd, rename_exchange = -100, 2
+    if renameat2(at_cwd, os.fsencode(a), at_cwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EXDEV):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
 def commit_dir(tmp: Path, out: Path, overwrite: bool = True) -> Path:
-    """Move a finished temporary directory into place in one rename; an old `out` (folder or file) is moved
-    aside first and deleted last, or put back if the rename fails, and `tmp` never outlives a failure.
-    Without `overwrite`, an `out` that became a file or a non-empty folder meanwhile is refused, not replaced."""
-    old = out.parent / f".{out.name}.old-{os.getpid()}" if out.exists() or out.is_symlink() else None
+    """Move a finished temporary directory into place: an old `out` (folder or file) is swapped with it in one step
+    where the system can (Linux), else moved aside first (put back if the rename fails); deleted last. `tmp` never
+    outlives a failure. Without `overwrite`, an `out` that became a file or a non-empty folder meanwhile is refused,
+    not replaced."""
     committed = False
     try:
         with stops_deferred():  # a stop is taken after the renames, never between them
             if not overwrite and occupied(out):
                 raise MusicGenreError(f"{out}: appeared while this was being written (choose another --out, or --overwrite: overwrite=True in Python)")
-            if old is not None:
-                os.replace(out, old)
-            try:
+            old = None
+            if not (out.exists() or out.is_symlink()):
                 os.replace(tmp, out)
-            except BaseException:
-                if old is not None:
+            elif _exchange(tmp, out):  # a kill at any moment leaves the old output or the new one in place
+                old = tmp
+            else:  # two renames: a kill between them leaves the old output as .NAME.old-PID
+                old = hidden_sibling(out, "old")
+                os.replace(out, old)
+                try:
+                    os.replace(tmp, out)
+                except BaseException:
                     os.replace(old, out)
-                raise
+                    raise
             committed = True
             if old is not None:  # deleted before a stop is taken, so that no hidden copy of it is left behind
                 remove_path(old)
