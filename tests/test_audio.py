@@ -146,6 +146,10 @@ def test_empty_wav(tmp_path):
     sf.write(path, np.zeros((0, 1)), SAMPLE_RATE)
     with _error_naming(path, "no audio samples"):
         load_audio(path)
+    zero = tmp_path / "zero.mp3"  # 0 bytes: said as it is, not as an unknown format
+    zero.touch()
+    with _error_naming(zero, "an empty file \\(0 bytes\\)"):
+        load_audio(zero)
 
 
 def test_errors_are_one_line(tmp_path):

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 import re
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -42,7 +42,10 @@ def test_train_then_evaluate_json(small_mfcc_root, tmp_path, capsys):
     assert report["accuracy"] == pytest.approx(saved["accuracy"])
 
     assert main(["evaluate", str(run), "--data", str(small_mfcc_root)]) == 0
-    assert "confusion matrix" in capsys.readouterr().out
+    printed = capsys.readouterr().out  # not a terminal: the headline whole on its first line, not cut at 80 columns
+    assert re.fullmatch(rf"{re.escape(str(run))} on val of {re.escape(str(small_mfcc_root))}: n=400  accuracy "
+                        rf"{report['accuracy']:.4f}  macro F1 {report['f1_macro']:.4f}", printed.splitlines()[0])
+    assert "confusion matrix" in printed
 
     # Clips finite in float32 but far beyond the training range overflow the net: no score, not class 0.
     X = np.load(small_mfcc_root / "val/mfccs/X.npy")

@@ -336,7 +336,7 @@ def test_three_shares_make_a_test_split_that_evaluate_reads(genre_dir, tmp_path,
     assert {f["label"] for f in manifest["files"] if f["split"] == "test"} == {"classical"}
     test_labels = np.load(out / "test" / "mfccs" / "labels.npy")
     assert len(test_labels) == 3 and set(test_labels) == {"classical"}
-    assert "test: 3 one-second clips (6%) from 1 files" in printed
+    assert "test: 3 one-second clips (6%) from 1 file" in printed
     assert "note: the test split has no clips of blues, hiphop, rock_metal_hardrock (too few files of them)" in err
     assert main(["train", "--data", str(out), "--out", str(tmp_path / "run"), "--epochs", "2", "--seed", "0"]) == 0
     capsys.readouterr()

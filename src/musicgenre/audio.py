@@ -102,8 +102,11 @@ def decode(path: str | Path) -> tuple[np.ndarray, int]:
         if not path.is_file():
             raise MusicGenreError(f"{path}: {not_a_file(path, 'an audio file')}")
         open(path, "rb").close()  # a file we may not read is that, not corrupt audio
+        empty = path.stat().st_size == 0
     except OSError as exc:
         raise _os_problem(path, exc) from exc
+    if empty:  # said as it is, not as a format the decoder does not know
+        raise MusicGenreError(f"{path}: an empty file (0 bytes)")
     try:
         # as bytes on POSIX: a name that is not UTF-8 (a Latin-1 rip in an old library) reaches Python with
         # surrogate escapes, which soundfile's own encoding of a str refuses; os.fsencode gives the name back

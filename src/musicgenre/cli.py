@@ -167,6 +167,7 @@ def train_many_seeds(cfg: TrainConfig, seeds: list[int], args: argparse.Namespac
 def print_metrics(m: dict, title: str) -> None:
     """A human-readable classification report: headline figures, per-class table, confusion matrix."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from musicgenre.tables import per_class_rows
@@ -175,8 +176,8 @@ def print_metrics(m: dict, title: str) -> None:
         def on_broken_pipe(self) -> None:  # rich exits with status 1; main stops quietly with 0, as for predict
             raise BrokenPipeError
 
-    console = PipeConsole()
-    console.print(f"[bold]{title}[/bold]: n={m['n']}  accuracy {m['accuracy']:.4f}  macro F1 {m['f1_macro']:.4f}")
+    console = PipeConsole(soft_wrap=True)  # lines whole, not cut at 80 columns for a pipe (`| head -1` lost the figures)
+    console.print(f"[bold]{escape(title)}[/bold]: n={m['n']}  accuracy {m['accuracy']:.4f}  macro F1 {m['f1_macro']:.4f}")
     t = Table("class", "precision", "recall", "F1", "support")
     for row in per_class_rows(m):
         t.add_row(*row)
@@ -245,13 +246,14 @@ def note_training_split(runs: list, split: str, root: Path) -> None:
 def cmd_extract(args: argparse.Namespace) -> int:
     """Build a dataset from genre folders; print each split's size, the files skipped and what the dataset lacks."""
     from musicgenre.extraction import build_dataset, dataset_notes, split_sizes
+    from musicgenre.tables import plural
 
     manifest = build_dataset(args.audio_dir, args.out, split_ratio=args.split_ratio, seed=args.seed, workers=args.workers,
                              overwrite=args.overwrite)
     sizes = split_sizes(manifest)
     total = sum(clips for clips, _ in sizes.values())
     for split, (clips, files) in sizes.items():
-        print(f"{split}: {clips} one-second clips ({clips / total:.0%}) from {files} files")
+        print(f"{split}: {clips} one-second clips ({clips / total:.0%}) from {plural(files, 'file')}")
     for f in manifest["files"]:
         if f["error"]:
             print(f"skipped: {one_line(f['error'])}", file=sys.stderr)
