@@ -55,4 +55,5 @@ def test_bench_devices_refuses_device_which_it_would_ignore(study_data, capsys):
     """--device would be replaced by each of --devices: refused rather than dropped (a --device cuda on a
     machine without one used to fail though nothing would run there)."""
     assert main(["bench-devices", "--data", str(study_data), "--device", "cuda", "--devices", "cpu"]) == 2
-    assert capsys.readouterr().err.strip().endswith("--device cuda is not taken: bench-devices trains on each device of --devices")
+    assert capsys.readouterr().err == ("error: musicgenre bench-devices: --device cuda is not taken: bench-devices trains on each "
+                                       "device of --devices (see musicgenre bench-devices --help)\n")
