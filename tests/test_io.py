@@ -1,5 +1,6 @@
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -147,6 +148,15 @@ def test_long_names_fit_their_temporary_twins_and_a_name_too_long_above_out_is_r
     assert [p.name for p in tmp_path.iterdir()] == [long.name]  # d2, made to find out, removed
     check_out_dir(tmp_path / "d3" / "e" / "x")  # folders that can be made are not left behind by the check either
     assert [p.name for p in tmp_path.iterdir()] == [long.name]
+    # right under a folder that is there (Python's own lookup fails first), as the last name, and for out_folder
+    # (sweep, reproduce), which made the folders above it before finding it could not make its own
+    from musicgenre.io import out_folder
+
+    for out in (tmp_path / ("z" * 300) / "run", tmp_path / ("q" * 256), tmp_path / "d4" / "a" / ("z" * 300) / "x"):
+        for check in (check_out_dir, out_folder):
+            with pytest.raises(MusicGenreError, match=f"^{out}: cannot be written \\(File name too long in .*; choose another --out\\)$"):
+                check(out)
+        assert [p.name for p in tmp_path.iterdir()] == [long.name]
 
 
 def test_a_file_that_cannot_be_written_in_a_folder_being_built_is_named_where_it_was_going(tmp_path, monkeypatch):
@@ -179,5 +189,18 @@ def test_a_folder_that_cannot_be_written_into_is_named_not_its_temporary_file(tm
     with pytest.raises(MusicGenreError, match=f"^{tmp_path / 'm.json'}: cannot be written \\(read-only file system\\)$"):
         io_mod.atomic_write_bytes(tmp_path / "m.json", b"{}")
     monkeypatch.setattr(io_mod.Path, "mkdir", read_only)
-    with pytest.raises(MusicGenreError, match=f"^{tmp_path / 'sweep'}: cannot be written \\(read-only file system\\)$"):
+    with pytest.raises(MusicGenreError, match=f"^{tmp_path / 'sweep'}: cannot be written \\(Read-only file system in .*; choose another --out\\)$"):
         io_mod.out_folder(tmp_path / "sweep")
+
+
+def test_a_mount_point_is_not_replaced_by_overwrite(tmp_path, monkeypatch):
+    """Its rename failed with Python's errno (Device or resource busy), after the whole training."""
+    import musicgenre.io as io
+
+    out = tmp_path / "mnt"
+    out.mkdir()
+    (out / "f").write_text("x")
+    monkeypatch.setattr(io.os.path, "ismount", lambda p: Path(p) == out)
+    with pytest.raises(MusicGenreError, match=f"^{out}: is a mount point, which cannot be replaced"):
+        io.check_out_dir(out, overwrite=True)
+    assert io.check_out_dir(out / "run", overwrite=True) == out / "run"  # a folder inside it is fine

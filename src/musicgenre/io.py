@@ -154,8 +154,16 @@ def read_json(path: str | Path) -> Any:
 def check_out_path(out: str | os.PathLike, inputs: Sequence[str | os.PathLike] = ()) -> Path:
     """The output path (lexically normalised; a link to a file or folder followed, as every command then writes
     where it leads), after refusing a device, pipe or socket (`/dev/null`), one under a file, or one that is,
-    holds or lies inside any of `inputs` (what the command reads, which writing there could replace)."""
+    holds or lies inside any of `inputs` (what the command reads, which writing there could replace), or a path
+    the system cannot even look up (a name too long)."""
     out = Path(os.path.normpath(as_path(out, "folder (--out)")))
+    try:
+        return _checked_out_path(out, inputs)
+    except OSError as exc:
+        raise _cannot_write(out, exc) from None
+
+
+def _checked_out_path(out: Path, inputs: Sequence[str | os.PathLike]) -> Path:
     if out.exists() and not (out.is_dir() or out.is_file()):  # never replaced, --overwrite or not
         raise MusicGenreError(f"{out}: is a device, pipe or socket, not a place for output (choose another --out)")
     if out.is_symlink() and not out.exists():
@@ -176,15 +184,42 @@ def check_out_path(out: str | os.PathLike, inputs: Sequence[str | os.PathLike] =
     return out
 
 
+def _cannot_write(out: Path, exc: OSError) -> MusicGenreError:
+    """An output path the system refused (permission, a read-only or full file system, a name too long), in one line."""
+    where = Path(exc.filename).parent if exc.filename else out.parent
+    return MusicGenreError(f"{out}: cannot be written ({exc.strerror} in {where}; choose another --out)")
+
+
+def probe_out(out: Path) -> None:
+    """Make the folders above `out` that are missing and a hidden folder beside it, then remove them all: a place
+    where no folder can be made (permission bits do not tell root; a name too long) is refused before any work."""
+    missing = [p for p in out.absolute().parents if not os.path.exists(p)]  # nearest first; no error for a long name
+    with stops_deferred():  # a stop is taken once they are removed, not in between
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            os.rmdir(tempfile.mkdtemp(prefix=hidden_sibling(out, "probe").name, dir=out.parent))
+        except OSError as exc:
+            raise _cannot_write(out, exc) from None
+        finally:
+            for folder in missing:
+                try:
+                    folder.rmdir()
+                except OSError:  # never made, or made by another meanwhile and not empty
+                    pass
+
+
 def out_folder(out: str | os.PathLike, inputs: Sequence[str | os.PathLike] = ()) -> Path:
-    """An output folder to write into (created if needed), after check_out_path; an existing file is refused."""
+    """An output folder to write into (created if needed), after check_out_path and, for a new one, probe_out; an
+    existing file is refused."""
     out = check_out_path(out, inputs)
     if out.exists() and not out.is_dir():
         raise MusicGenreError(f"{out}: is a file, not a folder (choose another --out)")
+    if not out.exists():
+        probe_out(out)  # no folder above it is left behind when it cannot be made
     try:
         out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:  # a read-only parent: one line, as check_out_dir gives for the other commands
-        raise _write_error(out, exc) from exc
+    except OSError as exc:
+        raise _cannot_write(out, exc) from None
     return out
 
 
@@ -197,27 +232,16 @@ def occupied(out: Path) -> bool:
 def check_out_dir(out: str | os.PathLike, overwrite: bool = False, inputs: Sequence[str | os.PathLike] = ()) -> Path:
     """The output path of a folder that will replace what is there, after refusing what check_out_path refuses,
     the current folder or one above it, an existing file or non-empty folder unless `overwrite`, and a place
-    where no folder can be made (checked by making one, and the folders above it that are missing, and removing
-    them: permission bits do not tell root)."""
+    a mount point to replace, and a place where no folder can be made (probe_out)."""
     out = check_out_path(out, inputs)
     if out.resolve() in (Path.cwd(), *Path.cwd().parents):
         raise MusicGenreError(f"{out}: is or holds the current folder, which it would replace (choose another --out)")
     if occupied(out) and not overwrite:
         what = "is a file, which the output folder would replace" if out.is_file() else "already exists and is not empty"
         raise MusicGenreError(f"{out}: {what} (choose another --out, or --overwrite: overwrite=True in Python)")
-    missing = [p for p in out.absolute().parents if not p.exists()]  # made here and removed after, nearest first
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)  # a name too long among them is found here, not after the work
-        os.rmdir(tempfile.mkdtemp(prefix=hidden_sibling(out, "probe").name, dir=out.parent))
-    except OSError as exc:
-        where = Path(exc.filename).parent if exc.filename else out.parent
-        raise MusicGenreError(f"{out}: cannot be written ({exc.strerror} in {where}; choose another --out)") from None
-    finally:
-        for folder in missing:
-            try:
-                folder.rmdir()
-            except OSError:  # never made, or made by another meanwhile and not empty
-                pass
+    if overwrite and occupied(out) and os.path.ismount(out):  # its rename would fail after the work
+        raise MusicGenreError(f"{out}: is a mount point, which cannot be replaced (choose a folder inside it as --out)")
+    probe_out(out)
     return out
 
 
