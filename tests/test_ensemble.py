@@ -148,6 +148,11 @@ def test_without_data_a_run_is_scored_on_the_root_it_recorded(tiny_run, capsys, 
     assert (json.loads(out)["data"], json.loads(out)["n"]) == (str(DATA), 800)
     assert err == (f"note: {run} recorded {root.resolve()} as its data root, which holds no train/ folder now: "
                    "taking $MUSICGENRE_DATA's instead (pass --data to choose)\n")
+    config = json.loads((run / "config.json").read_text())
+    config["data"]["root"] = "/" + "a" * 300  # a name too long to look up: gone as well, not Python's errno
+    (run / "config.json").write_text(json.dumps(config))
+    assert main(["evaluate", str(run), "--json"]) == 0
+    assert "which holds no train/ folder now" in capsys.readouterr().err
 
 
 def run_files(run: Path) -> dict[str, bytes]:

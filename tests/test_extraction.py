@@ -451,3 +451,9 @@ def test_a_split_asked_for_that_gets_no_files_is_named(tmp_path, decoded, capsys
     assert capsys.readouterr().err == ("note: the test split asked for (25%) holds no clips: no genre has enough files "
                                        "to give it one (files, not seconds, are split)\n")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["manifest.json", "train", "val"]
+
+
+def test_a_share_above_nothing_is_not_printed_as_nothing():
+    from musicgenre.tables import percent
+
+    assert [percent(x) for x in (0, 0.0001, 0.00397, 0.0577, 0.2, 0.996, 1)] == ["0%", "0.01%", "0.4%", "6%", "20%", "99.6%", "100%"]

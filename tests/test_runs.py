@@ -49,6 +49,7 @@ def edit_json(path, change) -> None:
     (lambda d: d["data"].update(splits="tv"), "config.json: 'data': 'splits' is \"tv\", expected a list"),
     (lambda d: d["data"].update(splits=["train", "dev"]), "config.json: 'data': 'splits' must list splits among"),
     (lambda d: d["data"].update(root=3), "config.json: 'data': 'root' is 3, expected a string"),
+    (lambda d: d["data"].update(root=""), "config.json: 'data': 'root' is empty"),
 ])
 def test_load_run_names_config_json_and_the_problem(run_dir, change, message):
     edit_json(run_dir / "config.json", change)
@@ -98,6 +99,7 @@ def test_weights_tagged_as_runs_saved_before_november_2026_still_load(run_dir):
     (None, {"musicgenre-run": "mfcc-mlp-log"}, "holds a mfcc-mlp-log model, but .*config.json names model mfcc-mlp"),
     (None, None, "holds weights not written by musicgenre, but .*config.json names model mfcc-mlp"),
     (None, {"musicgenre-run": json.dumps({"model": "mfcc-mlp", "classes": 5})}, "holds weights not written by musicgenre, but"),
+    (None, {"musicgenre-run": json.dumps({"model": "mfcc-mlp", "classes": []})}, "holds weights not written by musicgenre, but"),
     (None, {"musicgenre-run": json.dumps({"model": ["mfcc-mlp"], "classes": None})}, "holds weights not written by musicgenre, but"),
     (lambda s: s.update({k: v.to(torch.int32) for k, v in s.items()}), OURS, "'body.layers.0.(weight|bias)' is torch.int32, not torch.float32"),
     (lambda s: s["temperature"].fill_(-1.0), OURS, "calibration temperature -1 .one calibrate could store lies from 0.001 to 1000"),

@@ -246,14 +246,14 @@ def note_training_split(runs: list, split: str, root: Path) -> None:
 def cmd_extract(args: argparse.Namespace) -> int:
     """Build a dataset from genre folders; print each split's size, the files skipped and what the dataset lacks."""
     from musicgenre.extraction import build_dataset, dataset_notes, split_sizes
-    from musicgenre.tables import plural
+    from musicgenre.tables import percent, plural
 
     manifest = build_dataset(args.audio_dir, args.out, split_ratio=args.split_ratio, seed=args.seed, workers=args.workers,
                              overwrite=args.overwrite)
     sizes = split_sizes(manifest)
     total = sum(clips for clips, _ in sizes.values())
     for split, (clips, files) in sizes.items():
-        print(f"{split}: {clips} one-second clips ({clips / total:.0%}) from {plural(files, 'file')}")
+        print(f"{split}: {plural(clips, 'one-second clip')} ({percent(clips / total)}) from {plural(files, 'file')}")
     for f in manifest["files"]:
         if f["error"]:
             print(f"skipped: {one_line(f['error'])}", file=sys.stderr)

@@ -18,6 +18,7 @@ from musicgenre.datasets import FEATURE_DIRS, FEATURE_SHAPES, SPLITS, is_genre_n
 from musicgenre.errors import MusicGenreError
 from musicgenre.features import FileFeatures, iter_file_features
 from musicgenre.io import as_path, atomic_save_npy, atomic_write_json, check_out_dir, progress_display, write_dir
+from musicgenre.tables import percent
 from musicgenre.versions import software_versions
 
 
@@ -136,7 +137,7 @@ def dataset_notes(manifest: dict[str, Any]) -> list[str]:
         notes.append(f"the train split holds one genre only ({', '.join(genres['train'])}): `train` needs two or more")
     for split, share in zip(SPLITS[1:], manifest["split_ratio"][1:]):
         if share > 0 and not genres[split]:  # files are split, not seconds: a genre's first files go to train
-            notes.append(f"the {split} split asked for ({100 * share:.3g}%) holds no clips: no genre has enough files to give "
+            notes.append(f"the {split} split asked for ({percent(share)}) holds no clips: no genre has enough files to give "
                          f"it one (files, not seconds, are split)")
     for split in SPLITS[1:]:
         missing = [g for g in genres["train"] if g not in genres[split]]

@@ -224,7 +224,7 @@ def recorded_root(runs: Sequence[Run]) -> tuple[str | None, str | None]:
         return None, None
     if len(roots) > 1:  # runs of two datasets (or some that recorded none)
         return None, f"the runs recorded different data roots ({', '.join(named)}{', and some none' if None in roots else ''})"
-    if (Path(named[0]) / "train").is_dir():
+    if os.path.isdir(Path(named[0]) / "train"):  # os.path: False, not an error, for a name too long to look up
         return named[0], None
     who = f"{runs[0].path} recorded {named[0]} as its" if len(runs) == 1 else f"the runs recorded {named[0]} as their"
     return None, f"{who} data root, which holds no train/ folder now"  # moved or deleted
@@ -285,7 +285,8 @@ def weights_tag(metadata: dict[str, str]) -> tuple[str | None, list | None]:
     if not isinstance(d, dict):
         return None, None
     model, classes = d.get("model"), d.get("classes")
-    if not isinstance(model, str) or not (classes is None or isinstance(classes, list) and all(isinstance(c, str) for c in classes)):
+    if not isinstance(model, str) or not (classes is None or isinstance(classes, list) and classes
+                                          and all(isinstance(c, str) for c in classes)):
         return None, None  # not a tag musicgenre writes
     return model, classes
 
@@ -360,6 +361,8 @@ def _run_config(path: Path, averaged: bool) -> tuple[dict, TrainConfig, list[str
                               required=False)
         if not all(split in SPLITS for split in record.get("splits", [])):
             raise MusicGenreError(f"{cfg_path}: 'data': 'splits' must list splits among {', '.join(SPLITS)}")
+        if record.get("root") == "":
+            raise MusicGenreError(f"{cfg_path}: 'data': 'root' is empty: it names the folder the run was trained on")
     if "sweep_metrics" in meta:
         check_eval_metrics(meta["sweep_metrics"], f"{cfg_path}: 'sweep_metrics'")
     return meta, config, classes

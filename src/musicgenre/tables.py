@@ -26,6 +26,15 @@ def plural(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
+def percent(share: float) -> str:
+    """A share as a whole percentage, '55%', except that a share above nothing is not '0%' ('0.4%', '0.01%') and
+    one short of everything is not '100%' ('99.6%')."""
+    text = f"{share:.0%}"
+    if text in ("0%", "100%") and 0 < share < 1:
+        text = f"{100 * share:.2g}%" if share < 0.5 else f"{100 * share:.4g}%"
+    return text
+
+
 def differences(old: dict, new: dict) -> str:
     """The settings that differ between a saved configuration and the one asked for, each as 'epochs 1, not 2'
     (the saved value first), in the order of the new one's keys, then those only the saved one has."""
