@@ -324,3 +324,12 @@ def test_lr_and_lr_per_optimizer_together_are_refused_before_training(study_data
     assert main(sweep_args(study_data, out, "--optimizer", "Adam", "--optimizers", "sgd")) == 2  # was trained as SGD
     assert "--optimizer Adam is not taken: a sweep trains each optimizer of --optimizers" in capsys.readouterr().err
     assert spy_train_seeds == [] and not out.exists()
+
+
+def test_a_sweep_where_no_folder_can_be_made_is_refused_first_and_leaves_none(small_mfcc_root, tmp_path, capsys):
+    """A name too long in the middle of --out: the sweep made the folders above it, then failed to write its
+    sweep_config.json with the raw error, leaving them behind."""
+    out = tmp_path / "a" / ("z" * 300) / "x"
+    assert main(sweep_args(small_mfcc_root, out, "--optimizers", "sgd")) == 2
+    assert capsys.readouterr().err == f"error: {out}: cannot be written (File name too long in {tmp_path / 'a'}; choose another --out)\n"
+    assert list(tmp_path.iterdir()) == [small_mfcc_root]

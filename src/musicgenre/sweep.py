@@ -18,8 +18,8 @@ from musicgenre.config import OPTIMIZERS, WITHOUT_WEIGHT_DECAY, TrainConfig, can
 from musicgenre.datasets import data_record, load_dataset, resolve_data_root
 from musicgenre.errors import MusicGenreError
 from musicgenre.figures import new_figure, png_bytes
-from musicgenre.io import (atomic_write_bytes, atomic_write_json, atomic_write_text, check_out_path, occupied, progress_display,
-                          read_json, write_dir)
+from musicgenre.io import (atomic_write_bytes, atomic_write_json, atomic_write_text, check_out_path, occupied, probe_out,
+                          progress_display, read_json, write_dir)
 from musicgenre.metrics import mean_std
 from musicgenre.runs import NUMBER, check_fields, save_run, train_config_from_json
 from musicgenre.tables import differences, markdown_table, plural, plus_minus
@@ -186,6 +186,8 @@ def run_sweep(cfg: SweepConfig, out: str | os.PathLike, progress: bool = True) -
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     out = check_out_path(out, [cfg.data])
+    if not out.exists():
+        probe_out(out)  # a place no folder can be made in is refused now, leaving none of the folders above it
     resuming = check_config(cfg, out)
     data = load_dataset(cfg.data, cfg.base.features, ("train", "val", cfg.split))
     if cfg.split not in data:
