@@ -7,6 +7,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+import torch
 
 from musicgenre.config import TrainConfig
 from musicgenre.datasets import Dataset, load_dataset, load_split
@@ -35,6 +36,20 @@ def test_a_dataset_made_in_python_is_checked_like_one_read_from_files(mfcc, chan
     """The fused epoch read past its arrays for labels out of range (a NaN loss, no error), torch raised."""
     with pytest.raises(MusicGenreError, match=message):
         dataclasses.replace(mfcc["train"], **change(mfcc["train"]))
+
+
+def test_a_dataset_keeps_what_was_checked_when_the_caller_reuses_its_arrays(mfcc):
+    """It held the caller's arrays: labels changed after it was made went unchecked, and the fused epoch read
+    the logits out of bounds at class 9 (4 classes), training on what lay beyond them without a word."""
+    train_set = mfcc["train"]
+    X, y = train_set.X.copy(), train_set.y.copy()
+    d = Dataset(X, y, train_set.classes, "mfcc", "train")
+    y[:5], X[0, 0] = 9, np.nan  # the caller's buffers, reused
+    assert d.y.max() == 3 and np.isfinite(d.X).all() and not np.shares_memory(d.y, y)
+    cfg = TrainConfig(epochs=1, seed=0)
+    assert train(cfg, d, mfcc["val"]).metrics == train(cfg, train_set, mfcc["val"]).metrics
+    as_tensor = torch.from_numpy(train_set.y.copy())  # a torch tensor's memory too
+    assert not np.shares_memory(Dataset(train_set.X, as_tensor, train_set.classes, "mfcc", "train").y, as_tensor.numpy())
 
 
 def test_arrays_in_any_memory_layout_train_and_score(mfcc, tmp_path):
@@ -212,3 +227,38 @@ def test_what_is_not_a_path_is_refused_as_such(audio_dir):
     with pytest.raises(MusicGenreError, match="^None: give a path, or a list of paths$"):
         list(predict_paths(None))
     assert [p.genre for p in predict_paths(audio_dir.glob("rock_*.mp3"), workers=1)] == ["rock_metal_hardrock"]
+
+
+def test_api_mistakes_are_one_line_errors_naming_the_argument(mfcc, tmp_path):
+    """A dict of splits for a Dataset, a Run for a Predictor, one string for a list (taken letter by letter), a sweep
+    of True or 2.5 seeds (it trained, then crashed or wrote a folder that could not be read back), a run's `extra`
+    replacing config.json's own keys (saved, then refused by load_run) or holding what JSON cannot."""
+    from musicgenre.ensemble import evaluate_predictor
+    from musicgenre.features import iter_file_features
+    from musicgenre.runs import load_run, save_run
+    from musicgenre.sweep import SweepConfig
+
+    cfg, val = TrainConfig(epochs=1, seed=0), mfcc["val"]
+    result = train(cfg, mfcc["train"], val)
+    run = load_run(save_run(result, tmp_path / "run"))
+    mistakes = [
+        (lambda: train(cfg, mfcc), "train_set must be a Dataset, not dict: load_dataset gives a dict of splits"),
+        (lambda: train(cfg, mfcc["train"], [val]), "val_set must be a Dataset, not list"),
+        (lambda: train(cfg.to_dict(), mfcc["train"]), "the configuration must be a TrainConfig"),
+        (lambda: evaluate_model(result.model, mfcc), "dataset must be a Dataset, not dict"),
+        (lambda: evaluate_model(result.model, val, "blues"), "classes must be a list of genre names, not one name"),
+        (lambda: evaluate_predictor(run, val), "predictor must be a Predictor .load_predictor.path., or Predictor..run..., not Run"),
+        (lambda: list(iter_file_features("song.mp3", ("mfcc",), 1)), "paths must be a list of files, not one path"),
+        (lambda: list(iter_file_features(["song.mp3"], "mfcc", 1)), "feature kinds must be a list among mfcc, melgram"),
+        (lambda: SweepConfig(cfg, "data", ("SGD",), True), "--seeds must be a whole number of at least 1, not True"),
+        (lambda: SweepConfig(cfg, "data", ("SGD",), 2.5), "--seeds must be a whole number of at least 1, not 2.5"),
+        (lambda: SweepConfig(cfg, "data", "SGD", 1), "optimizers must be a list of optimizer names, not 'SGD'"),
+        (lambda: SweepConfig(cfg, "data", ("SGD",), 1, "no"), "lr_per_optimizer must be True or False, not 'no'"),
+        (lambda: save_run(result, tmp_path / "x", extra={"kind": "other"}), "extra: kind is config.json's own"),
+        (lambda: save_run(result, tmp_path / "y", extra={"k": object()}), "config.json: cannot be written as JSON"),
+    ]
+    for mistake, message in mistakes:
+        with pytest.raises(MusicGenreError, match=message) as err:
+            mistake()
+        assert "\n" not in str(err.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # nothing half-written

@@ -41,7 +41,8 @@ class Dataset:
         if self.features not in FEATURE_SHAPES:
             raise MusicGenreError(f"unknown features {self.features!r}: choose one of {', '.join(FEATURE_SHAPES)}")
         object.__setattr__(self, "classes", genre_tuple(self.classes, where))
-        object.__setattr__(self, "X", torch_ready(validate_features(np.asarray(self.X), self.features, where)))
+        X = validate_features(np.asarray(self.X), self.features, where)
+        object.__setattr__(self, "X", own_copy(X, self.X))
         if len(self.X) == 0:  # nothing to train on or score: torch.cat failed on it
             raise MusicGenreError(f"{where}: no rows")
         y = np.asarray(self.y)
@@ -51,10 +52,23 @@ class Dataset:
         if y.min() < 0 or y.max() >= len(self.classes):  # y is not empty: X has rows
             raise MusicGenreError(f"{where}: y holds class index {y.min() if y.min() < 0 else y.max()}, outside "
                                   f"0..{len(self.classes) - 1} ({len(self.classes)} classes)")
-        object.__setattr__(self, "y", torch_ready(y.astype(np.int64, copy=False)))
+        object.__setattr__(self, "y", own_copy(y.astype(np.int64, copy=False), self.y))
 
     def __len__(self) -> int:
         return len(self.y)
+
+
+def check_dataset(obj: object, name: str) -> None:
+    """Refuse anything but a Dataset where one is needed (a mistake of the API's callers), naming the argument."""
+    if not isinstance(obj, Dataset):
+        hint = ": load_dataset gives a dict of splits, pass one of them (data['train'])" if isinstance(obj, dict) else ""
+        raise MusicGenreError(f"{name} must be a Dataset, not {type(obj).__name__}{hint}")
+
+
+def own_copy(a: np.ndarray, given: object) -> np.ndarray:
+    """torch_ready(a), copied where it still shares memory with what the caller gave (`given`): checked when the
+    Dataset was made, it must stay so (labels the caller changed after were read out of range by the fused epoch)."""
+    return np.array(a, order="C") if np.may_share_memory(a, np.asarray(given)) else torch_ready(a)
 
 
 def torch_ready(a: np.ndarray) -> np.ndarray:

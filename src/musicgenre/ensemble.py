@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from musicgenre.datasets import Dataset, torch_ready, validate_features
+from musicgenre.datasets import Dataset, check_dataset, torch_ready, validate_features
 from musicgenre.errors import MusicGenreError
 from musicgenre.io import as_path, atomic_write_bytes, atomic_write_json, stops_deferred
 from musicgenre.metrics import classification_metrics, expected_calibration_error
@@ -93,6 +93,9 @@ def evaluate_predictor(predictor: Predictor, dataset: Dataset) -> dict:
     that are not numbers (inputs far beyond the training data's range) are an error, not the first class. The
     predictor's genres (in output order) and features must be the split's, so that no label is scored against
     another genre's output."""
+    if not isinstance(predictor, Predictor):
+        raise MusicGenreError(f"predictor must be a Predictor (load_predictor(path), or Predictor([run])), not {type(predictor).__name__}")
+    check_dataset(dataset, "dataset")
     check_split_fits(dataset, predictor.features, predictor.classes)
     log_probs = predictor.predict_log_proba(dataset.X)
     check_scorable(np.isfinite(log_probs).all(axis=1), dataset.split)

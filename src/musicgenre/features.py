@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from scipy.fft import dct
 
-from musicgenre.audio import SAMPLE_RATE, SEGMENT_SAMPLES, check_signal, decode, resample, segment
+from musicgenre.audio import PADS, SAMPLE_RATE, SEGMENT_SAMPLES, check_signal, decode, resample, segment
 from musicgenre.config import is_whole, usable_cpus
 from musicgenre.datasets import FEATURE_SHAPES
 from musicgenre.errors import MusicGenreError
@@ -163,9 +163,18 @@ class FileFeatures:
     error: str | None = None
 
 
+def check_request(kinds: Sequence[str], pad: str) -> None:
+    """Refuse feature kinds or a pad that no file could be given (the caller's mistake, not a file's problem)."""
+    if isinstance(kinds, str) or not isinstance(kinds, (list, tuple)) or not set(kinds) <= set(FEATURE_SHAPES):
+        raise MusicGenreError(f"feature kinds must be a list among {', '.join(FEATURE_SHAPES)}, not {kinds!r}")
+    if pad not in PADS:
+        raise MusicGenreError(f"unknown pad {pad!r}: choose one of {', '.join(PADS)}")
+
+
 def file_features(path: Path, kinds: tuple[str, ...], pad: str = "zeros") -> FileFeatures:
     """Decode one file and compute the given feature kinds (its last second filled out as audio.segment's `pad`
-    says); a file that fails gives its one-line error, never raises."""
+    says); a file that fails gives its one-line error, never raises (kinds or a pad of no use raise: check_request)."""
+    check_request(kinds, pad)
     try:
         mono, sr = decode(path)
         y = resample(mono, sr)
@@ -207,6 +216,9 @@ def _start_worker(parent: int) -> None:
 def iter_file_features(paths: Sequence[Path], kinds: tuple[str, ...], workers: int | None = None,
                        pad: str = "zeros") -> Iterator[FileFeatures]:
     """file_features of each path, in order; several files are decoded at once in worker processes."""
+    if isinstance(paths, (str, bytes, os.PathLike)):  # its characters would each be taken for a file
+        raise MusicGenreError(f"paths must be a list of files, not one path: [{paths!r}]")
+    check_request(kinds, pad)
     if workers is not None and (not is_whole(workers) or workers < 1):
         raise MusicGenreError(f"workers must be a whole number from 1 up (or None: one per core), not {workers!r}")
     workers = min(int(workers or usable_cpus()), len(paths))

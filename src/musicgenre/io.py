@@ -129,7 +129,10 @@ def finite_or_null(obj: Any) -> Any:
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:
     """Write obj as indented JSON (keys in insertion order; NaN and infinities as null) to path atomically."""
-    text = json.dumps(finite_or_null(obj), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    try:
+        text = json.dumps(finite_or_null(obj), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    except TypeError as exc:  # a value JSON has no form for (an object a caller put in a run's `extra`)
+        raise MusicGenreError(f"{path}: cannot be written as JSON ({exc})") from None
     # a file name that is not UTF-8 holds surrogate escapes, which UTF-8 cannot encode: written as the JSON
     # escapes \udcXX, which read back to the same name
     atomic_write_bytes(path, text.encode("utf-8", "backslashreplace"))

@@ -28,6 +28,7 @@ from musicgenre.training import EpochRecord, TrainResult, check_learned, train, 
 from musicgenre.versions import software_versions
 
 RUN_KIND = "musicgenre-run"
+RUN_KEYS = {"kind", "versions", "config", "trained_on", "classes", "n_parameters"}  # config.json's own, _fill_run's
 WEIGHTS = "model.safetensors"
 TEMPERATURES = (1e-3, 1e3)  # the calibration temperatures calibrate stores; beyond, every prediction is certain or flat
 
@@ -201,7 +202,10 @@ def _fill_run(tmp: Path, result: TrainResult, extra: dict | None) -> None:
 
 
 def save_run(result: TrainResult, out: str | os.PathLike, overwrite: bool = False, extra: dict | None = None) -> Path:
-    """Write a run directory: model.safetensors, config.json, history.json/.csv, metrics.json."""
+    """Write a run directory: model.safetensors, config.json, history.json/.csv, metrics.json; `extra` adds keys
+    to config.json (not its own: a run saved with another kind, config or genres could not be loaded)."""
+    if taken := sorted(set(extra or {}) & RUN_KEYS):
+        raise MusicGenreError(f"extra: {', '.join(taken)} {'is' if len(taken) == 1 else 'are'} config.json's own, not to be replaced")
     return write_dir(out, overwrite, lambda tmp: _fill_run(tmp, result, extra))
 
 

@@ -42,12 +42,16 @@ class SweepConfig:
     split: str = "val"
 
     def __post_init__(self) -> None:
+        if isinstance(self.optimizers, str) or not isinstance(self.optimizers, (list, tuple)):  # not its letters
+            raise MusicGenreError(f"optimizers must be a list of optimizer names, not {self.optimizers!r}")
         self.optimizers = tuple(canonical_optimizer(o) for o in self.optimizers)
         twice = sorted({o for o in self.optimizers if self.optimizers.count(o) > 1})
         if twice:
             raise MusicGenreError(f"optimizers: {', '.join(twice)} listed more than once")
-        if self.seeds < 1:
-            raise MusicGenreError("--seeds must be at least 1")
+        if type(self.seeds) is not int or self.seeds < 1:  # True is no count; a sweep of 2.5 seeds crashed half-written
+            raise MusicGenreError(f"--seeds must be a whole number of at least 1, not {self.seeds!r}")
+        if type(self.lr_per_optimizer) is not bool:  # "no" would have switched it on
+            raise MusicGenreError(f"lr_per_optimizer must be True or False, not {self.lr_per_optimizer!r}")
         if self.split not in ("val", "test"):
             raise MusicGenreError(f"unknown split {self.split!r}: choose val or test")
         lacking = [o for o in self.optimizers if o in WITHOUT_WEIGHT_DECAY]
@@ -335,6 +339,8 @@ def load_sweep(path: str | os.PathLike) -> tuple[SweepConfig, list[OptimizerResu
 def sweep_config_from(base: TrainConfig, data: str | None, optimizers: str, seeds: int,
                       lr_per_optimizer: bool, split: str) -> SweepConfig:
     """A SweepConfig from command-line style values ('all' or a comma list of optimizers)."""
+    if not isinstance(optimizers, str):
+        raise MusicGenreError(f"optimizers must be 'all' or a comma-separated list of names, not {optimizers!r}")
     names = OPTIMIZERS if optimizers.strip().lower() == "all" else tuple(o.strip() for o in optimizers.split(",") if o.strip())
     if not names:
         raise MusicGenreError("--optimizers: give 'all' or a comma-separated list of optimizer names")

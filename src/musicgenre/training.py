@@ -18,7 +18,7 @@ from torch import nn
 from musicgenre.augment import augment_batch
 from musicgenre.config import TrainConfig, check_seed, usable_cpus
 from musicgenre.cudagraph import GraphedStep, can_graph, tensor_lr
-from musicgenre.datasets import Dataset
+from musicgenre.datasets import Dataset, check_dataset
 from musicgenre.errors import MusicGenreError
 from musicgenre.fused import FusedSGD, can_fuse
 from musicgenre.metrics import classification_metrics
@@ -244,6 +244,11 @@ def check_settings(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None
     """The model must read the configuration's features and the data's (a run saved otherwise could not be
     loaded), augmentation must fit them, early stopping needs a validation split to stop on, and a classifier
     needs clips of two genres at least."""
+    if not isinstance(cfg, TrainConfig):
+        raise MusicGenreError(f"the configuration must be a TrainConfig (TrainConfig.from_dict for a dict), not {type(cfg).__name__}")
+    check_dataset(train_set, "train_set")
+    if val_set is not None:
+        check_dataset(val_set, "val_set")
     if len(np.unique(train_set.y)) < 2:
         raise MusicGenreError(f"the {train_set.split} split holds clips of one genre only "
                               f"({train_set.classes[train_set.y[0]]!r}): a classifier needs at least two")
@@ -422,6 +427,9 @@ def evaluate_model(model: nn.Module, dataset: Dataset, classes: Sequence[str] | 
     """Full classification metrics of a model on a dataset split. `classes`, the model's genres in its output
     order (a run's `classes`), are checked against the dataset's, so that no label is scored against another
     genre's output; the number of outputs is checked in any case."""
+    check_dataset(dataset, "dataset")
+    if isinstance(classes, str):  # its letters would be taken for genres
+        raise MusicGenreError(f"classes must be a list of genre names, not one name: [{classes!r}]")
     if classes is not None and tuple(classes) != dataset.classes:
         raise MusicGenreError(f"the {dataset.split} split's classes ({', '.join(dataset.classes)}) are not the model's "
                               f"({', '.join(classes)}): load it with the model's classes")
