@@ -232,6 +232,10 @@ def test_the_shipped_model_trained_on_val_is_not_calibrated_on_it_and_its_val_fi
         assert f"note: {ready} was trained on the val split" in capsys.readouterr().err
         assert main([*command, "--data", str(DATA), "--split", "train"]) == 0
         assert "note:" in capsys.readouterr().err
+    from musicgenre.runs import held_out_notes  # the same, for a caller of the API
+
+    assert held_out_notes([load_run(ready)], "val", DATA) == [f"{ready} was trained on the val split: its figures there "
+                                                             "are not a held-out estimate"]
 
 
 def test_a_run_trained_on_train_alone_gets_no_note(tiny_run, capsys):

@@ -230,17 +230,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def note_training_split(runs: list, split: str, root: Path) -> None:
-    """Say so (on stderr) when a model is scored on a split it was trained on, as the shipped model was on val, or
-    on a split of data that has changed since it was trained there (runs.data_changed)."""
-    from musicgenre.runs import data_changed
+    """Print runs.held_out_notes on stderr: figures of a split a run trained on, or of data changed since."""
+    from musicgenre.runs import held_out_notes
 
-    changed = data_changed([run for run in runs if split not in run.training_splits], root)
-    for run in runs:
-        if split in run.training_splits:
-            print(f"note: {run.path} was trained on the {split} split: its figures there are not a held-out estimate",
-                  file=sys.stderr)
-        elif run.path in changed:
-            print(f"note: {changed[run.path]}: its figures on {split} may not be a held-out estimate", file=sys.stderr)
+    for note in held_out_notes(runs, split, root):
+        print(f"note: {note}", file=sys.stderr)
 
 
 def cmd_extract(args: argparse.Namespace) -> int:

@@ -92,7 +92,7 @@ def evaluate_predictor(predictor: Predictor, dataset: Dataset) -> dict:
     """Classification metrics plus negative log-likelihood and ECE of the predictor's probabilities; outputs
     that are not numbers (inputs far beyond the training data's range) are an error, not the first class. The
     predictor's genres (in output order) and features must be the split's, so that no label is scored against
-    another genre's output."""
+    another genre's output. Whether its runs trained on that split, runs.held_out_notes tells."""
     if not isinstance(predictor, Predictor):
         raise MusicGenreError(f"predictor must be a Predictor (load_predictor(path), or Predictor([run])), not {type(predictor).__name__}")
     check_dataset(dataset, "dataset")

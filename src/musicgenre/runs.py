@@ -234,6 +234,20 @@ def recorded_root(runs: Sequence[Run]) -> tuple[str | None, str | None]:
     return None, f"{who} data root, which holds no train/ folder now"  # moved or deleted
 
 
+def held_out_notes(runs: Sequence[Run], split: str, root: str | os.PathLike) -> list[str]:
+    """Why figures of `runs` on `split` of `root` may not be a held-out estimate: a run trained on that split (as
+    the shipped model was on val), or on data under `root` that has changed since (data_changed). evaluate and
+    ensemble print them; evaluate_predictor, which is not told where the split came from, cannot tell."""
+    changed = data_changed([run for run in runs if split not in run.training_splits], root)
+    notes = []
+    for run in runs:
+        if split in run.training_splits:
+            notes.append(f"{run.path} was trained on the {split} split: its figures there are not a held-out estimate")
+        elif run.path in changed:
+            notes.append(f"{changed[run.path]}: its figures on {split} may not be a held-out estimate")
+    return notes
+
+
 def data_changed(runs: Sequence[Run], root: str | os.PathLike) -> dict[Path, str]:
     """For each run of `runs` whose recorded data root (Run.data) is `root` and whose arrays there have changed
     since it was trained (another extract there, with another seed, puts training files in val): why its
