@@ -82,7 +82,8 @@ def test_missing_test_split_and_missing_data_root(small_mfcc_root, tmp_path, cap
 @pytest.mark.parametrize("command", ["train", "sweep"])
 def test_a_gpu_this_machine_lacks_is_refused_before_the_data_loads(tmp_path, capsys, command):
     assert main([command, "--device", "cuda:0", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "r")]) == 2
-    assert capsys.readouterr() == ("", "error: device 'cuda:0' asked for, but no CUDA GPU is available here\n")
+    assert capsys.readouterr() == ("", f"error: musicgenre {command}: device 'cuda:0' asked for, but no CUDA GPU is available "
+                                       f"here (see musicgenre {command} --help)\n")
 
 
 def test_wrong_kind_of_model_directory(small_mfcc_root, tmp_path, capsys):

@@ -231,7 +231,7 @@ def test_failed_sweep_leaves_nothing_that_blocks_the_corrected_command(small_mfc
 
 def test_repeated_optimizer_is_refused(small_mfcc_root, tmp_path, spy_train_seeds, capsys):
     assert main(sweep_args(small_mfcc_root, tmp_path / "sweep", "--optimizers", "SGD,adam,sgd", "--seeds", "1")) == 2
-    assert capsys.readouterr().err == "error: optimizers: SGD listed more than once\n"
+    assert capsys.readouterr().err == "error: musicgenre sweep: optimizers: SGD listed more than once (see musicgenre sweep --help)\n"
     assert spy_train_seeds == [] and not (tmp_path / "sweep").exists()
 
 
@@ -240,10 +240,11 @@ def test_weight_decay_with_an_optimizer_without_it_is_refused_before_training(sm
     """Rprop has no weight decay: a sweep of a recipe with it stopped at Rprop, after training the others."""
     out = tmp_path / "sweep"
     assert main(sweep_args(small_mfcc_root, out, "--model", "mfcc-mlp-plus", "--optimizers", "adam,rprop,sgd")) == 2
-    assert capsys.readouterr().err == ("error: weight decay 0.01 is set and Rprop has none: sweep --optimizers Adam,SGD, "
-                                       "or pass --weight-decay 0\n")
+    assert capsys.readouterr().err == ("error: musicgenre sweep: weight decay 0.01 is set and Rprop has none: sweep --optimizers "
+                                       "Adam,SGD, or pass --weight-decay 0 (see musicgenre sweep --help)\n")
     assert main(sweep_args(small_mfcc_root, out, "--model", "mfcc-mlp-plus", "--optimizers", "rprop")) == 2
-    assert capsys.readouterr().err == "error: weight decay 0.01 is set and Rprop has none: pass --weight-decay 0\n"
+    assert capsys.readouterr().err == ("error: musicgenre sweep: weight decay 0.01 is set and Rprop has none: pass --weight-decay 0 "
+                                       "(see musicgenre sweep --help)\n")
     assert spy_train_seeds == [] and not out.exists()
     (small_mfcc_root / "val").rename(small_mfcc_root / "test")  # scored on test, with no val to stop on
     assert main(sweep_args(small_mfcc_root, out, "--split", "test", "--patience", "2", "--optimizers", "sgd")) == 2

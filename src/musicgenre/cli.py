@@ -11,6 +11,8 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
@@ -101,15 +103,23 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
     from musicgenre.config import config_from_options
     from musicgenre.training import resolve_device
 
-    try:
+    with option_refusals(args):
         for name, why in args.not_taken.items():
             if getattr(args, name) is not None:
                 raise MusicGenreError(f"--{name} {getattr(args, name)} is not taken: {why}")
         cfg = config_from_options(args.recipe, {k: getattr(args, k) for k in TRAIN_OPTIONS if getattr(args, k) is not None})
+        resolve_device(cfg.device)  # a GPU this machine lacks is refused before any data loads
+    return cfg
+
+
+@contextmanager
+def option_refusals(args: argparse.Namespace) -> Iterator[None]:
+    """Refusals of the command line's options meanwhile named with the command and its help, as the parser's own
+    are: `error: musicgenre train: learning rate must be a positive number, not -1.0 (see musicgenre train --help)`."""
+    try:
+        yield
     except MusicGenreError as exc:
         raise MusicGenreError(f"musicgenre {args.command}: {exc} (see musicgenre {args.command} --help)") from None
-    resolve_device(cfg.device)  # a GPU this machine lacks is refused before any data loads
-    return cfg
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -304,12 +314,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Run or resume the optimizer sweep."""
+    from musicgenre.datasets import resolve_data_root
     from musicgenre.sweep import run_sweep, sweep_config_from, sweep_markdown
 
-    if args.lr_per_optimizer and args.lr is not None:
-        raise MusicGenreError("--lr and --lr-per-optimizer: choose one (the second replaces every lr by the optimizer's own default)")
-    cfg = sweep_config_from(train_config_from_args(args), args.data, args.optimizers, args.seeds,
-                            args.lr_per_optimizer, args.split)
+    base, root = train_config_from_args(args), resolve_data_root(args.data)
+    with option_refusals(args):
+        if args.lr_per_optimizer and args.lr is not None:
+            raise MusicGenreError("--lr and --lr-per-optimizer: choose one (the second replaces every lr by the optimizer's own default)")
+        cfg = sweep_config_from(base, str(root), args.optimizers, args.seeds, args.lr_per_optimizer, args.split)
     print(sweep_markdown(cfg, run_sweep(cfg, args.out)), end="")
     print(f"sweep written to {args.out} (sweep.csv, sweep.md, sweep.png, runs/)")
     return 0
