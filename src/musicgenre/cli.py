@@ -579,8 +579,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args, unknown = build_parser().parse_known_args(argv)
         if unknown:  # named with the command's help, not the whole program's
-            raise MusicGenreError(f"musicgenre {args.command}: unrecognized arguments: {' '.join(unknown)} "
-                                  f"(see musicgenre {args.command} --help)")
+            with option_refusals(args):
+                raise MusicGenreError(f"unrecognized arguments: {' '.join(unknown)}")
         # notes and errors never stop a command; what it prints does where that is its result (predict, evaluate...)
         outlive = {"standard output": not getattr(args, "stdout_is_the_result", False), "standard error": True}
         sys.stdout, sys.stderr = (open(os.devnull, "w") if s is None else StandardStream(s, name, outlive[name])  # None:
