@@ -24,7 +24,7 @@ from musicgenre.metrics import mean_std
 from musicgenre.models import build_model, count_parameters, model_features
 from musicgenre.tables import markdown_table, plus_minus
 from musicgenre.training import cpu_threads, predict_logits, train_seeds
-from musicgenre.versions import software_versions
+from musicgenre.versions import TRAINING, software_versions
 
 TIMING_BATCH = 256
 TIMING_THREADS = 2
@@ -125,7 +125,7 @@ def compare(
         "recipes": {name: r.to_dict() for name, r in RECIPES.items() if r.features in splits},
         "baselines": list(BASELINES) if "mfcc" in splits else [],
         "timing": {"batch": TIMING_BATCH, "threads": TIMING_THREADS},
-        "versions": software_versions("torch", "numpy", "numba", "scikit-learn"),
+        "versions": software_versions(*TRAINING, "scikit-learn"),
     }
     return Comparison(rows, settings)
 

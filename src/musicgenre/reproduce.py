@@ -19,7 +19,7 @@ from musicgenre.report import build_report
 from musicgenre.runs import check_fields, load_run, train_run, training_record
 from musicgenre.sweep import OptimizerResult, run_sweep, sweep_config_from
 from musicgenre.tables import differences, markdown_table, plural, plus_minus
-from musicgenre.versions import software_versions
+from musicgenre.versions import TRAINING, software_versions
 
 # The study's published figures (on its test split): (what, model, optimizer, accuracy, macro F1).
 STUDY_FIGURES = (
@@ -67,7 +67,7 @@ def reproduction_folder(out: str | os.PathLike, root: Path, settings: dict) -> P
                               f"({', '.join(sorted(PARTS))}): choose another --out")
     out = out_folder(out, [root])
     saved = check_fields(read_json(settings_path), {}, str(settings_path)) if settings_path.is_file() else dict(settings)
-    versions = saved.pop("versions", None) or software_versions("torch", "numpy", "numba")  # as it began: beside the
+    versions = saved.pop("versions", None) or software_versions(*TRAINING)  # as it began: beside the
     # settings, not one of them (its runs' config.json record their own)
     saved.setdefault("data_digest", settings["data_digest"])  # a folder of an earlier version, which recorded none, is adopted
     if saved["data_digest"] != settings["data_digest"]:

@@ -25,7 +25,7 @@ from musicgenre.io import as_path, atomic_write_bytes, atomic_write_json, atomic
 from musicgenre.metrics import seed_summary
 from musicgenre.models import GenreNet, build_model, check_model_features, count_parameters
 from musicgenre.training import EpochRecord, TrainResult, check_learned, train, train_seeds
-from musicgenre.versions import software_versions
+from musicgenre.versions import TRAINING, software_versions
 
 RUN_KIND = "musicgenre-run"
 RUN_KEYS = {"kind", "versions", "config", "trained_on", "classes", "n_parameters"}  # config.json's own, _fill_run's
@@ -178,7 +178,7 @@ def _fill_run(tmp: Path, result: TrainResult, extra: dict | None) -> None:
         tmp / "config.json",
         {
             "kind": RUN_KIND,
-            "versions": software_versions("torch", "numpy", "numba"),  # numba compiles the fused epoch
+            "versions": software_versions(*TRAINING),
             "config": result.config.to_dict(),
             "trained_on": result.trained_on,
             "classes": list(result.classes),

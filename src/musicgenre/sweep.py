@@ -24,7 +24,7 @@ from musicgenre.metrics import mean_std
 from musicgenre.runs import NUMBER, check_fields, save_run, train_config_from_json
 from musicgenre.tables import differences, markdown_table, plural, plus_minus
 from musicgenre.training import TrainResult, check_settings, evaluate_model, train_seeds, train_threads
-from musicgenre.versions import software_versions
+from musicgenre.versions import TRAINING, software_versions
 
 SWEEP_KIND = "musicgenre-sweep"
 RESULT_FIELDS = ["optimizer", "lr", "seed", "accuracy", "f1_macro", "best_epoch", "epochs_run", "train_seconds"]
@@ -213,7 +213,7 @@ def run_sweep(cfg: SweepConfig, out: str | os.PathLike, progress: bool = True) -
     done = finished_results(cfg, out)
     if "data_digest" not in saved:  # new, or begun by an earlier version (adopted): only now that the data and options are good
         atomic_write_json(path, {**cfg.to_dict(), "data_digest": digest, "cpu_threads": threads,
-                                 "versions": software_versions("torch", "numpy", "numba")})
+                                 "versions": software_versions(*TRAINING)})
     seeds = list(range(cfg.seeds))
     epochs = cfg.base.epochs
     results: list[OptimizerResult] = []

@@ -9,6 +9,9 @@ from importlib.metadata import PackageNotFoundError, version
 from musicgenre import __version__
 
 
+TRAINING = ("torch", "numpy", "numba")  # what computes a trained model's bits (numba: the fused epoch)
+
+
 def software_versions(*packages: str) -> dict[str, str]:
     """Python's and musicgenre's versions, and those of the installed distributions `packages` ("torch", "numba")."""
     found = {"python": platform.python_version(), "musicgenre": __version__}
