@@ -28,7 +28,6 @@ from musicgenre.training import EpochRecord, TrainResult, check_learned, train, 
 from musicgenre.versions import TRAINING, software_versions
 
 RUN_KIND = "musicgenre-run"
-RUN_KEYS = {"kind", "versions", "config", "trained_on", "classes", "n_parameters"}  # config.json's own, _fill_run's
 WEIGHTS = "model.safetensors"
 TEMPERATURES = (1e-3, 1e3)  # the calibration temperatures calibrate stores; beyond, every prediction is certain or flat
 
@@ -172,20 +171,20 @@ def save_weights(model: GenreNet, path: Path, model_name: str, classes: Sequence
 
 
 def _fill_run(tmp: Path, result: TrainResult, extra: dict | None) -> None:
-    """Write a run's files into the folder `tmp`."""
+    """Write a run's files into the folder `tmp`; `extra` adds keys to config.json, none of its own (a run saved with
+    another kind, config or genres could not be loaded)."""
+    record = {
+        "kind": RUN_KIND,
+        "versions": software_versions(*TRAINING),
+        "config": result.config.to_dict(),
+        "trained_on": result.trained_on,
+        "classes": list(result.classes),
+        "n_parameters": count_parameters(result.model),
+    }
+    if taken := sorted(set(extra or {}) & set(record)):
+        raise MusicGenreError(f"extra: {', '.join(taken)} {'is' if len(taken) == 1 else 'are'} config.json's own, not to be replaced")
     save_weights(result.model, tmp / WEIGHTS, result.config.model, result.classes)
-    atomic_write_json(
-        tmp / "config.json",
-        {
-            "kind": RUN_KIND,
-            "versions": software_versions(*TRAINING),
-            "config": result.config.to_dict(),
-            "trained_on": result.trained_on,
-            "classes": list(result.classes),
-            "n_parameters": count_parameters(result.model),
-            **(extra or {}),
-        },
-    )
+    atomic_write_json(tmp / "config.json", {**record, **(extra or {})})
     atomic_write_json(tmp / "history.json", [asdict(r) for r in result.history])
     atomic_write_text(tmp / "history.csv", history_csv(result))
     epochs = len(result.history)
@@ -203,9 +202,7 @@ def _fill_run(tmp: Path, result: TrainResult, extra: dict | None) -> None:
 
 def save_run(result: TrainResult, out: str | os.PathLike, overwrite: bool = False, extra: dict | None = None) -> Path:
     """Write a run directory: model.safetensors, config.json, history.json/.csv, metrics.json; `extra` adds keys
-    to config.json (not its own: a run saved with another kind, config or genres could not be loaded)."""
-    if taken := sorted(set(extra or {}) & RUN_KEYS):
-        raise MusicGenreError(f"extra: {', '.join(taken)} {'is' if len(taken) == 1 else 'are'} config.json's own, not to be replaced")
+    to config.json (_fill_run)."""
     return write_dir(out, overwrite, lambda tmp: _fill_run(tmp, result, extra))
 
 
