@@ -236,12 +236,14 @@ def test_reproduce_checks_options_and_data_before_training_or_making_out(small_m
     import numpy as np
 
     from musicgenre import runs
+    from musicgenre.config import OPTIMIZERS
 
     trained = []
     monkeypatch.setattr(runs, "train", lambda *a, **k: trained.append(a))
     out = tmp_path / "study"
     assert main(["reproduce", "--data", str(small_mfcc_root), "--out", str(out), "--optimizers", "sgd,Foo"]) == 2
-    assert "unknown optimizer 'Foo'" in capsys.readouterr().err
+    assert capsys.readouterr().err == ("error: musicgenre reproduce: unknown optimizer 'Foo': choose one of "
+                                       f"{', '.join(OPTIMIZERS)} (see musicgenre reproduce --help)\n")
     X = np.load(small_mfcc_root / "val/mfccs/X.npy")
     X[0, 0] = np.inf
     np.save(small_mfcc_root / "val/mfccs/X.npy", X)

@@ -345,7 +345,8 @@ def test_seeds_beyond_the_range_are_refused_before_training(small_mfcc_root, tmp
     args = ["train", "--data", str(small_mfcc_root), "--out", str(tmp_path / "s"), "--seeds", "3", "--seed", str(2**32 - 2)]
     assert main(args) == 2
     out = capsys.readouterr()
-    assert out.out == "" and out.err == f"error: --seed {2**32 - 2} with --seeds 3: the last seed, {2**32}, is beyond 2**32 - 1\n"
+    assert out.out == "" and out.err == (f"error: musicgenre train: --seed {2**32 - 2} with --seeds 3: the last seed, {2**32}, is "
+                                  "beyond 2**32 - 1 (see musicgenre train --help)\n")
 
 
 def test_a_pipe_as_the_weights_file_is_refused_not_read_forever(run_dir):

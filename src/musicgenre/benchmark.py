@@ -11,7 +11,7 @@ import torch
 
 from musicgenre.config import CUDA_DEVICE, TrainConfig
 from musicgenre.datasets import load_dataset
-from musicgenre.errors import MusicGenreError
+from musicgenre.errors import MusicGenreError, SettingError
 from musicgenre.io import read_json
 from musicgenre.runs import NUMBER, check_fields
 from musicgenre.tables import markdown_table, plural
@@ -28,7 +28,7 @@ def device_available(device: str) -> bool:
         except MusicGenreError:
             return False
         return True
-    raise MusicGenreError(f"unknown device {device!r}: choose cpu, cuda or cuda:N")
+    raise SettingError(f"unknown device {device!r}: choose cpu, cuda or cuda:N")
 
 
 def device_name(device: str, model: str) -> str:
@@ -44,10 +44,10 @@ def compare_devices(cfg: TrainConfig, devices: list[str], data: str | None = Non
     validation scores, or available=False for a device this machine lacks."""
     devices = list(dict.fromkeys(d.strip() for d in devices if d.strip()))  # each device once, in the order given
     if not devices:
-        raise MusicGenreError("--devices: give at least one device, e.g. cpu,cuda")
+        raise SettingError("--devices: give at least one device, e.g. cpu,cuda")
     available = {d: device_available(d) for d in devices}  # unknown names fail before any loading
     if not any(available.values()):
-        raise MusicGenreError(f"--devices: none of {', '.join(devices)} is available here, so there is nothing to time")
+        raise SettingError(f"--devices: none of {', '.join(devices)} is available here, so there is nothing to time")
     cfg = resolve_seed(cfg)
     splits = load_dataset(data, cfg.features)
     train_set, val_set = splits["train"], splits.get("val")

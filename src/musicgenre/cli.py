@@ -11,12 +11,10 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
-from musicgenre.errors import MusicGenreError
+from musicgenre.errors import MusicGenreError, SettingError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -99,27 +97,16 @@ def add_data_option(p: argparse.ArgumentParser, default: str = "default: $MUSICG
 
 def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The configuration the command line asks for (config.config_from_options), its device checked; an option
-    the command sets itself refused. Refusals of the options name the command, as the parser's own do."""
+    the command sets itself refused (SettingError, which main names with the command, as the parser's own refusals)."""
     from musicgenre.config import config_from_options
     from musicgenre.training import resolve_device
 
-    with option_refusals(args):
-        for name, why in args.not_taken.items():
-            if getattr(args, name) is not None:
-                raise MusicGenreError(f"--{name} {getattr(args, name)} is not taken: {why}")
-        cfg = config_from_options(args.recipe, {k: getattr(args, k) for k in TRAIN_OPTIONS if getattr(args, k) is not None})
-        resolve_device(cfg.device)  # a GPU this machine lacks is refused before any data loads
+    for name, why in args.not_taken.items():
+        if getattr(args, name) is not None:
+            raise SettingError(f"--{name} {getattr(args, name)} is not taken: {why}")
+    cfg = config_from_options(args.recipe, {k: getattr(args, k) for k in TRAIN_OPTIONS if getattr(args, k) is not None})
+    resolve_device(cfg.device)  # a GPU this machine lacks is refused before any data loads
     return cfg
-
-
-@contextmanager
-def option_refusals(args: argparse.Namespace) -> Iterator[None]:
-    """Refusals of the command line's options meanwhile named with the command and its help, as the parser's own
-    are: `error: musicgenre train: learning rate must be a positive number, not -1.0 (see musicgenre train --help)`."""
-    try:
-        yield
-    except MusicGenreError as exc:
-        raise MusicGenreError(f"musicgenre {args.command}: {exc} (see musicgenre {args.command} --help)") from None
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -318,10 +305,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from musicgenre.sweep import run_sweep, sweep_config_from, sweep_markdown
 
     base, root = train_config_from_args(args), resolve_data_root(args.data)
-    with option_refusals(args):
-        if args.lr_per_optimizer and args.lr is not None:
-            raise MusicGenreError("--lr and --lr-per-optimizer: choose one (the second replaces every lr by the optimizer's own default)")
-        cfg = sweep_config_from(base, str(root), args.optimizers, args.seeds, args.lr_per_optimizer, args.split)
+    if args.lr_per_optimizer and args.lr is not None:
+        raise SettingError("--lr and --lr-per-optimizer: choose one (the second replaces every lr by the optimizer's own default)")
+    cfg = sweep_config_from(base, str(root), args.optimizers, args.seeds, args.lr_per_optimizer, args.split)
     print(sweep_markdown(cfg, run_sweep(cfg, args.out)), end="")
     print(f"sweep written to {args.out} (sweep.csv, sweep.md, sweep.png, runs/)")
     return 0
@@ -579,8 +565,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args, unknown = build_parser().parse_known_args(argv)
         if unknown:  # named with the command's help, not the whole program's
-            with option_refusals(args):
-                raise MusicGenreError(f"unrecognized arguments: {' '.join(unknown)}")
+            raise SettingError(f"unrecognized arguments: {' '.join(unknown)}")
         # notes and errors never stop a command; what it prints does where that is its result (predict, evaluate...)
         outlive = {"standard output": not getattr(args, "stdout_is_the_result", False), "standard error": True}
         sys.stdout, sys.stderr = (open(os.devnull, "w") if s is None else StandardStream(s, name, outlive[name])  # None:
@@ -591,6 +576,9 @@ def main(argv: list[str] | None = None) -> int:
             with stops_deferred():
                 importlib.import_module("torch")
         return args.func(args)
+    except SettingError as exc:  # named with the command and its help, as the parser's own refusals are
+        print(f"error: musicgenre {args.command}: {one_line(str(exc))} (see musicgenre {args.command} --help)", file=sys.stderr)
+        return 2
     except MusicGenreError as exc:
         print(f"error: {one_line(str(exc))}", file=sys.stderr)
         return 2

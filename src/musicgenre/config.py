@@ -9,7 +9,7 @@ import re
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-from musicgenre.errors import MusicGenreError
+from musicgenre.errors import SettingError
 
 OPTIMIZERS = ("Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "ASGD", "NAdam", "RAdam", "RMSprop", "Rprop", "SGD")
 WITHOUT_WEIGHT_DECAY = ("Rprop",)  # the one of them whose torch.optim signature has no weight_decay
@@ -34,7 +34,7 @@ def check_seed(seed: Any) -> int:
     """`seed` as Python's int, after refusing what is not a whole number from 0 to 2**32-1 (beyond it, seeds
     would repeat runs of smaller ones)."""
     if not is_whole(seed) or not 0 <= seed < SEED_LIMIT:
-        raise MusicGenreError(f"seed {seed!r} out of range: give a whole number from 0 to 2**32 - 1 (4294967295)")
+        raise SettingError(f"seed {seed!r} out of range: give a whole number from 0 to 2**32 - 1 (4294967295)")
     return int(seed)
 
 
@@ -81,38 +81,38 @@ class TrainConfig:
             if v is None and optional:
                 continue
             if not accepts(v):
-                raise MusicGenreError(f"{f.name} must be {words}{' or None' if optional else ''}, not {v!r}")
+                raise SettingError(f"{f.name} must be {words}{' or None' if optional else ''}, not {v!r}")
             if kind in ("int", "float"):  # numpy's numbers as Python's, which JSON and torch take
                 object.__setattr__(self, f.name, int(v) if kind == "int" else float(v))
         object.__setattr__(self, "optimizer", canonical_optimizer(self.optimizer))
         if self.scheduler not in SCHEDULERS:
-            raise MusicGenreError(f"unknown scheduler {self.scheduler!r}: choose one of {', '.join(SCHEDULERS)}")
+            raise SettingError(f"unknown scheduler {self.scheduler!r}: choose one of {', '.join(SCHEDULERS)}")
         if self.precision not in PRECISIONS:
-            raise MusicGenreError(f"unknown precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
+            raise SettingError(f"unknown precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
-                raise MusicGenreError(f"{name} must be at least 1, not {getattr(self, name)}")
+                raise SettingError(f"{name} must be at least 1, not {getattr(self, name)}")
         if not (math.isfinite(self.lr) and self.lr > 0):
-            raise MusicGenreError(f"learning rate must be a positive number, not {self.lr}")
+            raise SettingError(f"learning rate must be a positive number, not {self.lr}")
         if self.lr > FLOAT32_MAX:  # torch.optim cannot take it: its steps are in float32
-            raise MusicGenreError(f"learning rate {self.lr:g} is beyond float32's largest number ({FLOAT32_MAX:.4g})")
+            raise SettingError(f"learning rate {self.lr:g} is beyond float32's largest number ({FLOAT32_MAX:.4g})")
         if self.seed is not None:
             check_seed(self.seed)
         if not re.fullmatch(rf"auto|cpu|{CUDA_DEVICE}", self.device):
-            raise MusicGenreError(f"unknown device {self.device!r}: choose auto, cpu, cuda or cuda:N")
+            raise SettingError(f"unknown device {self.device!r}: choose auto, cpu, cuda or cuda:N")
         for name, v in (("mixup alpha", self.mixup), ("weight decay", self.weight_decay)):
             if not (math.isfinite(v) and v >= 0):
-                raise MusicGenreError(f"{name} must be 0 (off) or a positive number, not {v}")
+                raise SettingError(f"{name} must be 0 (off) or a positive number, not {v}")
         if self.mixup and not MIXUP_ALPHAS[0] <= self.mixup <= MIXUP_ALPHAS[1]:
-            raise MusicGenreError(f"mixup alpha {self.mixup:g} out of range: give 0 (off) or a number from "
+            raise SettingError(f"mixup alpha {self.mixup:g} out of range: give 0 (off) or a number from "
                                   f"{MIXUP_ALPHAS[0]:g} to {MIXUP_ALPHAS[1]:g}")
         if self.weight_decay and self.optimizer in WITHOUT_WEIGHT_DECAY:
-            raise MusicGenreError(f"optimizer {self.optimizer} has no weight decay: set it to 0 (--weight-decay 0) "
+            raise SettingError(f"optimizer {self.optimizer} has no weight decay: set it to 0 (--weight-decay 0) "
                                   "or choose another optimizer")
         if not 0 <= self.label_smoothing < 1:
-            raise MusicGenreError(f"label smoothing must be in [0, 1), not {self.label_smoothing}")
+            raise SettingError(f"label smoothing must be in [0, 1), not {self.label_smoothing}")
         if self.patience is not None and self.patience < 1:
-            raise MusicGenreError(f"patience must be at least 1 epoch, not {self.patience}")
+            raise SettingError(f"patience must be at least 1 epoch, not {self.patience}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -121,7 +121,7 @@ class TrainConfig:
     def from_dict(cls, d: dict) -> "TrainConfig":
         """Rebuild from a saved config, ignoring keys this version does not know."""
         if not isinstance(d, dict):
-            raise MusicGenreError(f"a configuration is a dict of settings, not {d!r}")
+            raise SettingError(f"a configuration is a dict of settings, not {d!r}")
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
 
@@ -129,7 +129,7 @@ class TrainConfig:
 def seed_range(first: int, n: int) -> list[int]:
     """The n seeds first..first+n-1 of a multi-seed run, refused before any training if they run out of range."""
     if first + n > SEED_LIMIT:
-        raise MusicGenreError(f"--seed {first} with --seeds {n}: the last seed, {first + n - 1}, is beyond 2**32 - 1")
+        raise SettingError(f"--seed {first} with --seeds {n}: the last seed, {first + n - 1}, is beyond 2**32 - 1")
     return list(range(first, first + n))
 
 
@@ -137,7 +137,7 @@ def canonical_optimizer(name: str) -> str:
     """The torch.optim class name for a case-insensitive optimizer name."""
     by_lower = {o.lower(): o for o in OPTIMIZERS}
     if name.lower() not in by_lower:
-        raise MusicGenreError(f"unknown optimizer {name!r}: choose one of {', '.join(OPTIMIZERS)}")
+        raise SettingError(f"unknown optimizer {name!r}: choose one of {', '.join(OPTIMIZERS)}")
     return by_lower[name.lower()]
 
 
@@ -165,7 +165,7 @@ RECIPES: dict[str, TrainConfig] = {
 def recipe(name: str) -> TrainConfig:
     """The named recipe's configuration."""
     if not isinstance(name, str) or name not in RECIPES:
-        raise MusicGenreError(f"unknown recipe {name!r}: choose one of {', '.join(RECIPES)}")
+        raise SettingError(f"unknown recipe {name!r}: choose one of {', '.join(RECIPES)}")
     return RECIPES[name]
 
 
@@ -186,11 +186,11 @@ def config_from_options(recipe_name: str | None, given: dict[str, Any]) -> Train
     features = given.setdefault("features", model_features(model))
     check_model_features(model, features)
     if recipe_name and features != base.features:
-        raise MusicGenreError(f"recipe {recipe_name} reads {base.features} features, not {features}: "
+        raise SettingError(f"recipe {recipe_name} reads {base.features} features, not {features}: "
                               f"choose a recipe for {features}")
     cfg = replace(base, **given)
     if given.get("mixup_same_class") and cfg.mixup == 0:
-        raise MusicGenreError("--mixup-same-class chooses mixup's partners: it needs mixup on (--mixup ALPHA > 0)")
+        raise SettingError("--mixup-same-class chooses mixup's partners: it needs mixup on (--mixup ALPHA > 0)")
     if cfg.mixup == 0 and cfg.mixup_same_class:  # a recipe's, with mixup turned off: recorded off, as it then is
         cfg = replace(cfg, mixup_same_class=False)
     return cfg

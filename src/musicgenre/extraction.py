@@ -15,7 +15,7 @@ import numpy as np
 from musicgenre.audio import AUDIO_KINDS, audio_under, file_key
 from musicgenre.config import check_seed
 from musicgenre.datasets import FEATURE_DIRS, FEATURE_SHAPES, SPLITS, is_genre_name
-from musicgenre.errors import MusicGenreError
+from musicgenre.errors import MusicGenreError, SettingError
 from musicgenre.features import FileFeatures, iter_file_features
 from musicgenre.io import as_path, atomic_save_npy, atomic_write_json, check_out_dir, progress_display, write_dir
 from musicgenre.tables import percent
@@ -167,7 +167,7 @@ def _check_ratios(split_ratio: Sequence[float] | str) -> np.ndarray:
         ratios = np.array([np.nan])
     if (ratios.ndim != 1 or len(ratios) not in (2, 3) or not np.isfinite(ratios).all() or (ratios < 0).any()
             or ratios[0] <= 0):
-        raise MusicGenreError(
+        raise SettingError(
             f"split ratio {text!r}: give 2 or 3 non-negative shares (train/val or train/val/test), "
             "train's above 0, e.g. 0.8/0.2 or 0.7/0.15/0.15"
         )

@@ -16,7 +16,7 @@ import torch
 
 from musicgenre.config import OPTIMIZERS, WITHOUT_WEIGHT_DECAY, TrainConfig, canonical_optimizer
 from musicgenre.datasets import data_record, load_dataset, resolve_data_root
-from musicgenre.errors import MusicGenreError
+from musicgenre.errors import MusicGenreError, SettingError
 from musicgenre.figures import new_figure, png_bytes
 from musicgenre.io import (atomic_write_bytes, atomic_write_json, atomic_write_text, check_out_path, occupied, probe_out,
                           progress_display, read_json, write_dir)
@@ -43,22 +43,22 @@ class SweepConfig:
 
     def __post_init__(self) -> None:
         if isinstance(self.optimizers, str) or not isinstance(self.optimizers, (list, tuple)):  # not its letters
-            raise MusicGenreError(f"optimizers must be a list of optimizer names, not {self.optimizers!r}")
+            raise SettingError(f"optimizers must be a list of optimizer names, not {self.optimizers!r}")
         self.optimizers = tuple(canonical_optimizer(o) for o in self.optimizers)
         twice = sorted({o for o in self.optimizers if self.optimizers.count(o) > 1})
         if twice:
-            raise MusicGenreError(f"optimizers: {', '.join(twice)} listed more than once")
+            raise SettingError(f"optimizers: {', '.join(twice)} listed more than once")
         if type(self.seeds) is not int or self.seeds < 1:  # True is no count; a sweep of 2.5 seeds crashed half-written
-            raise MusicGenreError(f"--seeds must be a whole number of at least 1, not {self.seeds!r}")
+            raise SettingError(f"--seeds must be a whole number of at least 1, not {self.seeds!r}")
         if type(self.lr_per_optimizer) is not bool:  # "no" would have switched it on
-            raise MusicGenreError(f"lr_per_optimizer must be True or False, not {self.lr_per_optimizer!r}")
+            raise SettingError(f"lr_per_optimizer must be True or False, not {self.lr_per_optimizer!r}")
         if self.split not in ("val", "test"):
-            raise MusicGenreError(f"unknown split {self.split!r}: choose val or test")
+            raise SettingError(f"unknown split {self.split!r}: choose val or test")
         lacking = [o for o in self.optimizers if o in WITHOUT_WEIGHT_DECAY]
         if self.base.weight_decay and lacking:  # refused now, not after training the optimizers before it
             others = ",".join(o for o in self.optimizers if o not in lacking)
             leave_out = f"sweep --optimizers {others}, or " if others else ""  # not an empty list
-            raise MusicGenreError(f"weight decay {self.base.weight_decay:g} is set and {', '.join(lacking)} has none: "
+            raise SettingError(f"weight decay {self.base.weight_decay:g} is set and {', '.join(lacking)} has none: "
                                   f"{leave_out}pass --weight-decay 0")
 
     def lr_for(self, optimizer: str) -> float:
@@ -340,10 +340,10 @@ def sweep_config_from(base: TrainConfig, data: str | None, optimizers: str, seed
                       lr_per_optimizer: bool, split: str) -> SweepConfig:
     """A SweepConfig from command-line style values ('all' or a comma list of optimizers)."""
     if not isinstance(optimizers, str):
-        raise MusicGenreError(f"optimizers must be 'all' or a comma-separated list of names, not {optimizers!r}")
+        raise SettingError(f"optimizers must be 'all' or a comma-separated list of names, not {optimizers!r}")
     names = OPTIMIZERS if optimizers.strip().lower() == "all" else tuple(o.strip() for o in optimizers.split(",") if o.strip())
     if not names:
-        raise MusicGenreError("--optimizers: give 'all' or a comma-separated list of optimizer names")
+        raise SettingError("--optimizers: give 'all' or a comma-separated list of optimizer names")
     root = str(resolve_data_root(data).resolve())
     return SweepConfig(base=replace(base, seed=None, optimizer="SGD"), data=root, optimizers=names, seeds=seeds,
                        lr_per_optimizer=lr_per_optimizer, split=split)

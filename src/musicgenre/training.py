@@ -19,7 +19,7 @@ from musicgenre.augment import augment_batch
 from musicgenre.config import TrainConfig, check_seed, usable_cpus
 from musicgenre.cudagraph import GraphedStep, can_graph, tensor_lr
 from musicgenre.datasets import Dataset, check_dataset
-from musicgenre.errors import MusicGenreError
+from musicgenre.errors import MusicGenreError, SettingError
 from musicgenre.fused import FusedSGD, can_fuse
 from musicgenre.metrics import classification_metrics
 from musicgenre.models import GenreNet, build_model, check_model_features, float32_default, model_features
@@ -60,10 +60,10 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise MusicGenreError(f"device {name!r} asked for, but no CUDA GPU is available here")
+        raise SettingError(f"device {name!r} asked for, but no CUDA GPU is available here")
     device = torch.device(name)
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise MusicGenreError(f"device {name!r} asked for, but this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+        raise SettingError(f"device {name!r} asked for, but this machine has {torch.cuda.device_count()} CUDA GPU(s)")
     return device
 
 
@@ -254,7 +254,7 @@ def check_settings(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None
                               f"({train_set.classes[train_set.y[0]]!r}): a classifier needs at least two")
     features = model_features(cfg.model)
     if cfg.features != features:
-        raise MusicGenreError(f"model {cfg.model} reads {features} features, but the configuration says "
+        raise SettingError(f"model {cfg.model} reads {features} features, but the configuration says "
                               f"features={cfg.features!r}: set features={features!r}")
     check_model_features(cfg.model, train_set.features)
     if val_set is not None and (val_set.features, val_set.classes) != (train_set.features, train_set.classes):
@@ -262,9 +262,9 @@ def check_settings(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None
                               f"do not match the train split's {train_set.features} features of classes "
                               f"{', '.join(train_set.classes)} (load it with the train split's classes)")
     if cfg.spec_augment and features != "melgram":
-        raise MusicGenreError(f"spec_augment (--spec-augment) masks melgram bands and frames: it does nothing to {features} features")
+        raise SettingError(f"spec_augment (--spec-augment) masks melgram bands and frames: it does nothing to {features} features")
     if cfg.patience is not None and val_set is None:
-        raise MusicGenreError("patience (--patience) stops when the validation F1 stops improving, and there is no "
+        raise SettingError("patience (--patience) stops when the validation F1 stops improving, and there is no "
                               "val split to score: leave it out, or add a val split")
 
 
