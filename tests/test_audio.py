@@ -122,6 +122,24 @@ def test_chained_ogg_streams_are_refused_not_half_read(tmp_path, audio_dir):
         load_audio(path)
 
 
+def test_joined_mp3_streams_are_refused_not_half_read(tmp_path, audio_dir):
+    """Two MP3s joined with cat: the decoder stopped where the first one's Xing/Info header says its stream
+    ends, and the file was classified from that part alone. Joined with or without the second one's ID3 tag;
+    a whole recording followed by a tag (ID3v1, APE) is one stream, and decodes."""
+    first, second = ((audio_dir / n).read_bytes() for n in ["hiphop_fma_000002.mp3", "rock_fma_001040.mp3"])
+    id3_size = (second[6] << 21) | (second[7] << 14) | (second[8] << 7) | second[9]
+    for name, data in [("joined.mp3", first + second), ("joined-untagged.mp3", first + second[10 + id3_size:])]:
+        path = tmp_path / name
+        path.write_bytes(data)
+        with _error_naming(path, "MP3 streams joined one after another, of which only the first could be decoded"):
+            load_audio(path)
+    whole = len(load_audio(audio_dir / "hiphop_fma_000002.mp3"))
+    for tag in [b"TAG" + bytes(125), b"APETAGEX" + bytes(24)]:
+        path = tmp_path / "tagged.mp3"
+        path.write_bytes(first + tag)
+        assert len(load_audio(path)) == whole
+
+
 def test_truncated_mp3(tmp_path, audio_dir):
     data = (audio_dir / "rock_fma_001040.mp3").read_bytes()
     path = tmp_path / "cut.mp3"

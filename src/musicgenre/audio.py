@@ -8,6 +8,7 @@ import sys
 from collections.abc import Hashable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import soundfile as sf
@@ -74,6 +75,58 @@ def _ogg_problem(path: Path) -> str | None:
     return "truncated file: its last Ogg page is cut short" if pos > size else None
 
 
+def _after_id3v2(f: BinaryIO, pos: int) -> int:
+    """Where the MPEG data at `pos` begins: after an ID3v2 tag there, if there is one (its size is syncsafe)."""
+    f.seek(pos)
+    header = f.read(10)
+    if len(header) < 10 or header[:3] != b"ID3":
+        return pos
+    size = (header[6] & 0x7F) << 21 | (header[7] & 0x7F) << 14 | (header[8] & 0x7F) << 7 | header[9] & 0x7F
+    return pos + 10 + size + (10 if header[5] & 0x10 else 0)  # the footer, where the flags say there is one
+
+
+# Layer III bitrates (kbit/s) by bitrate index, for MPEG-1 and for MPEG-2 and 2.5; sample rates by version bits
+_MP3_KBITS = {True: (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
+              False: (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160)}
+_MPEG_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
+
+
+def _mp3_frame_length(header: bytes) -> int | None:
+    """The length in bytes of the MPEG Layer III frame whose header `header` begins with, or None if it begins
+    with none."""
+    if len(header) < 4 or header[0] != 0xFF or header[1] & 0xE0 != 0xE0 or (header[1] >> 1) & 3 != 1:
+        return None  # no sync, or not Layer III
+    version, bitrate, rate, padding = (header[1] >> 3) & 3, header[2] >> 4, (header[2] >> 2) & 3, (header[2] >> 1) & 1
+    if version == 1 or bitrate in (0, 15) or rate == 3:  # reserved, free-format, bad, reserved
+        return None
+    mpeg1 = version == 3
+    return (144 if mpeg1 else 72) * 1000 * _MP3_KBITS[mpeg1][bitrate] // _MPEG_RATES[version][rate] + padding
+
+
+def _mp3_problem(path: Path) -> str | None:
+    """What is wrong with an MP3 file whose Xing/Info header declares its stream's length in bytes, if anything:
+    another MP3 stream after that length (files joined with cat), which the decoder does not reach: it stops
+    where the header says the stream ends."""
+    with open(path, "rb") as f:
+        start = _after_id3v2(f, 0)
+        f.seek(start)
+        first_frame = f.read(200)  # the Xing/Info tag sits after the first frame's side information
+        at = max(first_frame.find(b"Xing"), first_frame.find(b"Info"))
+        if _mp3_frame_length(first_frame) is None or at < 0 or len(first_frame) < at + 16:
+            return None
+        flags = int.from_bytes(first_frame[at + 4:at + 8], "big")
+        if not flags & 0x2:  # no byte count
+            return None
+        stream_bytes = int.from_bytes(first_frame[at + (12 if flags & 0x1 else 8):][:4], "big")
+        f.seek(_after_id3v2(f, start + stream_bytes))
+        frame = f.read(2048)  # two frames in a row: not bytes that only look like a header by chance
+        length = _mp3_frame_length(frame)
+        if length is not None and _mp3_frame_length(frame[length:]) is not None:
+            return ("MP3 streams joined one after another, of which only the first could be decoded "
+                    "(join them into one stream, e.g. by converting the file)")
+    return None
+
+
 @contextmanager
 def _decoder_messages_dropped() -> Iterator[None]:
     """Send the process's stderr (fd 2) to /dev/null meanwhile: libmpg123 writes its complaints about
@@ -121,7 +174,9 @@ def decode(path: str | Path) -> tuple[np.ndarray, int]:
         raise MusicGenreError(f"{path}: not a readable audio file (unknown format or corrupt data)") from e
     if len(y) == 0:
         raise MusicGenreError(f"{path}: the file contains no audio samples")
-    if len(y) + (_MP3_LENGTH_SLACK if container == "MPEG" else 0) < declared:
+    if container == "MP3" and len(y) <= declared and (problem := _mp3_problem(path)):  # stopped where it declares
+        raise MusicGenreError(f"{path}: {problem}")
+    if len(y) + (_MP3_LENGTH_SLACK if container == "MP3" else 0) < declared:
         raise MusicGenreError(
             f"{path}: truncated file: only {len(y) / sr:.1f} s of the {declared / sr:.1f} s its header declares could "
             f"be decoded ({(declared - len(y)) / sr:.3g} s short)"

@@ -301,13 +301,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Run or resume the optimizer sweep."""
-    from musicgenre.datasets import resolve_data_root
     from musicgenre.sweep import run_sweep, sweep_config_from, sweep_markdown
 
-    base, root = train_config_from_args(args), resolve_data_root(args.data)
+    base = train_config_from_args(args)
     if args.lr_per_optimizer and args.lr is not None:
         raise SettingError("--lr and --lr-per-optimizer: choose one (the second replaces every lr by the optimizer's own default)")
-    cfg = sweep_config_from(base, str(root), args.optimizers, args.seeds, args.lr_per_optimizer, args.split)
+    cfg = sweep_config_from(base, args.data, args.optimizers, args.seeds, args.lr_per_optimizer, args.split)
     print(sweep_markdown(cfg, run_sweep(cfg, args.out)), end="")
     print(f"sweep written to {args.out} (sweep.csv, sweep.md, sweep.png, runs/)")
     return 0
