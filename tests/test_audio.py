@@ -122,22 +122,32 @@ def test_chained_ogg_streams_are_refused_not_half_read(tmp_path, audio_dir):
         load_audio(path)
 
 
-def test_joined_mp3_streams_are_refused_not_half_read(tmp_path, audio_dir):
-    """Two MP3s joined with cat: the decoder stopped where the first one's Xing/Info header says its stream
-    ends, and the file was classified from that part alone. Joined with or without the second one's ID3 tag;
-    a whole recording followed by a tag (ID3v1, APE) is one stream, and decodes."""
+def test_mp3s_joined_or_without_their_length_header_are_refused_not_half_read(tmp_path, audio_dir):
+    """Two MP3s joined with cat: the decoder stopped where the first one's Xing/Info header says its stream ends,
+    or, without that header, where it guessed from the file's size (52.5 s of 60), and the file was classified
+    from that part alone. Their frames, counted, tell. A whole recording followed by a tag (ID3v1, APE) decodes."""
+    from musicgenre.audio import _mp3_frame
+
     first, second = ((audio_dir / n).read_bytes() for n in ["hiphop_fma_000002.mp3", "rock_fma_001040.mp3"])
-    id3_size = (second[6] << 21) | (second[7] << 14) | (second[8] << 7) | second[9]
-    for name, data in [("joined.mp3", first + second), ("joined-untagged.mp3", first + second[10 + id3_size:])]:
-        path = tmp_path / name
-        path.write_bytes(data)
-        with _error_naming(path, "MP3 streams joined one after another, of which only the first could be decoded"):
-            load_audio(path)
+
+    def untagged(data: bytes, header_frame: bool = True) -> bytes:  # without its ID3v2 tag (and its Info frame)
+        start = 10 + ((data[6] << 21) | (data[7] << 14) | (data[8] << 7) | data[9])
+        return data[start + (0 if header_frame else _mp3_frame(data[start:])[0]):]
+
     whole = len(load_audio(audio_dir / "hiphop_fma_000002.mp3"))
+    assert abs(len(load_audio(_write(tmp_path / "bare.mp3", untagged(first, False)))) - whole) < SAMPLE_RATE // 100
+    for name, data in [("joined.mp3", first + second), ("joined-untagged.mp3", first + untagged(second)),
+                       ("joined-without-info.mp3", untagged(first, False) + untagged(second, False))]:
+        path = _write(tmp_path / name, data)
+        with _error_naming(path, r"only (30\.0|52\.5) s of the 60\.0 s of MP3 frames in the file could be decoded"):
+            load_audio(path)
     for tag in [b"TAG" + bytes(125), b"APETAGEX" + bytes(24)]:
-        path = tmp_path / "tagged.mp3"
-        path.write_bytes(first + tag)
-        assert len(load_audio(path)) == whole
+        assert len(load_audio(_write(tmp_path / "tagged.mp3", first + tag))) == whole
+
+
+def _write(path, data: bytes):
+    path.write_bytes(data)
+    return path
 
 
 def test_truncated_mp3(tmp_path, audio_dir):

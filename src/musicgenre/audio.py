@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import mmap
 import os
 import re
 import sys
 from collections.abc import Hashable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 import soundfile as sf
@@ -25,6 +25,9 @@ AUDIO_KINDS = ", ".join(ext.lstrip(".") for ext in AUDIO_EXTENSIONS)  # as error
 # A file that decodes to fewer samples than its header declares is truncated; an MP3's Xing/Info header may
 # count up to two frames of 1152 samples that its decoder does not return (encoder padding).
 _MP3_LENGTH_SLACK = 2 * 1152
+# An MP3's frames, counted one by one, may run longer than its decoded audio by its Xing/Info frame, the encoder's
+# delay and padding (a few frames) and a last frame cut short: beyond this, the decoder stopped early.
+_MP3_WALK_SLACK = 0.5
 # libsndfile trims a WAV data chunk that runs past the end of the file and logs the sizes in bytes.
 _SHORT_DATA_CHUNK = re.compile(r"^data : (\d+) \(should be (\d+)\)$", re.MULTILINE)
 # Writers streaming to a pipe leave a placeholder data size (sox 0x7ffff000, ffmpeg 0xffffffff): length unknown.
@@ -75,10 +78,9 @@ def _ogg_problem(path: Path) -> str | None:
     return "truncated file: its last Ogg page is cut short" if pos > size else None
 
 
-def _after_id3v2(f: BinaryIO, pos: int) -> int:
+def _after_id3v2(data: bytes | mmap.mmap, pos: int) -> int:
     """Where the MPEG data at `pos` begins: after an ID3v2 tag there, if there is one (its size is syncsafe)."""
-    f.seek(pos)
-    header = f.read(10)
+    header = data[pos:pos + 10]
     if len(header) < 10 or header[:3] != b"ID3":
         return pos
     size = (header[6] & 0x7F) << 21 | (header[7] & 0x7F) << 14 | (header[8] & 0x7F) << 7 | header[9] & 0x7F
@@ -91,40 +93,32 @@ _MP3_KBITS = {True: (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256
 _MPEG_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
 
 
-def _mp3_frame_length(header: bytes) -> int | None:
-    """The length in bytes of the MPEG Layer III frame whose header `header` begins with, or None if it begins
-    with none."""
+def _mp3_frame(header: bytes) -> tuple[int, float] | None:
+    """The length in bytes and the duration in seconds of the MPEG Layer III frame whose header `header` begins
+    with, or None if it begins with none."""
     if len(header) < 4 or header[0] != 0xFF or header[1] & 0xE0 != 0xE0 or (header[1] >> 1) & 3 != 1:
         return None  # no sync, or not Layer III
     version, bitrate, rate, padding = (header[1] >> 3) & 3, header[2] >> 4, (header[2] >> 2) & 3, (header[2] >> 1) & 1
     if version == 1 or bitrate in (0, 15) or rate == 3:  # reserved, free-format, bad, reserved
         return None
-    mpeg1 = version == 3
-    return (144 if mpeg1 else 72) * 1000 * _MP3_KBITS[mpeg1][bitrate] // _MPEG_RATES[version][rate] + padding
+    mpeg1, sr = version == 3, _MPEG_RATES[version][rate]
+    return (144 if mpeg1 else 72) * 1000 * _MP3_KBITS[mpeg1][bitrate] // sr + padding, (1152 if mpeg1 else 576) / sr
 
 
-def _mp3_problem(path: Path) -> str | None:
-    """What is wrong with an MP3 file whose Xing/Info header declares its stream's length in bytes, if anything:
-    another MP3 stream after that length (files joined with cat), which the decoder does not reach: it stops
-    where the header says the stream ends."""
-    with open(path, "rb") as f:
-        start = _after_id3v2(f, 0)
-        f.seek(start)
-        first_frame = f.read(200)  # the Xing/Info tag sits after the first frame's side information
-        at = max(first_frame.find(b"Xing"), first_frame.find(b"Info"))
-        if _mp3_frame_length(first_frame) is None or at < 0 or len(first_frame) < at + 16:
-            return None
-        flags = int.from_bytes(first_frame[at + 4:at + 8], "big")
-        if not flags & 0x2:  # no byte count
-            return None
-        stream_bytes = int.from_bytes(first_frame[at + (12 if flags & 0x1 else 8):][:4], "big")
-        f.seek(_after_id3v2(f, start + stream_bytes))
-        frame = f.read(2048)  # two frames in a row: not bytes that only look like a header by chance
-        length = _mp3_frame_length(frame)
-        if length is not None and _mp3_frame_length(frame[length:]) is not None:
-            return ("MP3 streams joined one after another, of which only the first could be decoded "
-                    "(join them into one stream, e.g. by converting the file)")
-    return None
+def _mp3_seconds(path: Path) -> float:
+    """The duration of the MP3 frames in a file, counted by walking their headers from the first to whatever
+    follows the last that is not one (a tag, the file's end); ID3v2 tags between them are stepped over. The
+    decoder trusts the length a Xing/Info header declares, or else estimates it from the file's size and its
+    first frame: files joined with cat, or a VBR file without that header, decode short without complaint."""
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        pos, seconds = _after_id3v2(data, 0), 0.0
+        while True:
+            if (frame := _mp3_frame(data[pos:pos + 4])) is not None:
+                pos, seconds = pos + frame[0], seconds + frame[1]
+            elif data[pos:pos + 3] == b"ID3":
+                pos = _after_id3v2(data, pos)
+            else:
+                return seconds
 
 
 @contextmanager
@@ -174,8 +168,11 @@ def decode(path: str | Path) -> tuple[np.ndarray, int]:
         raise MusicGenreError(f"{path}: not a readable audio file (unknown format or corrupt data)") from e
     if len(y) == 0:
         raise MusicGenreError(f"{path}: the file contains no audio samples")
-    if container == "MP3" and len(y) <= declared and (problem := _mp3_problem(path)):  # stopped where it declares
-        raise MusicGenreError(f"{path}: {problem}")
+    if container == "MP3" and (frames := _mp3_seconds(path)) > len(y) / sr + _MP3_WALK_SLACK:
+        raise MusicGenreError(
+            f"{path}: only {len(y) / sr:.1f} s of the {frames:.1f} s of MP3 frames in the file could be decoded (MP3 "
+            "files joined with cat, or a VBR file without a Xing header): convert it, to FLAC for one, to read it whole"
+        )
     if len(y) + (_MP3_LENGTH_SLACK if container == "MP3" else 0) < declared:
         raise MusicGenreError(
             f"{path}: truncated file: only {len(y) / sr:.1f} s of the {declared / sr:.1f} s its header declares could "
