@@ -12,8 +12,8 @@ import torch
 from musicgenre.config import TrainConfig
 from musicgenre.datasets import Dataset, load_dataset, load_split
 from musicgenre.errors import MusicGenreError
-from musicgenre.predict import predict_paths
-from musicgenre.training import evaluate_model, train
+from musicgenre.predict import READY_MODEL, predict_paths
+from musicgenre.training import evaluate_model, train, train_seeds
 
 
 @pytest.fixture(scope="module")
@@ -184,6 +184,26 @@ def test_train_leaves_the_callers_generators_and_torch_settings_alone(mfcc):
         assert evaluate_model(want.model, mfcc["val"]) == want.metrics  # validated in float32 all the same
     for got in runs:
         assert all(torch.equal(p, q) for p, q in zip(got.model.state_dict().values(), want.model.state_dict().values()))
+
+
+@pytest.mark.parametrize("seeds", [[0], [0, 1]])
+def test_train_seeds_leaves_the_callers_generator_alone(mfcc, seeds):
+    """train_seeds built a model outside its runs' own state to see which trainer takes it (fused, stacked),
+    drawing its initial weights from the caller's generator, which train leaves as it was."""
+    cfg = dataclasses.replace(TrainConfig(epochs=1), model="mfcc-mlp-log", optimizer="AdamW")  # stacked, not fused
+    torch.manual_seed(1)
+    draw = torch.rand(3)
+    torch.manual_seed(1)
+    train_seeds(cfg, seeds, mfcc["train"], mfcc["val"])
+    assert torch.equal(torch.rand(3), draw)
+
+
+def test_a_predictor_gives_no_rows_for_no_rows():
+    """An empty array raised torch.cat's ValueError from deep inside."""
+    from musicgenre.ensemble import load_predictor
+
+    predictor = load_predictor(READY_MODEL)
+    assert predictor.predict_proba(np.zeros((0, 26), np.float32)).shape == (0, 4)
 
 
 @pytest.mark.parametrize("call, message", [

@@ -72,9 +72,16 @@ def training_device(cfg: TrainConfig, n_classes: int) -> torch.device:
     fused CPU epoch trains (fused.py): its 15-20 µs steps beat a GPU's, whose kernel launches alone cost more."""
     device = resolve_device(cfg.device)
     cpu = torch.device("cpu")
-    if cfg.device == "auto" and device.type == "cuda" and can_fuse(cfg, build_model(cfg.model, n_classes), cpu):
+    if cfg.device == "auto" and device.type == "cuda" and can_fuse(cfg, probe_model(cfg, n_classes), cpu):
         return cpu
     return device
+
+
+def probe_model(cfg: TrainConfig, n_classes: int) -> GenreNet:
+    """`cfg`'s model, built only to be looked at (which trainer takes it), without drawing from the caller's
+    generator: `train` leaves it as it was."""
+    with torch.random.fork_rng(devices=[]):
+        return build_model(cfg.model, n_classes)
 
 
 def autocast(device: torch.device, precision: str) -> torch.autocast:
@@ -85,12 +92,14 @@ def autocast(device: torch.device, precision: str) -> torch.autocast:
 
 
 @contextmanager
-def run_state() -> Iterator[None]:
+def run_state(device: torch.device) -> Iterator[None]:
     """A run's own torch state meanwhile: float32 by default, gradients on and autocast off whatever the caller
     set (inference mode broke training, a float64 default or the caller's autocast changed it), and the
-    generators it seeds (Python's, numpy's, torch's) put back as the caller had them after."""
+    generators it seeds (Python's, numpy's, torch's, the GPUs' where the run is on one or CUDA has started)
+    put back as the caller had them after."""
     py_state, np_state = random.getstate(), np.random.get_state()
-    gpus = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+    on_gpu = device.type == "cuda" or torch.cuda.is_initialized()  # a run's seeding would start and seed them
+    gpus = list(range(torch.cuda.device_count())) if on_gpu else []
     try:
         with (torch.random.fork_rng(devices=gpus), float32_default(), torch.inference_mode(False), torch.enable_grad(),
               torch.autocast("cpu", enabled=False), torch.autocast("cuda", enabled=False)):
@@ -155,7 +164,7 @@ def predict_logits(model: nn.Module, X: torch.Tensor, batch_size: int = 64) -> t
     model.eval()
     try:
         with torch.autocast("cpu", enabled=False), torch.autocast("cuda", enabled=False):
-            return torch.cat([model(X[i : i + batch_size]) for i in range(0, len(X), batch_size)])
+            return torch.cat([model(X[i : i + batch_size]) for i in range(0, max(len(X), 1), batch_size)])  # 0 rows: (0, C)
     finally:
         model.train(training)
 
@@ -327,7 +336,7 @@ def train(
     check_settings(cfg, train_set, val_set)
     cfg = resolve_seed(cfg)
     device = training_device(cfg, len(train_set.classes))
-    with cpu_threads(train_threads(cfg.model)), run_state():
+    with cpu_threads(train_threads(cfg.model)), run_state(device):
         return _train(cfg, train_set, val_set, on_epoch, device)
 
 
@@ -473,8 +482,8 @@ def train_seeds(
         raise MusicGenreError(f"seeds must be one or more distinct whole numbers, not {seeds}")
     check_settings(cfg, train_set, val_set)
     augmented = cfg.mixup > 0 or cfg.spec_augment  # the stacked trainer draws no augmentation
-    model, device = build_model(cfg.model, len(train_set.classes)), training_device(cfg, len(train_set.classes))
+    model, device = probe_model(cfg, len(train_set.classes)), training_device(cfg, len(train_set.classes))
     if len(seeds) > 1 and not augmented and can_stack(model) and not can_fuse(cfg, model, device):
-        with cpu_threads(train_threads(cfg.model)), run_state():
+        with cpu_threads(train_threads(cfg.model)), run_state(device):
             return train_stacked(cfg, seeds, train_set, val_set, on_epoch, device)
     return [train(replace(cfg, seed=s), train_set, val_set, on_epoch) for s in seeds]
