@@ -11,8 +11,8 @@ from safetensors.torch import load_file
 
 from musicgenre.cli import main
 from musicgenre.config import RECIPES
-from musicgenre.datasets import Dataset, load_dataset
-from musicgenre.ensemble import evaluate_predictor, load_ensemble, load_predictor
+from musicgenre.datasets import Dataset, load_dataset, load_split
+from musicgenre.ensemble import calibrate_run, evaluate_predictor, load_ensemble, load_predictor
 from musicgenre.errors import MusicGenreError
 from musicgenre.report import build_report
 from musicgenre.runs import load_run, save_run
@@ -212,6 +212,10 @@ def test_calibrate_writes_weights_and_metrics_or_neither(tiny_run, monkeypatch, 
     assert main(["calibrate", str(run), "--data", str(root)]) == 1
     assert capsys.readouterr().err == "error: disk full\n"
     assert run_files(run) == before  # the new temperature was taken back out of the weights
+    loaded = load_run(run, averaged=False)
+    with pytest.raises(OSError, match="disk full"):
+        calibrate_run(loaded, load_split(root, "val", "mfcc", loaded.classes))
+    assert float(loaded.model.temperature) == 1.0  # and out of the run in memory, as its files have it
 
 
 def test_the_shipped_model_trained_on_val_is_not_calibrated_on_it_and_its_val_figures_are_flagged(tmp_path, capsys):

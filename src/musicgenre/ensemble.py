@@ -156,13 +156,14 @@ def calibrate_run(run: Run, dataset: Dataset) -> dict:
         "split": dataset.split, "n": len(dataset), "temperature": t,
         "nll_before": nll_before, "nll_after": nll_after, "ece_before": ece_before, "ece_after": ece_after,
     }
-    old_weights = weights.read_bytes()
+    old_weights, old_t = weights.read_bytes(), run.model.temperature.clone()
     run.model.temperature.fill_(t)
     with stops_deferred():  # both files or neither: a stop is taken after them
-        save_weights(run.model, weights, run.config.model, run.classes)
         try:
+            save_weights(run.model, weights, run.config.model, run.classes)
             atomic_write_json(run.path / "metrics.json", {**run.metrics, "calibration": report})
         except BaseException:
             atomic_write_bytes(weights, old_weights)
+            run.model.temperature.copy_(old_t)  # the loaded run as its files are again
             raise
     return report
