@@ -158,7 +158,7 @@ def test_report_of_other_folder_is_an_error(tmp_path):
         build_report(tmp_path, tmp_path / "rep")
 
 
-def test_reproduce_mfcc_only_end_to_end_and_resume(small_mfcc_root, tmp_path, capsys):
+def test_reproduce_mfcc_only_end_to_end_and_resume(small_mfcc_root, tmp_path, capsys, monkeypatch):
     out = tmp_path / "study"
     args = ["reproduce", "--data", str(small_mfcc_root), "--out", str(out), "--seeds", "1", "--epochs", "1",
             "--optimizers", "sgd,adam"]
@@ -185,6 +185,11 @@ def test_reproduce_mfcc_only_end_to_end_and_resume(small_mfcc_root, tmp_path, ca
     assert main([*args[:-3], "2", *args[-2:]]) == 2  # --epochs 2
     err = capsys.readouterr().err
     assert f"{out / 'reproduce_config.json'}: {out} holds a reproduction run with other settings (epochs 1, not 2)" in err
+    monkeypatch.setenv("MUSICGENRE_THREADS", "2")  # other sums, other weights: refused before any part trains
+    assert main(args) == 2
+    monkeypatch.delenv("MUSICGENRE_THREADS")
+    assert ("holds a reproduction run with other settings (cpu_threads {'mfcc-mlp': 1}, not {'mfcc-mlp': 2})"
+            in capsys.readouterr().err)
     mine = tmp_path / "mine"
     (mine / "reports").mkdir(parents=True)
     (mine / "reports" / "notes.txt").write_text("mine")
@@ -211,6 +216,12 @@ def test_reproduce_mfcc_only_end_to_end_and_resume(small_mfcc_root, tmp_path, ca
     assert capsys.readouterr().err == (f"error: {out / 'mfcc-net'}: not a finished run (no metrics.json): delete it, "
                                        "and rerun to train it anew\n")
     (tmp_path / "metrics.json").rename(out / "mfcc-net" / "metrics.json")
+    config = json.loads((out / "mfcc-net" / "config.json").read_text())
+    (out / "mfcc-net" / "config.json").write_text(json.dumps({**config, "config": {**config["config"], "lr": 0.01}}))
+    assert main(args) == 2  # as a recipe changed since would be: not read back as the study's run
+    assert capsys.readouterr().err == (f"error: {out / 'mfcc-net'}: a run of other settings (lr 0.01, not 0.002): delete "
+                                       "it, and rerun to train it anew\n")
+    (out / "mfcc-net" / "config.json").write_text(json.dumps(config))
     capsys.readouterr()
     (out / "devices.json").write_text('[{"device": "cpu", "available": true}]')  # damaged or edited
     assert main(args) == 2

@@ -306,6 +306,27 @@ def test_a_sweep_resumed_on_another_number_of_cpu_threads_is_refused(small_mfcc_
     assert main(args) == 0 and (out / "runs" / "Adam" / "results.json").is_file()
 
 
+def test_a_sweep_resumed_on_another_device_is_refused_and_one_that_recorded_none_is_adopted(small_mfcc_root, tmp_path,
+                                                                                             capsys):
+    """Begun on a GPU machine (device auto) and resumed on a CPU one, a sweep mixed runs of both (other weights)."""
+    out = tmp_path / "sweep"
+    args = sweep_args(small_mfcc_root, out, "--optimizers", "sgd,adam", "--seeds", "1", "--epochs", "1")
+    assert main(args) == 0
+    path = out / "sweep_config.json"
+    saved = json.loads(path.read_text())
+    here, other = ("cuda", "cpu") if torch.cuda.is_available() else ("cpu", "cuda")
+    assert saved.pop("device") == here
+    (out / "runs" / "Adam" / "results.json").unlink()
+    path.write_text(json.dumps({**saved, "device": other}))
+    capsys.readouterr()
+    assert main(args) == 2
+    assert capsys.readouterr().err.startswith(f"error: {out}: holds a sweep begun on {other}, and this one would train "
+                                              f"on {here} (other weights): resume it on ")
+    path.write_text(json.dumps({**saved, "versions": {"torch": "2.2.0"}}))  # as an earlier version wrote it
+    assert main(args) == 0 and (out / "runs" / "Adam" / "results.json").is_file()
+    assert json.loads(path.read_text()) == {**saved, "device": here, "versions": {"torch": "2.2.0"}}  # as it began
+
+
 def test_an_optimizer_that_diverges_at_once_is_a_result_not_a_crash(small_mfcc_root, tmp_path):
     # The study reports optimizers that collapse; a NaN loss in epoch 1 keeps the initial weights (epoch 0).
     out = tmp_path / "sweep"

@@ -19,6 +19,7 @@ from musicgenre.report import build_report
 from musicgenre.runs import check_fields, load_run, train_run, training_record
 from musicgenre.sweep import OptimizerResult, run_sweep, sweep_config_from
 from musicgenre.tables import differences, markdown_table, plural, plus_minus
+from musicgenre.training import resolve_device, train_threads
 from musicgenre.versions import TRAINING, software_versions
 
 # The study's published figures (on its test split): (what, model, optimizer, accuracy, macro F1).
@@ -33,12 +34,16 @@ PARTS = {"mfcc-net", "mel-cnn", "sweep", "devices.json", "reproduce.md"}  # what
 
 def train_or_load(cfg: TrainConfig, root: Path, splits: dict[str, Dataset], out: Path) -> dict | None:
     """Validation metrics of the run in `out`, training and saving it first if it is not there yet (refused,
-    as by `train`, if it learned nothing)."""
+    as by `train`, if it learned nothing); one there of other settings (a recipe changed since) is refused."""
     if not (out / "metrics.json").is_file():
         if out.exists():  # runs are written whole, so something else, or a run a hand has changed
             raise MusicGenreError(f"{out}: not a finished run (no metrics.json): delete it, and rerun to train it anew")
         train_run(cfg, root, splits, out)
-    return training_record(load_run(out))["val"]
+    run = load_run(out)
+    if run.config != cfg:
+        raise MusicGenreError(f"{out}: a run of other settings ({differences(run.config.to_dict(), cfg.to_dict())}): "
+                              "delete it, and rerun to train it anew")
+    return training_record(run)["val"]
 
 
 def comparison_rows(runs: dict[str, dict | None], sweep_model: str, sweep: list[OptimizerResult]) -> list[tuple[str, ...]]:
@@ -69,7 +74,8 @@ def reproduction_folder(out: str | os.PathLike, root: Path, settings: dict) -> P
     saved = check_fields(read_json(settings_path), {}, str(settings_path)) if settings_path.is_file() else dict(settings)
     versions = saved.pop("versions", None) or software_versions(*TRAINING)  # as it began: beside the
     # settings, not one of them (its runs' config.json record their own)
-    saved.setdefault("data_digest", settings["data_digest"])  # a folder of an earlier version, which recorded none, is adopted
+    for key in ("data_digest", "device", "cpu_threads"):  # a folder of an earlier version, which recorded none, is adopted
+        saved.setdefault(key, settings[key])
     if saved["data_digest"] != settings["data_digest"]:
         raise MusicGenreError(f"{settings_path}: {out} holds a reproduction begun on other data: what {root} holds "
                               "has changed since; pass another --out, or delete it to start over")
@@ -93,13 +99,15 @@ def reproduce(data: str | os.PathLike | None, out: str | os.PathLike, seeds: int
     has_mel = has_split(root, "train", "melgram")
     base = cnn if has_mel else mfcc
     sweep_cfg = sweep_config_from(base, str(root), optimizers, seeds, False, "val")
-    data_of = {c.features: load_dataset(root, c.features) for c in ([mfcc, cnn] if has_mel else [mfcc])}
+    parts = [mfcc, cnn] if has_mel else [mfcc]
+    data_of = {c.features: load_dataset(root, c.features) for c in parts}
     for features, splits in data_of.items():  # every part is scored on val: refused before anything is trained
         if "val" not in splits:
             raise MusicGenreError(f"{root}: no val split of {features} features, which reproduce scores every part on")
     digest = data_digest({f"{features}/{split}": d for features, splits in data_of.items() for split, d in splits.items()})
     settings = {"data": str(root), "epochs": epochs, "seeds": seeds, "optimizers": list(sweep_cfg.optimizers),
-                "data_digest": digest}
+                "data_digest": digest, "device": resolve_device(base.device).type,  # what 'auto' is here, and the
+                "cpu_threads": {c.model: train_threads(c.model) for c in parts}}  # threads: both make other weights
     out = reproduction_folder(out, root, settings)
 
     say("MFCC net (the study's settings, seed 0)")

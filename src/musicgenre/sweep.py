@@ -23,7 +23,7 @@ from musicgenre.io import (atomic_write_bytes, atomic_write_json, atomic_write_t
 from musicgenre.metrics import mean_std
 from musicgenre.runs import NUMBER, check_fields, save_run, train_config_from_json
 from musicgenre.tables import differences, markdown_table, plural, plus_minus
-from musicgenre.training import TrainResult, check_settings, evaluate_model, train_seeds, train_threads
+from musicgenre.training import TrainResult, check_settings, evaluate_model, resolve_device, train_seeds, train_threads
 from musicgenre.versions import TRAINING, software_versions
 
 SWEEP_KIND = "musicgenre-sweep"
@@ -200,9 +200,10 @@ def run_sweep(cfg: SweepConfig, out: str | os.PathLike, progress: bool = True) -
     record = data_record(cfg.data, data)  # in each run's config.json
     digest = record["digest"]
     threads = train_threads(cfg.base.model)  # another number sums in another order: other weights
+    device = resolve_device(cfg.base.device).type  # what 'auto' is here: a GPU's sums are in other orders still
     path = out / "sweep_config.json"
-    saved = {} if not resuming else check_fields(read_json(path), {"data_digest": (str,), "cpu_threads": (int,)}, str(path),
-                                                 required=False)
+    saved = {} if not resuming else check_fields(read_json(path), {"data_digest": (str,), "cpu_threads": (int,),
+                                                                  "device": (str,)}, str(path), required=False)
     if saved.get("data_digest", digest) != digest:  # its finished optimizers were trained on other data
         raise MusicGenreError(f"{out}: holds a sweep begun on other data: what {cfg.data} holds has changed since; "
                               "choose another --out, or delete it to start over")
@@ -210,10 +211,15 @@ def run_sweep(cfg: SweepConfig, out: str | os.PathLike, progress: bool = True) -
         raise MusicGenreError(f"{out}: holds a sweep begun on {plural(saved['cpu_threads'], 'CPU thread')}, and this one "
                               f"would train on {threads}, which sum in another order (other weights): set MUSICGENRE_THREADS="
                               f"{saved['cpu_threads']} to resume it, or choose another --out")
+    if saved.get("device", device) != device:
+        where = "a machine with a GPU" if saved["device"] == "cuda" else "the CPU (CUDA_VISIBLE_DEVICES= hides the GPU)"
+        raise MusicGenreError(f"{out}: holds a sweep begun on {saved['device']}, and this one would train on {device} "
+                              f"(other weights): resume it on {where}, or choose another --out")
     done = finished_results(cfg, out)
-    if "data_digest" not in saved:  # new, or begun by an earlier version (adopted): only now that the data and options are good
-        atomic_write_json(path, {**cfg.to_dict(), "data_digest": digest, "cpu_threads": threads,
-                                 "versions": software_versions(*TRAINING)})
+    if not {"data_digest", "cpu_threads", "device"} <= saved.keys():  # new, or begun by an earlier version (adopted):
+        # only now that the data and options are good
+        atomic_write_json(path, {**cfg.to_dict(), "data_digest": digest, "cpu_threads": threads, "device": device,
+                                 "versions": saved.get("versions") or software_versions(*TRAINING)})
     seeds = list(range(cfg.seeds))
     epochs = cfg.base.epochs
     results: list[OptimizerResult] = []
