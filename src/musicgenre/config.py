@@ -105,10 +105,10 @@ class TrainConfig:
                 raise SettingError(f"{name} must be 0 (off) or a positive number, not {v}")
         if self.mixup and not MIXUP_ALPHAS[0] <= self.mixup <= MIXUP_ALPHAS[1]:
             raise SettingError(f"mixup alpha {self.mixup:g} out of range: give 0 (off) or a number from "
-                                  f"{MIXUP_ALPHAS[0]:g} to {MIXUP_ALPHAS[1]:g}")
+                               f"{MIXUP_ALPHAS[0]:g} to {MIXUP_ALPHAS[1]:g}")
         if self.weight_decay and self.optimizer in WITHOUT_WEIGHT_DECAY:
             raise SettingError(f"optimizer {self.optimizer} has no weight decay: set it to 0 (--weight-decay 0) "
-                                  "or choose another optimizer")
+                               "or choose another optimizer")
         if not 0 <= self.label_smoothing < 1:
             raise SettingError(f"label smoothing must be in [0, 1), not {self.label_smoothing}")
         if self.patience is not None and self.patience < 1:
@@ -187,7 +187,7 @@ def config_from_options(recipe_name: str | None, given: dict[str, Any]) -> Train
     check_model_features(model, features)
     if recipe_name and features != base.features:
         raise SettingError(f"recipe {recipe_name} reads {base.features} features, not {features}: "
-                              f"choose a recipe for {features}")
+                           f"choose a recipe for {features}")
     cfg = replace(base, **given)
     if given.get("mixup_same_class") and cfg.mixup == 0:
         raise SettingError("--mixup-same-class chooses mixup's partners: it needs mixup on (--mixup ALPHA > 0)")

@@ -59,7 +59,7 @@ class SweepConfig:
             others = ",".join(o for o in self.optimizers if o not in lacking)
             leave_out = f"sweep --optimizers {others}, or " if others else ""  # not an empty list
             raise SettingError(f"weight decay {self.base.weight_decay:g} is set and {', '.join(lacking)} has none: "
-                                  f"{leave_out}pass --weight-decay 0")
+                               f"{leave_out}pass --weight-decay 0")
 
     def lr_for(self, optimizer: str) -> float:
         """The learning rate this sweep gives `optimizer`: its own default, or the base configuration's."""

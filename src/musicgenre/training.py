@@ -264,7 +264,7 @@ def check_settings(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None
     features = model_features(cfg.model)
     if cfg.features != features:
         raise SettingError(f"model {cfg.model} reads {features} features, but the configuration says "
-                              f"features={cfg.features!r}: set features={features!r}")
+                           f"features={cfg.features!r}: set features={features!r}")
     check_model_features(cfg.model, train_set.features)
     if val_set is not None and (val_set.features, val_set.classes) != (train_set.features, train_set.classes):
         raise MusicGenreError(f"the {val_set.split} split's {val_set.features} features of classes {', '.join(val_set.classes)} "
@@ -274,7 +274,7 @@ def check_settings(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None
         raise SettingError(f"spec_augment (--spec-augment) masks melgram bands and frames: it does nothing to {features} features")
     if cfg.patience is not None and val_set is None:
         raise SettingError("patience (--patience) stops when the validation F1 stops improving, and there is no "
-                              "val split to score: leave it out, or add a val split")
+                           "val split to score: leave it out, or add a val split")
 
 
 def new_model(cfg: TrainConfig, seed: int, train_set: Dataset, device: torch.device) -> GenreNet:
