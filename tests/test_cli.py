@@ -99,6 +99,12 @@ def test_refusals_of_settings_found_after_the_data_loads_name_the_command(small_
     assert not (tmp_path / "run").exists() and not (tmp_path / "ds").exists()
 
 
+def test_a_thread_count_of_no_number_is_refused_before_the_data_loads(small_mfcc_root, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MUSICGENRE_THREADS", "abc")
+    assert main(["train", "--data", str(small_mfcc_root), "--out", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr() == ("", "error: MUSICGENRE_THREADS='abc': give a number of threads from 1 to 1024\n")
+
+
 def test_wrong_kind_of_model_directory(small_mfcc_root, tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", "--data", str(small_mfcc_root), "--out", str(run), "--epochs", "1", "--seed", "0"]) == 0
@@ -190,6 +196,9 @@ def test_spec_augment_on_mfcc_is_refused_before_training(small_mfcc_root, tmp_pa
     (["--label-smoothing", "2"], r"label smoothing must be in \[0, 1\)"),
     (["--device", "cuda:x"], "unknown device 'cuda:x'"),
     (["--optimizer", "adamm"], "unknown optimizer 'adamm'"),
+    (["--model", "nope"], "unknown model 'nope': choose one of mfcc-mlp, mel-cnn"),
+    (["--model", "mfcc-mlp-std"], r"unknown model 'mfcc-mlp-std': it is a recipe \(--recipe mfcc-mlp-std\) of model mfcc-mlp"),
+    (["--model", "mel-cnn", "--features", "mfcc"], "model mel-cnn reads melgram features, not mfcc"),
 ])
 def test_bad_training_options_are_one_line_errors(options, message, tmp_path, capsys):
     assert main(["train", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "r"), *options]) == 2

@@ -99,13 +99,14 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The configuration the command line asks for (config.config_from_options), its device checked; an option
     the command sets itself refused (SettingError, which main names with the command, as the parser's own refusals)."""
     from musicgenre.config import config_from_options
-    from musicgenre.training import resolve_device
+    from musicgenre.training import resolve_device, train_threads
 
     for name, why in args.not_taken.items():
         if getattr(args, name) is not None:
             raise SettingError(f"--{name} {getattr(args, name)} is not taken: {why}")
     cfg = config_from_options(args.recipe, {k: getattr(args, k) for k in TRAIN_OPTIONS if getattr(args, k) is not None})
     resolve_device(cfg.device)  # a GPU this machine lacks is refused before any data loads
+    train_threads(cfg.model)  # and so is a MUSICGENRE_THREADS of no number
     return cfg
 
 

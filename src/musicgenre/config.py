@@ -174,7 +174,7 @@ def config_from_options(recipe_name: str | None, given: dict[str, Any]) -> Train
     a recipe, the model's own (the study's settings for its MLP); a model given alone brings its own features,
     features given alone bring their default model (mfcc-mlp, mel-cnn). A recipe's settings were chosen for
     its own representation: another one is refused."""
-    from musicgenre.models import check_model_features, model_features
+    from musicgenre.models import MODELS, check_model_features, model_features
 
     base = recipe(recipe_name) if recipe_name else TrainConfig()
     given = dict(given)
@@ -183,6 +183,8 @@ def config_from_options(recipe_name: str | None, given: dict[str, Any]) -> Train
     if not recipe_name and given.get("model") in RECIPES:
         base = recipe(given["model"])
     model = given.get("model", base.model)
+    if model in RECIPES and model not in MODELS:  # a model's settings, not a model
+        raise SettingError(f"unknown model {model!r}: it is a recipe (--recipe {model}) of model {RECIPES[model].model}")
     features = given.setdefault("features", model_features(model))
     check_model_features(model, features)
     if recipe_name and features != base.features:

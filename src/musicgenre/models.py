@@ -11,7 +11,7 @@ import torch.fx
 from torch import nn
 
 from musicgenre.datasets import FEATURE_SHAPES
-from musicgenre.errors import MusicGenreError
+from musicgenre.errors import SettingError
 
 N_MFCC = FEATURE_SHAPES["mfcc"][-1]  # the 26 numbers of an MFCC summary: 13 means, then 13 standard deviations
 
@@ -195,14 +195,14 @@ MODELS: dict[str, ModelSpec] = {
 def model_features(name: str) -> str:
     """The representation a named model reads ('mfcc' or 'melgram')."""
     if name not in MODELS:
-        raise MusicGenreError(f"unknown model {name!r}: choose one of {', '.join(MODELS)}")
+        raise SettingError(f"unknown model {name!r}: choose one of {', '.join(MODELS)}")
     return MODELS[name].features
 
 
 def check_model_features(model: str, features: str) -> None:
     """Refuse a model paired with the representation it does not read."""
     if model_features(model) != features:
-        raise MusicGenreError(f"model {model} reads {model_features(model)} features, not {features}")
+        raise SettingError(f"model {model} reads {model_features(model)} features, not {features}")
 
 
 def norm_shape(features: str) -> tuple[int, ...]:
