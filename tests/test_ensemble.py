@@ -153,6 +153,11 @@ def test_without_data_a_run_is_scored_on_the_root_it_recorded(tiny_run, capsys, 
     (run / "config.json").write_text(json.dumps(config))
     assert main(["evaluate", str(run), "--json"]) == 0
     assert "which holds no train/ folder now" in capsys.readouterr().err
+    monkeypatch.delenv("MUSICGENRE_DATA")  # nothing else to take: one line, not a note that takes nothing, then an error
+    for args in (["evaluate", str(run)], ["calibrate", str(run)]):
+        assert main(args) == 2
+        assert capsys.readouterr() == ("", f"error: {run} recorded /{'a' * 300} as its data root, which holds no train/ "
+                                           "folder now, and no other was given: pass --data ROOT (or set $MUSICGENRE_DATA)\n")
 
 
 def run_files(run: Path) -> dict[str, bytes]:

@@ -201,14 +201,16 @@ def print_evaluation(m: dict, args: argparse.Namespace, title: str, source: dict
 def scoring_root(args: argparse.Namespace, runs: list) -> Path:
     """The data root runs are scored on: --data, else the root they all recorded (their own data, where it still is),
     else $MUSICGENRE_DATA, with a note on stderr when they recorded one that is gone, or several."""
-    from musicgenre.datasets import resolve_data_root
+    from musicgenre.datasets import DATA_ENV, resolve_data_root
     from musicgenre.runs import recorded_root
 
     if args.data is not None:
         return resolve_data_root(args.data)
     own, why_not = recorded_root(runs)
+    if why_not and not os.environ.get(DATA_ENV):  # one line: no other root to take
+        raise MusicGenreError(f"{why_not}, and no other was given: pass --data ROOT (or set ${DATA_ENV})")
     if why_not:
-        print(f"note: {why_not}: taking $MUSICGENRE_DATA's instead (pass --data to choose)", file=sys.stderr)
+        print(f"note: {why_not}: taking ${DATA_ENV}'s instead (pass --data to choose)", file=sys.stderr)
     return resolve_data_root(own)
 
 
