@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import warnings
 
 import matplotlib.image
 import numpy as np
@@ -296,6 +297,20 @@ def test_a_report_of_many_genres_keeps_its_figures_small(tmp_path):
     report = build_report(tmp_path / "run", tmp_path / "rep")
     height, width = matplotlib.image.imread(report / "confusion.png").shape[:2]
     assert max(height, width) < 2500
+
+
+def test_a_long_genre_name_is_cut_in_the_figures_and_whole_in_the_tables(tmp_path, capsys):
+    """A 200-character genre folder's name left no room for the plots: matplotlib printed its warnings (4 lines)."""
+    rng = np.random.default_rng(0)
+    genres = np.array(["hip hop", "música clásica", "g" * 200])
+    for split, n in [("train", 300), ("val", 90)]:
+        write_split(tmp_path / "data", split, "mfcc", rng.normal(size=(n, 26)), genres[np.arange(n) % 3])
+    assert main(["train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run"), "--epochs", "1", "--seed", "0"]) == 0
+    capsys.readouterr()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report = build_report(tmp_path / "run", tmp_path / "rep")
+    assert "g" * 200 in (report / "report.md").read_text()
 
 
 def test_a_pipe_where_a_runs_json_should_be_is_refused_not_read_forever(tmp_path, small_mfcc_root):

@@ -68,6 +68,12 @@ def plot_learning_curves(history: list[dict], best_epoch: int, path: Path) -> No
     _save(fig, path)
 
 
+def label(genre: str, width: int = 24) -> str:
+    """A genre's name as a figure shows it: cut with an ellipsis beyond `width` characters (a 200-character folder
+    name left no room for the plot, and matplotlib warned); the report's tables name it whole."""
+    return genre if len(genre) <= width else genre[: width - 1] + "…"
+
+
 def plot_confusion(metrics: dict, path: Path) -> None:
     """Heatmap of row-normalised rates (recall per true class), each cell annotated with count and rate (up to
     MAX_ANNOTATED classes; the figure stops growing there too: 100 classes had made a 7 GB, 14,000-pixel image)."""
@@ -84,8 +90,9 @@ def plot_confusion(metrics: dict, path: Path) -> None:
                 ax.text(j, i, f"{cm[i, j]}\n{100 * rates[i, j]:.0f}%", ha="center", va="center",
                         color="white" if rates[i, j] > 0.5 else "black", fontsize=9)
     ticks = {"fontsize": 9 if len(classes) <= MAX_ANNOTATED else 5}
-    ax.set_xticks(range(len(classes)), classes, rotation=30 if len(classes) <= MAX_ANNOTATED else 90, ha="right", **ticks)
-    ax.set_yticks(range(len(classes)), classes, **ticks)
+    names = [label(c) for c in classes]
+    ax.set_xticks(range(len(classes)), names, rotation=30 if len(classes) <= MAX_ANNOTATED else 90, ha="right", **ticks)
+    ax.set_yticks(range(len(classes)), names, **ticks)
     ax.set(xlabel="predicted", ylabel="true", title="confusion matrix (count, row %)")
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
@@ -100,7 +107,7 @@ def plot_per_class(metrics: dict, path: Path) -> None:
     ax = fig.subplots()
     for k, key in enumerate(["precision", "recall", "f1"]):
         ax.bar(x + (k - 1) * 0.27, [metrics["per_class"][c][key] for c in classes], 0.27, label=key)
-    ax.set_xticks(x, classes)
+    ax.set_xticks(x, [label(c) for c in classes])
     ax.set(ylim=(0, 1), ylabel="score", title="per-class scores")
     ax.legend(loc="lower right")
     ax.grid(axis="y", alpha=0.3)
@@ -125,7 +132,7 @@ def plot_mel_examples(data: str | os.PathLike, classes: tuple[str, ...], path: P
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
     for k, (ax, c) in enumerate(zip(axes, classes)):
         idx = np.flatnonzero(train.y == k)
-        ax.set_title(c)
+        ax.set_title(label(c))
         if len(idx):
             ax.imshow(train.X[idx[0]].T, origin="lower", aspect="auto", cmap=scale.cmap, norm=scale.norm)
         ax.set(xlabel="frame", ylabel="mel band" if k % cols == 0 else "")
