@@ -69,15 +69,15 @@ def _add_train_options(p: argparse.ArgumentParser, not_taken: dict[str, str] | N
     p.add_argument("--weight-decay", type=float, help="default: the recipe's; the study's: 0")
     p.add_argument("--label-smoothing", type=float, help="default: the recipe's; the study's: 0")
     p.add_argument("--scheduler", choices=["none", "cosine", "onecycle"], help="default: the recipe's; the study's: none")
-    p.add_argument("--patience", type=positive_int, help="early stopping: epochs without a better val F1")
-    p.add_argument("--standardize", action=argparse.BooleanOptionalAction, help="fit feature standardisation on train, store it in the model")
+    p.add_argument("--patience", type=positive_int, help="early stopping: epochs without a better val F1 (default: none)")
+    p.add_argument("--standardize", action=argparse.BooleanOptionalAction, help="fit feature standardisation on train, store it in the model (default: the recipe's; the study's: off)")
     p.add_argument("--device", help=helps("device", "auto (default: CUDA when present, but the CPU for what the fused epoch "
                                                     "trains, faster there: see --fused), cpu, cuda or cuda:N"))
     p.add_argument("--seed", type=int, help=helps("seed", "seed; without it one is drawn and recorded"))
-    p.add_argument("--mixup", type=float, help="mixup alpha (0 = off)")
+    p.add_argument("--mixup", type=float, help="mixup alpha, 0 = off (default: the recipe's; the study's: 0)")
     p.add_argument("--mixup-same-class", action=argparse.BooleanOptionalAction,
                    help="mixup partners from the example's own genre only (default: the recipe's; the study's: off)")
-    p.add_argument("--spec-augment", action=argparse.BooleanOptionalAction, help="time/frequency masking of melgram batches")
+    p.add_argument("--spec-augment", action=argparse.BooleanOptionalAction, help="time/frequency masking of melgram batches (default: the recipe's; the study's: off)")
     p.add_argument("--precision", choices=["fp32", "bf16"],
                    help="fp32 (default) or bf16 mixed precision: weights stay fp32; CNNs train faster on CPUs with bf16 units (the README's Speed section)")
     p.add_argument("--cuda-graphs", action=argparse.BooleanOptionalAction,
@@ -399,7 +399,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def add_scoring_options(p: argparse.ArgumentParser) -> None:
     """The data root, split and output options of the commands that score models on a split."""
     add_data_option(p, RECORDED_ROOT_DEFAULT)
-    p.add_argument("--split", choices=["train", "val", "test"], default="val")
+    p.add_argument("--split", choices=["train", "val", "test"], default="val", help="the split to score (default: val)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
