@@ -131,7 +131,7 @@ def test_mp3s_joined_or_without_their_length_header_are_refused_not_half_read(tm
     first, second = ((audio_dir / n).read_bytes() for n in ["hiphop_fma_000002.mp3", "rock_fma_001040.mp3"])
 
     def untagged(data: bytes, header_frame: bool = True) -> bytes:  # without its ID3v2 tag (and its Info frame)
-        start = 10 + ((data[6] << 21) | (data[7] << 14) | (data[8] << 7) | data[9])
+        start = _after_id3v2_start(data)
         return data[start + (0 if header_frame else _mp3_frame(data[start:])[0]):]
 
     whole = len(load_audio(audio_dir / "hiphop_fma_000002.mp3"))
@@ -143,6 +143,102 @@ def test_mp3s_joined_or_without_their_length_header_are_refused_not_half_read(tm
             load_audio(path)
     for tag in [b"TAG" + bytes(125), b"APETAGEX" + bytes(24)]:
         assert len(load_audio(_write(tmp_path / "tagged.mp3", first + tag))) == whole
+
+
+def test_mp3s_joined_across_tags_gaps_or_junk_are_refused_and_a_tag_cut_short_ends_the_walk(tmp_path, audio_dir):
+    """The walk over the frames stopped at an ID3v1 tag, zeros or junk between the joined files (then agreeing with
+    the decoder's half), and looped for ever on a file ending in the first bytes of an ID3v2 tag."""
+    import signal
+
+    first = (audio_dir / "hiphop_fma_000002.mp3").read_bytes()
+    whole = len(load_audio(audio_dir / "hiphop_fma_000002.mp3"))
+    v1 = b"TAG" + bytes(125)
+    for name, data in [("id3v1.mp3", first + v1 + first + v1), ("gap.mp3", first + bytes(10) + first),
+                       ("junk-first.mp3", np.random.default_rng(0).bytes(1000) + first + first)]:
+        path = _write(tmp_path / name, data)
+        with _error_naming(path, r"only 30\.0 s of the 60\.0 s of MP3 frames in the file could be decoded"):
+            load_audio(path)
+    previous = signal.signal(signal.SIGALRM, lambda *_: pytest.fail("the frame walk did not end"))
+    signal.alarm(20)
+    try:
+        for tail in [b"ID3", first[:8]]:  # a cat cut inside the next file's tag
+            assert len(load_audio(_write(tmp_path / "cut-tag.mp3", first + tail))) == whole
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_whole_mp3s_without_a_length_header_are_not_called_truncated(tmp_path, audio_dir):
+    """Without a Xing/Info header the decoder's length is its estimate from the file's size, which a cover-art
+    tag or a quiet VBR start throws off: whole files were refused as truncated (31.6 s of 30, 36.6 s of 20)."""
+    from musicgenre.audio import _mp3_frame
+
+    data = (audio_dir / "hiphop_fma_000002.mp3").read_bytes()
+    start = _after_id3v2_start(data)
+    bare = data[:start] + data[start + _mp3_frame(data[start:])[0]:]  # its Info frame removed
+    item = (50000).to_bytes(4, "little") + (2).to_bytes(4, "little") + b"Cover Art (Front)\0" + bytes(50000)
+    ape = lambda flags: (b"APETAGEX" + (2000).to_bytes(4, "little") + (len(item) + 32).to_bytes(4, "little")
+                         + (1).to_bytes(4, "little") + flags.to_bytes(4, "little") + bytes(8))
+    whole = len(load_audio(audio_dir / "hiphop_fma_000002.mp3"))
+    got = len(load_audio(_write(tmp_path / "bare-ape.mp3", bare + ape(0xA0000000) + item + ape(0x80000000))))
+    assert abs(got - whole) < SAMPLE_RATE // 10
+    sr = 44100
+    signal = np.concatenate([np.zeros(sr * 5), 0.5 * np.random.default_rng(0).standard_normal(sr * 15)])
+    encoded = tmp_path / "vbr.mp3"
+    sf.write(encoded, np.c_[signal, signal], sr, format="MP3", bitrate_mode="VARIABLE", compression_level=0.5)
+    vbr = encoded.read_bytes()
+    start = _after_id3v2_start(vbr)
+    without_xing = _write(tmp_path / "vbr-no-xing.mp3", vbr[:start] + vbr[start + _mp3_frame(vbr[start:])[0]:])
+    assert abs(len(load_audio(without_xing)) - 20 * SAMPLE_RATE) < SAMPLE_RATE // 10
+
+
+def _after_id3v2_start(data: bytes) -> int:
+    """Where the MPEG data of a file begins: after its ID3v2 tag, if it has one."""
+    if data[:3] != b"ID3":
+        return 0
+    return 10 + ((data[6] << 21) | (data[7] << 14) | (data[8] << 7) | data[9])
+
+
+def test_flac_files_joined_are_refused_and_one_that_records_no_length_is_read(tmp_path):
+    """Joined with cat, the decoder read the first file alone, without a word; a FLAC written to a pipe (total
+    samples 0: unknown) failed as an array too big to allocate."""
+    import io
+
+    sr, seconds = 44100, 20
+    signal = 0.5 * np.sin(2 * np.pi * 440 * np.arange(sr * seconds) / sr)
+    buffer = io.BytesIO()
+    sf.write(buffer, signal, sr, format="FLAC")
+    flac = buffer.getvalue()
+    path = _write(tmp_path / "joined.flac", flac * 2)
+    with _error_naming(path, "FLAC streams joined one after another, of which only the first could be decoded"):
+        load_audio(path)
+    unknown = bytearray(flac)
+    unknown[21] &= 0xF0  # STREAMINFO's 36-bit total samples: 0
+    unknown[22:26] = bytes(4)
+    assert abs(len(load_audio(_write(tmp_path / "streamed.flac", bytes(unknown)))) - seconds * SAMPLE_RATE) < SAMPLE_RATE // 10
+
+
+def test_a_truncated_rf64_file_is_refused(tmp_path):
+    import io
+
+    buffer = io.BytesIO()
+    sf.write(buffer, np.zeros(44100 * 20), 44100, format="RF64")
+    path = _write(tmp_path / "cut.wav", buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    with _error_naming(path, "truncated file: only 10.0 s of the 20.0 s its header declares"):
+        load_audio(path)
+
+
+def test_samples_that_overflow_when_resampled_are_an_error_naming_the_file(tmp_path, recwarn):
+    """Float samples near float32's largest (3e38): averaged to mono in float32 they overflowed (numpy's warning
+    on stderr), and resampled, the error named no file."""
+    from musicgenre.features import file_features
+
+    big = np.full((44100 * 2, 2), 3e38, np.float32)
+    big[::2] *= -1
+    sf.write(tmp_path / "loud.wav", big, 44100, subtype="FLOAT")
+    result = file_features(tmp_path / "loud.wav", ("mfcc",))
+    assert result.error == f"{tmp_path / 'loud.wav'}: its samples overflow when resampled (samples far beyond the [-1, 1] of audio)"
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
 
 
 def _write(path, data: bytes):

@@ -32,6 +32,12 @@ _MP3_WALK_SLACK = 0.5
 _SHORT_DATA_CHUNK = re.compile(r"^data : (\d+) \(should be (\d+)\)$", re.MULTILINE)
 # Writers streaming to a pipe leave a placeholder data size (sox 0x7ffff000, ffmpeg 0xffffffff): length unknown.
 _UNKNOWN_DATA_SIZE = 0x7FFFF000
+# An RF64 file cut short: libsndfile reads what is there and notes the length its ds64 chunk declares.
+_SHORT_DS64 = re.compile(r"Calculated frame count (\d+) does not match value from 'ds64' chunk of (\d+)")
+# libsndfile's frame count for a FLAC stream whose header records none (written to a pipe): SF_COUNT_MAX.
+_UNKNOWN_FRAMES = 2**63 - 1
+# A FLAC stream's start: its marker and the header of its STREAMINFO block (type 0, 34 bytes), last block or not.
+_FLAC_STREAM = re.compile(rb"fLaC[\x00\x80]\x00\x00\x22")
 
 
 def _reason(exc: OSError) -> str:
@@ -45,7 +51,9 @@ def _os_problem(path: Path, exc: OSError) -> MusicGenreError:
 
 
 def _declared_frames(f: sf.SoundFile) -> int:
-    """Frames the file's header declares: more than f.frames when libsndfile trimmed a WAV cut short."""
+    """Frames the file's header declares: more than f.frames when libsndfile trimmed a WAV or RF64 cut short."""
+    if (ds64 := _SHORT_DS64.search(f.extra_info)) is not None:
+        return max(f.frames, int(ds64.group(2)))
     match = _SHORT_DATA_CHUNK.search(f.extra_info)
     if match is None:
         return f.frames
@@ -78,13 +86,17 @@ def _ogg_problem(path: Path) -> str | None:
     return "truncated file: its last Ogg page is cut short" if pos > size else None
 
 
-def _after_id3v2(data: bytes | mmap.mmap, pos: int) -> int:
-    """Where the MPEG data at `pos` begins: after an ID3v2 tag there, if there is one (its size is syncsafe)."""
+def _is_id3v2(data: bytes | mmap.mmap, pos: int) -> bool:
+    """Whether an ID3v2 tag begins at `pos`: "ID3", a version from 2 to 4, and a size in syncsafe bytes."""
     header = data[pos:pos + 10]
-    if len(header) < 10 or header[:3] != b"ID3":
-        return pos
+    return len(header) == 10 and header[:3] == b"ID3" and 2 <= header[3] <= 4 and all(b < 0x80 for b in header[6:])
+
+
+def _after_id3v2(data: bytes | mmap.mmap, pos: int) -> int:
+    """Where the ID3v2 tag that begins at `pos` ends (its size is syncsafe; a footer where the flags say so)."""
+    header = data[pos:pos + 10]
     size = (header[6] & 0x7F) << 21 | (header[7] & 0x7F) << 14 | (header[8] & 0x7F) << 7 | header[9] & 0x7F
-    return pos + 10 + size + (10 if header[5] & 0x10 else 0)  # the footer, where the flags say there is one
+    return pos + 10 + size + (10 if header[5] & 0x10 else 0)
 
 
 # Layer III bitrates (kbit/s) by bitrate index, for MPEG-1 and for MPEG-2 and 2.5; sample rates by version bits
@@ -105,20 +117,77 @@ def _mp3_frame(header: bytes) -> tuple[int, float] | None:
     return (144 if mpeg1 else 72) * 1000 * _MP3_KBITS[mpeg1][bitrate] // sr + padding, (1152 if mpeg1 else 576) / sr
 
 
-def _mp3_seconds(path: Path) -> float:
-    """The duration of the MP3 frames in a file, counted by walking their headers from the first to whatever
-    follows the last that is not one (a tag, the file's end); ID3v2 tags between them are stepped over. The
-    decoder trusts the length a Xing/Info header declares, or else estimates it from the file's size and its
-    first frame: files joined with cat, or a VBR file without that header, decode short without complaint."""
+def _frames_in_a_row(data: bytes | mmap.mmap, pos: int, n: int = 3) -> bool:
+    """Whether `n` MP3 frames follow one another from `pos`: audio, not bytes that look like a frame header by
+    chance (in a tag's cover art, in junk)."""
+    for _ in range(n):
+        if (frame := _mp3_frame(data[pos:pos + 4])) is None:
+            return False
+        pos += frame[0]
+    return True
+
+
+def _resync(data: bytes | mmap.mmap, pos: int) -> int | None:
+    """The first place from `pos` where an ID3v2 tag or MP3 frames in a row begin, past what is neither (an ID3v1
+    or APE tag, zeros, junk), as a decoder resynchronises; None if nothing follows."""
+    id3 = data.find(b"ID3", pos)
+    while (sync := data.find(b"\xff", pos)) >= 0 or id3 >= 0:
+        if id3 >= 0 and (sync < 0 or id3 < sync):
+            if _is_id3v2(data, id3):
+                return id3
+            id3 = data.find(b"ID3", id3 + 1)
+        elif _frames_in_a_row(data, sync):
+            return sync
+        else:
+            pos = sync + 1
+    return None
+
+
+def _read_to_the_end(f: sf.SoundFile, block: int = 4096) -> np.ndarray:
+    """The frames of a stream whose length libsndfile does not know, read a block at a time until none is left.
+    Its FLAC reader then fails reading past the end ("psf_fseek() failed") rather than returning what is left:
+    that ends the stream too, losing at most the last block's frames (under 0.1 s at 44.1 kHz)."""
+    blocks = []
+    while True:
+        try:
+            y = f.read(block, dtype="float32", always_2d=True)
+        except sf.LibsndfileError:
+            if not blocks:
+                raise
+            break
+        if not len(y):
+            break
+        blocks.append(y)
+    return np.concatenate(blocks) if blocks else np.zeros((0, f.channels), np.float32)
+
+
+def _flac_problem(path: Path) -> str | None:
+    """What is wrong with a FLAC file, if anything: a second FLAC stream after the first (files joined with cat),
+    which the decoder does not reach: it stops at the end of the first."""
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        pos, seconds = _after_id3v2(data, 0), 0.0
-        while True:
+        if _FLAC_STREAM.search(data, 4) is not None:
+            return ("FLAC streams joined one after another, of which only the first could be decoded "
+                    "(join them into one stream, e.g. by converting the file)")
+    return None
+
+
+def _mp3_frames(path: Path) -> tuple[float, bool]:
+    """The duration of the MP3 frames in a file, counted by walking their headers, stepping over ID3v2 tags and
+    past whatever else lies between them; and whether its first frame is a Xing/Info header (LAME's, which counts
+    the stream's frames). The decoder trusts that count, or else estimates a length from the file's size and first
+    frame: files joined with cat, or a VBR file without that header, decode short without complaint."""
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        pos, seconds, counted = _resync(data, 0), 0.0, None
+        while pos is not None:
             if (frame := _mp3_frame(data[pos:pos + 4])) is not None:
+                if counted is None:  # the tag sits after the first frame's side information
+                    counted = any(tag in data[pos:pos + min(frame[0], 200)] for tag in (b"Xing", b"Info", b"VBRI"))
                 pos, seconds = pos + frame[0], seconds + frame[1]
-            elif data[pos:pos + 3] == b"ID3":
+            elif _is_id3v2(data, pos):
                 pos = _after_id3v2(data, pos)
             else:
-                return seconds
+                pos = _resync(data, pos + 1)
+    return seconds, bool(counted)
 
 
 @contextmanager
@@ -160,27 +229,34 @@ def decode(path: str | Path) -> tuple[np.ndarray, int]:
         native = os.fsencode(path) if os.name == "posix" else path
         with _decoder_messages_dropped(), sf.SoundFile(native) as f:
             declared, sr, container = _declared_frames(f), f.samplerate, f.format
-            if container == "OGG" and (problem := _ogg_problem(path)):  # before reading: chained streams of
-                raise MusicGenreError(f"{path}: {problem}")  # other formats misread as one gave absurd lengths
-            # a codec libsndfile cannot seek in (GSM 6.10, G.721) is read by its frame count
-            y = f.read(-1 if f.seekable() else f.frames, dtype="float32", always_2d=True)
+            problems = {"OGG": _ogg_problem, "FLAC": _flac_problem}  # before reading: chained streams of other
+            if container in problems and (problem := problems[container](path)):  # formats misread as one gave
+                raise MusicGenreError(f"{path}: {problem}")  # absurd lengths
+            if f.frames == _UNKNOWN_FRAMES:  # a FLAC stream written to a pipe records no length
+                y = _read_to_the_end(f)
+                declared = len(y)
+            else:  # a codec libsndfile cannot seek in (GSM 6.10, G.721) is read by its frame count
+                y = f.read(-1 if f.seekable() else f.frames, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError) as e:
         raise MusicGenreError(f"{path}: not a readable audio file (unknown format or corrupt data)") from e
     if len(y) == 0:
         raise MusicGenreError(f"{path}: the file contains no audio samples")
-    if container == "MP3" and (frames := _mp3_seconds(path)) > len(y) / sr + _MP3_WALK_SLACK:
-        raise MusicGenreError(
-            f"{path}: only {len(y) / sr:.1f} s of the {frames:.1f} s of MP3 frames in the file could be decoded (MP3 "
-            "files joined with cat, or a VBR file without a Xing header): convert it, to FLAC for one, to read it whole"
-        )
+    if container == "MP3":
+        frames, counted = _mp3_frames(path)
+        declared = declared if counted else len(y)  # without the header, the decoder's length is its estimate
     if len(y) + (_MP3_LENGTH_SLACK if container == "MP3" else 0) < declared:
         raise MusicGenreError(
             f"{path}: truncated file: only {len(y) / sr:.1f} s of the {declared / sr:.1f} s its header declares could "
             f"be decoded ({(declared - len(y)) / sr:.3g} s short)"
         )
+    if container == "MP3" and frames > len(y) / sr + _MP3_WALK_SLACK:
+        raise MusicGenreError(
+            f"{path}: only {len(y) / sr:.1f} s of the {frames:.1f} s of MP3 frames in the file could be decoded (MP3 files "
+            "joined with cat, a VBR file without a Xing header, or corrupt data): convert it, to FLAC for one, to read it whole"
+        )
     if not np.isfinite(y).all():
         raise MusicGenreError(f"{path}: the audio has NaN or infinite samples (or ones too large for 32-bit floats)")
-    return np.ascontiguousarray(y.mean(axis=1)), sr
+    return y.mean(axis=1, dtype=np.float64).astype(np.float32), sr  # summed in float32, 3e38 + 3e38 was infinite
 
 
 def check_signal(signal: np.ndarray, sr: int = SAMPLE_RATE) -> np.ndarray:

@@ -178,6 +178,8 @@ def file_features(path: Path, kinds: tuple[str, ...], pad: str = "zeros") -> Fil
     try:
         mono, sr = decode(path)
         y = resample(mono, sr)
+        if not np.isfinite(y).all():  # soxr's output of samples near float32's largest
+            raise MusicGenreError(f"{path}: its samples overflow when resampled (samples far beyond the [-1, 1] of audio)")
         if len(y) < FRAME:
             raise MusicGenreError(
                 f"{path}: too short to analyse: {1000 * len(y) / SAMPLE_RATE:.1f} ms of audio, "
