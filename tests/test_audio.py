@@ -126,13 +126,13 @@ def test_mp3s_joined_or_without_their_length_header_are_refused_not_half_read(tm
     """Two MP3s joined with cat: the decoder stopped where the first one's Xing/Info header says its stream ends,
     or, without that header, where it guessed from the file's size (52.5 s of 60), and the file was classified
     from that part alone. Their frames, counted, tell. A whole recording followed by a tag (ID3v1, APE) decodes."""
-    from musicgenre.audio import _mp3_frame
+    from musicgenre.containers import mp3_frame
 
     first, second = ((audio_dir / n).read_bytes() for n in ["hiphop_fma_000002.mp3", "rock_fma_001040.mp3"])
 
     def untagged(data: bytes, header_frame: bool = True) -> bytes:  # without its ID3v2 tag (and its Info frame)
         start = _after_id3v2_start(data)
-        return data[start + (0 if header_frame else _mp3_frame(data[start:])[0]):]
+        return data[start + (0 if header_frame else mp3_frame(data[start:])[0]):]
 
     whole = len(load_audio(audio_dir / "hiphop_fma_000002.mp3"))
     assert abs(len(load_audio(_write(tmp_path / "bare.mp3", untagged(first, False)))) - whole) < SAMPLE_RATE // 100
@@ -171,11 +171,11 @@ def test_mp3s_joined_across_tags_gaps_or_junk_are_refused_and_a_tag_cut_short_en
 def test_whole_mp3s_without_a_length_header_are_not_called_truncated(tmp_path, audio_dir):
     """Without a Xing/Info header the decoder's length is its estimate from the file's size, which a cover-art
     tag or a quiet VBR start throws off: whole files were refused as truncated (31.6 s of 30, 36.6 s of 20)."""
-    from musicgenre.audio import _mp3_frame
+    from musicgenre.containers import mp3_frame
 
     data = (audio_dir / "hiphop_fma_000002.mp3").read_bytes()
     start = _after_id3v2_start(data)
-    bare = data[:start] + data[start + _mp3_frame(data[start:])[0]:]  # its Info frame removed
+    bare = data[:start] + data[start + mp3_frame(data[start:])[0]:]  # its Info frame removed
     item = (50000).to_bytes(4, "little") + (2).to_bytes(4, "little") + b"Cover Art (Front)\0" + bytes(50000)
     ape = lambda flags: (b"APETAGEX" + (2000).to_bytes(4, "little") + (len(item) + 32).to_bytes(4, "little")
                          + (1).to_bytes(4, "little") + flags.to_bytes(4, "little") + bytes(8))
@@ -188,7 +188,7 @@ def test_whole_mp3s_without_a_length_header_are_not_called_truncated(tmp_path, a
     sf.write(encoded, np.c_[signal, signal], sr, format="MP3", bitrate_mode="VARIABLE", compression_level=0.5)
     vbr = encoded.read_bytes()
     start = _after_id3v2_start(vbr)
-    without_xing = _write(tmp_path / "vbr-no-xing.mp3", vbr[:start] + vbr[start + _mp3_frame(vbr[start:])[0]:])
+    without_xing = _write(tmp_path / "vbr-no-xing.mp3", vbr[:start] + vbr[start + mp3_frame(vbr[start:])[0]:])
     assert abs(len(load_audio(without_xing)) - 20 * SAMPLE_RATE) < SAMPLE_RATE // 10
 
 
