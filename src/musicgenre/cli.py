@@ -200,7 +200,8 @@ def print_evaluation(m: dict, args: argparse.Namespace, title: str, source: dict
 
 def scoring_root(args: argparse.Namespace, runs: list) -> Path:
     """The data root runs are scored on: --data, else the root they all recorded (their own data, where it still is),
-    else $MUSICGENRE_DATA, with a note on stderr when they recorded one that is gone, or several."""
+    else $MUSICGENRE_DATA, with a note on stderr when they recorded one that is gone, or several (an error when
+    $MUSICGENRE_DATA is not set either)."""
     from musicgenre.datasets import DATA_ENV, resolve_data_root
     from musicgenre.runs import recorded_root
 
