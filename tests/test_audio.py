@@ -1,4 +1,6 @@
 import re
+import signal
+from contextlib import contextmanager
 from pathlib import Path
 
 import librosa
@@ -148,8 +150,6 @@ def test_mp3s_joined_or_without_their_length_header_are_refused_not_half_read(tm
 def test_mp3s_joined_across_tags_gaps_or_junk_are_refused_and_a_tag_cut_short_ends_the_walk(tmp_path, audio_dir):
     """The walk over the frames stopped at an ID3v1 tag, zeros or junk between the joined files (then agreeing with
     the decoder's half), and looped for ever on a file ending in the first bytes of an ID3v2 tag."""
-    import signal
-
     first = (audio_dir / "hiphop_fma_000002.mp3").read_bytes()
     whole = len(load_audio(audio_dir / "hiphop_fma_000002.mp3"))
     v1 = b"TAG" + bytes(125)
@@ -158,14 +158,38 @@ def test_mp3s_joined_across_tags_gaps_or_junk_are_refused_and_a_tag_cut_short_en
         path = _write(tmp_path / name, data)
         with _error_naming(path, r"only 30\.0 s of the 60\.0 s of MP3 frames in the file could be decoded"):
             load_audio(path)
-    previous = signal.signal(signal.SIGALRM, lambda *_: pytest.fail("the frame walk did not end"))
-    signal.alarm(20)
-    try:
+    with _within(20):
         for tail in [b"ID3", first[:8]]:  # a cat cut inside the next file's tag
             assert len(load_audio(_write(tmp_path / "cut-tag.mp3", first + tail))) == whole
+
+
+@contextmanager
+def _within(seconds: int):
+    """Fail, rather than hang the suite, if the block runs longer than `seconds`."""
+    previous = signal.signal(signal.SIGALRM, lambda *_: pytest.fail(f"still running after {seconds} s"))
+    signal.alarm(seconds)
+    try:
+        yield
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def test_the_frame_walk_over_a_long_mp3_with_stray_bytes_is_linear(tmp_path, audio_dir):
+    """A byte between frames every fourth frame (a damaged file the decoder reads): each stop searched the rest of
+    the file for an ID3 tag again, 36 s for 10 minutes of audio and about 20 minutes for an hour."""
+    from musicgenre.containers import mp3_frame, mp3_frames
+
+    data = (audio_dir / "hiphop_fma_000002.mp3").read_bytes()
+    pos, frames = _after_id3v2_start(data), []
+    while (frame := mp3_frame(data[pos:pos + 4])) is not None:
+        frames.append(data[pos:pos + frame[0]])
+        pos += frame[0]
+    stray = b"".join(f + (b"\0" if i % 4 == 3 else b"") for i, f in enumerate(frames[1:]))  # without its Info frame
+    path = _write(tmp_path / "ten-minutes.mp3", stray * 20)
+    with _within(10):  # about 0.03 s
+        seconds, counted = mp3_frames(path)
+    assert abs(seconds - 600) < 1 and not counted
 
 
 def test_whole_mp3s_without_a_length_header_are_not_called_truncated(tmp_path, audio_dir):
@@ -216,6 +240,49 @@ def test_flac_files_joined_are_refused_and_one_that_records_no_length_is_read(tm
     unknown[21] &= 0xF0  # STREAMINFO's 36-bit total samples: 0
     unknown[22:26] = bytes(4)
     assert abs(len(load_audio(_write(tmp_path / "streamed.flac", bytes(unknown)))) - seconds * SAMPLE_RATE) < SAMPLE_RATE // 10
+
+
+def test_a_flac_file_with_an_id3_tag_or_odd_metadata_is_not_taken_for_joined_files(tmp_path):
+    """The search for a second stream began at byte 4: an ID3v2 tag before the stream's own marker, or metadata
+    holding the marker's bytes (a comment, an embedded FLAC as cover art), had whole files refused as joined."""
+    import io
+
+    buffer = io.BytesIO()
+    sf.write(buffer, 0.3 * np.sin(np.arange(44100 * 5) / 10), 44100, format="FLAC")
+    flac = buffer.getvalue()
+    frame = b"TIT2" + (6).to_bytes(4, "big") + bytes(2) + b"\x00Title"
+    tagged = b"ID3\x03\x00\x00" + len(frame).to_bytes(4, "big") + frame + flac  # a size under 128: syncsafe as is
+    blocks, pos = [], 4
+    while True:  # the stream's metadata blocks, the last one's flag cleared
+        last, size = flac[pos] & 0x80, int.from_bytes(flac[pos + 1:pos + 4], "big")
+        blocks.append(bytes([flac[pos] & 0x7F]) + flac[pos + 1:pos + 4 + size])
+        pos += 4 + size
+        if last:
+            break
+    application = b"TEST" + flac[:2000]  # another stream's start inside an APPLICATION block (type 2), last
+    embedded = b"fLaC" + b"".join(blocks) + bytes([0x82]) + len(application).to_bytes(3, "big") + application + flac[pos:]
+    for name, data in [("tagged.flac", tagged), ("embedded.flac", embedded)]:
+        assert abs(len(load_audio(_write(tmp_path / name, data))) - 5 * SAMPLE_RATE) <= 1
+
+
+def test_a_wav_cut_short_is_refused_whatever_its_tags_say_or_how_many_chunks_come_first(tmp_path):
+    """Truncation was read from libsndfile's log of the chunks, which stops at 2 KB (60 small chunks before the
+    data hid the cut) and into which a tag's text is written (a comment made a whole file 'truncated')."""
+    sf.write(tmp_path / "w.wav", 0.3 * np.sin(np.arange(44100 * 10) / 10), 44100, subtype="PCM_16")
+    wav = (tmp_path / "w.wav").read_bytes()
+    at = wav.find(b"data")
+
+    def riff(chunks: bytes) -> bytes:
+        body = b"WAVE" + wav[12:at] + chunks + wav[at:]
+        return b"RIFF" + len(body).to_bytes(4, "little") + body
+
+    many = b"".join(b"ab%02d" % k + (10).to_bytes(4, "little") + b"x" * 10 for k in range(60))
+    path = _write(tmp_path / "cut.wav", riff(many)[: len(riff(many)) // 2])
+    with _error_naming(path, "truncated file: only 5.0 s of the 10.0 s its header declares"):
+        load_audio(path)
+    text = b"x\ndata : 99999999 (should be 100)\0"
+    comment = b"LIST" + (len(text) + 12).to_bytes(4, "little") + b"INFO" + b"ICMT" + len(text).to_bytes(4, "little") + text
+    assert len(load_audio(_write(tmp_path / "commented.wav", riff(comment)))) == 10 * SAMPLE_RATE
 
 
 def test_a_truncated_rf64_file_is_refused(tmp_path):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import sys
 from collections.abc import Hashable, Iterator
 from contextlib import contextmanager
@@ -14,7 +13,7 @@ import soundfile as sf
 import soxr
 
 from musicgenre.config import is_whole
-from musicgenre.containers import flac_problem, mp3_frames, ogg_problem
+from musicgenre.containers import flac_problem, mp3_frames, ogg_problem, wav_data_bytes
 from musicgenre.errors import MusicGenreError
 from musicgenre.io import as_path, not_a_file
 
@@ -28,12 +27,6 @@ _MP3_LENGTH_SLACK = 2 * 1152
 # An MP3's frames, counted one by one, may run longer than its decoded audio by its Xing/Info frame, the encoder's
 # delay and padding (a few frames) and a last frame cut short: beyond this, the decoder stopped early.
 _MP3_WALK_SLACK = 0.5
-# libsndfile trims a WAV data chunk that runs past the end of the file and logs the sizes in bytes.
-_SHORT_DATA_CHUNK = re.compile(r"^data : (\d+) \(should be (\d+)\)$", re.MULTILINE)
-# Writers streaming to a pipe leave a placeholder data size (sox 0x7ffff000, ffmpeg 0xffffffff): length unknown.
-_UNKNOWN_DATA_SIZE = 0x7FFFF000
-# An RF64 file cut short: libsndfile reads what is there and notes the length its ds64 chunk declares.
-_SHORT_DS64 = re.compile(r"Calculated frame count (\d+) does not match value from 'ds64' chunk of (\d+)")
 # libsndfile's frame count for a FLAC stream whose header records none (written to a pipe): SF_COUNT_MAX.
 _UNKNOWN_FRAMES = 2**63 - 1
 
@@ -48,15 +41,12 @@ def _os_problem(path: Path, exc: OSError) -> MusicGenreError:
     return MusicGenreError(f"{path}: {_reason(exc)}")
 
 
-def _declared_frames(f: sf.SoundFile) -> int:
-    """Frames the file's header declares: more than f.frames when libsndfile trimmed a WAV or RF64 cut short."""
-    if (ds64 := _SHORT_DS64.search(f.extra_info)) is not None:
-        return max(f.frames, int(ds64.group(2)))
-    match = _SHORT_DATA_CHUNK.search(f.extra_info)
-    if match is None:
-        return f.frames
-    declared, present = map(int, match.groups())
-    return f.frames if declared >= _UNKNOWN_DATA_SIZE else f.frames * declared // max(present, 1)
+def _declared_frames(f: sf.SoundFile, path: Path) -> int:
+    """Frames the file's header declares: more than libsndfile read from a WAV or RF64 file cut short."""
+    if f.format in ("WAV", "WAVEX", "RF64") and (sizes := wav_data_bytes(path)) is not None:
+        declared, present = sizes
+        return max(f.frames, f.frames * declared // max(present, 1))
+    return f.frames
 
 
 def _read_to_the_end(f: sf.SoundFile, block: int = 4096) -> np.ndarray:
@@ -115,7 +105,7 @@ def decode(path: str | Path) -> tuple[np.ndarray, int]:
         # surrogate escapes, which soundfile's own encoding of a str refuses; os.fsencode gives the name back
         native = os.fsencode(path) if os.name == "posix" else path
         with _decoder_messages_dropped(), sf.SoundFile(native) as f:
-            declared, sr, container = _declared_frames(f), f.samplerate, f.format
+            declared, sr, container = _declared_frames(f, path), f.samplerate, f.format
             problems = {"OGG": ogg_problem, "FLAC": flac_problem}  # before reading: chained streams of other
             if container in problems and (problem := problems[container](path)):  # formats misread as one gave
                 raise MusicGenreError(f"{path}: {problem}")  # absurd lengths

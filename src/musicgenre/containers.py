@@ -8,6 +8,8 @@ import os
 import re
 from pathlib import Path
 
+# Writers streaming a WAV to a pipe leave a placeholder data size (sox 0x7ffff000, ffmpeg 0xffffffff): no length.
+_UNKNOWN_DATA_SIZE = 0x7FFFF000
 # A FLAC stream's start: its marker and the header of its STREAMINFO block (type 0, 34 bytes), last block or not.
 _FLAC_STREAM = re.compile(rb"fLaC[\x00\x80]\x00\x00\x22")
 
@@ -80,25 +82,40 @@ def _frames_in_a_row(data: bytes | mmap.mmap, pos: int, n: int = 3) -> bool:
 
 def _resync(data: bytes | mmap.mmap, pos: int) -> int | None:
     """The first place from `pos` where an ID3v2 tag or MP3 frames in a row begin, past what is neither (an ID3v1
-    or APE tag, zeros, junk), as a decoder resynchronises; None if nothing follows."""
-    id3 = data.find(b"ID3", pos)
-    while (sync := data.find(b"\xff", pos)) >= 0 or id3 >= 0:
-        if id3 >= 0 and (sync < 0 or id3 < sync):
-            if _is_id3v2(data, id3):
-                return id3
-            id3 = data.find(b"ID3", id3 + 1)
-        elif _frames_in_a_row(data, sync):
+    or APE tag, zeros, junk), as a decoder resynchronises; None if nothing follows. Each byte is searched once:
+    "ID3" only up to the next 0xFF byte, where frames may begin (its letters hold none)."""
+    while True:
+        sync = data.find(b"\xff", pos)
+        end = len(data) if sync < 0 else sync
+        id3 = data.find(b"ID3", pos, end)
+        while id3 >= 0 and not _is_id3v2(data, id3):
+            id3 = data.find(b"ID3", id3 + 1, end)
+        if id3 >= 0:
+            return id3
+        if sync < 0:
+            return None
+        if _frames_in_a_row(data, sync):
             return sync
-        else:
-            pos = sync + 1
-    return None
+        pos = sync + 1
 
 
 def flac_problem(path: Path) -> str | None:
-    """What is wrong with a FLAC file, if anything: a second FLAC stream after the first (files joined with cat),
-    which the decoder does not reach: it stops at the end of the first."""
+    """What is wrong with a FLAC file, if anything: a second FLAC stream after the first one's audio (files joined
+    with cat), which the decoder does not reach: it stops at the end of the first. Searched for from where the
+    first stream's audio begins, after any ID3v2 tag before it and its metadata blocks, whose contents (cover art,
+    comments, an application's data) may hold anything."""
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        if _FLAC_STREAM.search(data, 4) is not None:
+        pos = 0
+        while _is_id3v2(data, pos):
+            pos = _after_id3v2(data, pos)
+        if data[pos:pos + 4] != b"fLaC":
+            return None
+        pos += 4
+        while len(header := data[pos:pos + 4]) == 4:  # each block: a last-block flag and type, then its length
+            pos += 4 + int.from_bytes(header[1:], "big")
+            if header[0] & 0x80:
+                break
+        if _FLAC_STREAM.search(data, pos) is not None:
             return ("FLAC streams joined one after another, of which only the first could be decoded "
                     "(join them into one stream, e.g. by converting the file)")
     return None
@@ -121,3 +138,25 @@ def mp3_frames(path: Path) -> tuple[float, bool]:
             else:
                 pos = _resync(data, pos + 1)
     return seconds, bool(counted)
+
+
+def wav_data_bytes(path: Path) -> tuple[int, int] | None:
+    """The bytes a WAV or RF64 file's data chunk declares (its ds64 chunk's count, in RF64), and those the file
+    holds after the chunk's start; None where it declares no length (a placeholder) or has no data chunk. Read
+    from the chunks themselves: libsndfile's log of them stops at 2 KB, and a tag's text can write anything there."""
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        if data[:4] not in (b"RIFF", b"RF64", b"BW64") or data[8:12] != b"WAVE":
+            return None
+        pos, ds64 = 12, None
+        while len(header := data[pos:pos + 8]) == 8:
+            size = int.from_bytes(header[4:], "little")
+            if header[:4] == b"ds64":
+                ds64 = int.from_bytes(data[pos + 16:pos + 24], "little")  # after the RIFF size: the data size
+            elif header[:4] == b"data":
+                if size == 0xFFFFFFFF and data[:4] != b"RIFF":  # RF64: the size is in the ds64 chunk
+                    size = ds64 or 0
+                elif size >= _UNKNOWN_DATA_SIZE:
+                    return None
+                return (size, len(data) - pos - 8) if size else None
+            pos += 8 + size + (size & 1)  # chunks are padded to an even length
+    return None
