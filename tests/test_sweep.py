@@ -294,37 +294,41 @@ def test_a_sweep_resumed_on_another_number_of_cpu_threads_is_refused(small_mfcc_
     args = sweep_args(small_mfcc_root, out, "--optimizers", "sgd,adam", "--seeds", "1", "--epochs", "1")
     assert main(args) == 0
     saved = json.loads((out / "sweep_config.json").read_text())
-    assert saved["cpu_threads"] == 1 and saved["versions"]["torch"] == torch.__version__  # an MFCC model: one thread
-    (out / "runs" / "Adam" / "results.json").unlink()  # as a sweep stopped after SGD leaves it
+    assert saved["trained_on"]["Adam"] == {"device": "cpu", "cpu_threads": 1}  # an MFCC model: one thread
+    assert saved["versions"]["torch"] == torch.__version__
     monkeypatch.setenv("MUSICGENRE_THREADS", "2")
+    assert main(args) == 0  # finished: read back, not trained again
+    (out / "runs" / "Adam" / "results.json").unlink()  # as a sweep stopped after SGD leaves it
     capsys.readouterr()
     assert main(args) == 2
-    assert capsys.readouterr().err == (f"error: {out}: holds a sweep begun on 1 CPU thread, and this one would train on "
-                                       "2, which sum in another order (other weights): set MUSICGENRE_THREADS=1 to resume "
-                                       "it, or choose another --out\n")
+    assert capsys.readouterr().err == (f"error: {out}: holds a sweep whose Adam runs were to train on the CPU with 1 "
+                                       "thread, and here they would train on the CPU with 2 threads, which sums in another "
+                                       "order (other weights): set MUSICGENRE_THREADS=1 to resume it, or choose another --out\n")
     monkeypatch.setenv("MUSICGENRE_THREADS", "1")
     assert main(args) == 0 and (out / "runs" / "Adam" / "results.json").is_file()
 
 
-def test_a_sweep_resumed_on_another_device_is_refused_and_one_that_recorded_none_is_adopted(small_mfcc_root, tmp_path,
-                                                                                             capsys):
-    """Begun on a GPU machine (device auto) and resumed on a CPU one, a sweep mixed runs of both (other weights)."""
+def test_a_sweep_resumed_on_another_device_is_refused_and_an_earlier_versions_folder_is_adopted(small_mfcc_root, tmp_path,
+                                                                                                capsys):
+    """Begun on a GPU machine (device auto) and resumed on a CPU one, a sweep mixed runs of both (other weights);
+    SGD, which the fused CPU epoch trains even where a GPU is, is recorded on the CPU (no refusal there)."""
     out = tmp_path / "sweep"
     args = sweep_args(small_mfcc_root, out, "--optimizers", "sgd,adam", "--seeds", "1", "--epochs", "1")
     assert main(args) == 0
     path = out / "sweep_config.json"
     saved = json.loads(path.read_text())
-    here, other = ("cuda", "cpu") if torch.cuda.is_available() else ("cpu", "cuda")
-    assert saved.pop("device") == here
+    here = saved["trained_on"]["Adam"]
+    assert saved["trained_on"]["SGD"]["device"] == "cpu"
     (out / "runs" / "Adam" / "results.json").unlink()
-    path.write_text(json.dumps({**saved, "device": other}))
+    other = {"device": "cpu", "cpu_threads": 1} if here["device"] == "cuda" else {"device": "cuda"}
+    path.write_text(json.dumps({**saved, "trained_on": {**saved["trained_on"], "Adam": other}}))
     capsys.readouterr()
     assert main(args) == 2
-    assert capsys.readouterr().err.startswith(f"error: {out}: holds a sweep begun on {other}, and this one would train "
-                                              f"on {here} (other weights): resume it on ")
-    path.write_text(json.dumps({**saved, "versions": {"torch": "2.2.0"}}))  # as an earlier version wrote it
+    assert capsys.readouterr().err.startswith(f"error: {out}: holds a sweep whose Adam runs were to train on ")
+    old = {k: v for k, v in saved.items() if k != "trained_on"}
+    path.write_text(json.dumps({**old, "cpu_threads": 1, "versions": {"torch": "2.2.0"}}))  # as an earlier version wrote it
     assert main(args) == 0 and (out / "runs" / "Adam" / "results.json").is_file()
-    assert json.loads(path.read_text()) == {**saved, "device": here, "versions": {"torch": "2.2.0"}}  # as it began
+    assert json.loads(path.read_text()) == {**old, "trained_on": saved["trained_on"], "versions": {"torch": "2.2.0"}}
 
 
 def test_an_optimizer_that_diverges_at_once_is_a_result_not_a_crash(small_mfcc_root, tmp_path):

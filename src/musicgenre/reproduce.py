@@ -19,7 +19,6 @@ from musicgenre.report import build_report
 from musicgenre.runs import check_fields, load_run, train_run, training_record
 from musicgenre.sweep import OptimizerResult, run_sweep, sweep_config_from
 from musicgenre.tables import differences, markdown_table, plural, plus_minus
-from musicgenre.training import resolve_device, train_threads
 from musicgenre.versions import TRAINING, software_versions
 
 # The study's published figures (on its test split): (what, model, optimizer, accuracy, macro F1).
@@ -74,8 +73,7 @@ def reproduction_folder(out: str | os.PathLike, root: Path, settings: dict) -> P
     saved = check_fields(read_json(settings_path), {}, str(settings_path)) if settings_path.is_file() else dict(settings)
     versions = saved.pop("versions", None) or software_versions(*TRAINING)  # as it began: beside the
     # settings, not one of them (its runs' config.json record their own)
-    for key in ("data_digest", "device", "cpu_threads"):  # a folder of an earlier version, which recorded none, is adopted
-        saved.setdefault(key, settings[key])
+    saved.setdefault("data_digest", settings["data_digest"])  # a folder of an earlier version, which recorded none, is adopted
     if saved["data_digest"] != settings["data_digest"]:
         raise MusicGenreError(f"{settings_path}: {out} holds a reproduction begun on other data: what {root} holds "
                               "has changed since; pass another --out, or delete it to start over")
@@ -99,15 +97,13 @@ def reproduce(data: str | os.PathLike | None, out: str | os.PathLike, seeds: int
     has_mel = has_split(root, "train", "melgram")
     base = cnn if has_mel else mfcc
     sweep_cfg = sweep_config_from(base, str(root), optimizers, seeds, False, "val")
-    parts = [mfcc, cnn] if has_mel else [mfcc]
-    data_of = {c.features: load_dataset(root, c.features) for c in parts}
+    data_of = {c.features: load_dataset(root, c.features) for c in ([mfcc, cnn] if has_mel else [mfcc])}
     for features, splits in data_of.items():  # every part is scored on val: refused before anything is trained
         if "val" not in splits:
             raise MusicGenreError(f"{root}: no val split of {features} features, which reproduce scores every part on")
     digest = data_digest({f"{features}/{split}": d for features, splits in data_of.items() for split, d in splits.items()})
     settings = {"data": str(root), "epochs": epochs, "seeds": seeds, "optimizers": list(sweep_cfg.optimizers),
-                "data_digest": digest, "device": resolve_device(base.device).type,  # what 'auto' is here, and the
-                "cpu_threads": {c.model: train_threads(c.model) for c in parts}}  # threads: both make other weights
+                "data_digest": digest}
     out = reproduction_folder(out, root, settings)
 
     say("MFCC net (the study's settings, seed 0)")

@@ -23,7 +23,7 @@ from musicgenre.io import (atomic_write_bytes, atomic_write_json, atomic_write_t
 from musicgenre.metrics import mean_std
 from musicgenre.runs import NUMBER, check_fields, save_run, train_config_from_json
 from musicgenre.tables import differences, markdown_table, plural, plus_minus
-from musicgenre.training import TrainResult, check_settings, evaluate_model, resolve_device, train_seeds, train_threads
+from musicgenre.training import TrainResult, check_settings, evaluate_model, train_seeds, trained_where
 from musicgenre.versions import TRAINING, software_versions
 
 SWEEP_KIND = "musicgenre-sweep"
@@ -65,6 +65,10 @@ class SweepConfig:
         """The learning rate this sweep gives `optimizer`: its own default, or the base configuration's."""
         return default_lr(optimizer, self.base.lr) if self.lr_per_optimizer else self.base.lr
 
+    def run_config(self, optimizer: str) -> TrainConfig:
+        """The configuration `optimizer`'s runs train with."""
+        return replace(self.base, optimizer=optimizer, lr=self.lr_for(optimizer))
+
     def to_dict(self) -> dict:
         return {"kind": SWEEP_KIND, **asdict(self), "optimizers": list(self.optimizers)}
 
@@ -99,6 +103,36 @@ def read_result(path: Path, optimizer: str, seeds: int) -> OptimizerResult:
     if sorted(row["seed"] for row in runs) != list(range(seeds)):
         raise MusicGenreError(f"{path}: holds seeds {sorted(row['seed'] for row in runs)}, not the sweep's 0..{seeds - 1}")
     return OptimizerResult(optimizer, saved["lr"], runs)
+
+
+def check_trained_where(saved: dict, where: dict[str, dict], done: dict, out: Path) -> None:
+    """Refuse to resume a sweep whose unfinished optimizers would train elsewhere than where it began (`saved`'s
+    'trained_on', training.trained_where of each): on another device, or on the CPU with another number of threads,
+    their weights would not be those of the sweep run in one go. A folder of an earlier version, which recorded
+    only its thread count, is held to that."""
+    began = saved.get("trained_on")
+    if began is None:  # an earlier version's folder, or a new one: on the CPU, held to the threads it recorded, if any
+        began = {opt: {**w, "cpu_threads": saved.get("cpu_threads", w.get("cpu_threads"))} if w["device"] == "cpu" else w
+                 for opt, w in where.items()}
+    for opt, here in where.items():
+        if opt in done or began.get(opt, here) == here:
+            continue
+        before = began[opt]
+        if before.get("device") != here["device"]:
+            how = "resume it on a machine with a GPU" if before.get("device") == "cuda" else \
+                "resume it with the GPU hidden (CUDA_VISIBLE_DEVICES=)"
+        else:
+            how = f"set MUSICGENRE_THREADS={before.get('cpu_threads')} to resume it"
+        raise MusicGenreError(f"{out}: holds a sweep whose {opt} runs were to train on {_place(before)}, and here they "
+                              f"would train on {_place(here)}, which sums in another order (other weights): {how}, or "
+                              "choose another --out")
+
+
+def _place(where: dict) -> str:
+    """training.trained_where's record in words: 'a CUDA GPU', 'the CPU with 2 threads'."""
+    if where.get("device") != "cpu":
+        return f"a {str(where.get('device')).upper()} GPU"
+    return f"the CPU with {plural(where.get('cpu_threads'), 'thread')}"
 
 
 def finished_results(cfg: SweepConfig, out: Path) -> dict[str, OptimizerResult]:
@@ -199,26 +233,21 @@ def run_sweep(cfg: SweepConfig, out: str | os.PathLike, progress: bool = True) -
     check_settings(cfg.base, data["train"], data.get("val"))
     record = data_record(cfg.data, data)  # in each run's config.json
     digest = record["digest"]
-    threads = train_threads(cfg.base.model)  # another number sums in another order: other weights
-    device = resolve_device(cfg.base.device).type  # what 'auto' is here: a GPU's sums are in other orders still
+    n_classes = len(data["train"].classes)
+    where = {opt: trained_where(cfg.run_config(opt), n_classes) for opt in cfg.optimizers}
     path = out / "sweep_config.json"
     saved = {} if not resuming else check_fields(read_json(path), {"data_digest": (str,), "cpu_threads": (int,),
-                                                                  "device": (str,)}, str(path), required=False)
+                                                                  "trained_on": (dict,)}, str(path), required=False)
     if saved.get("data_digest", digest) != digest:  # its finished optimizers were trained on other data
         raise MusicGenreError(f"{out}: holds a sweep begun on other data: what {cfg.data} holds has changed since; "
                               "choose another --out, or delete it to start over")
-    if saved.get("cpu_threads", threads) != threads:
-        raise MusicGenreError(f"{out}: holds a sweep begun on {plural(saved['cpu_threads'], 'CPU thread')}, and this one "
-                              f"would train on {threads}, which sum in another order (other weights): set MUSICGENRE_THREADS="
-                              f"{saved['cpu_threads']} to resume it, or choose another --out")
-    if saved.get("device", device) != device:
-        where = "a machine with a GPU" if saved["device"] == "cuda" else "the CPU (CUDA_VISIBLE_DEVICES= hides the GPU)"
-        raise MusicGenreError(f"{out}: holds a sweep begun on {saved['device']}, and this one would train on {device} "
-                              f"(other weights): resume it on {where}, or choose another --out")
+    if not all(isinstance(w, dict) for w in saved.get("trained_on", {}).values()):
+        raise MusicGenreError(f"{path}: 'trained_on' must give each optimizer's device (and CPU threads)")
     done = finished_results(cfg, out)
-    if not {"data_digest", "cpu_threads", "device"} <= saved.keys():  # new, or begun by an earlier version (adopted):
-        # only now that the data and options are good
-        atomic_write_json(path, {**cfg.to_dict(), "data_digest": digest, "cpu_threads": threads, "device": device,
+    check_trained_where(saved, where, done, out)
+    if not {"data_digest", "trained_on"} <= saved.keys():  # new, or begun by an earlier version (adopted): only now
+        # that the data and options are good
+        atomic_write_json(path, {**cfg.to_dict(), "data_digest": digest, "trained_on": where,
                                  "versions": saved.get("versions") or software_versions(*TRAINING)})
     seeds = list(range(cfg.seeds))
     epochs = cfg.base.epochs
@@ -234,7 +263,7 @@ def run_sweep(cfg: SweepConfig, out: str | os.PathLike, progress: bool = True) -
                 continue
             lr = cfg.lr_for(opt)
             bar.update(task, description=f"{opt} (lr {lr:g}), {plural(len(seeds), 'seed')}")
-            trained = train_seeds(replace(cfg.base, optimizer=opt, lr=lr), seeds, data["train"], data.get("val"),
+            trained = train_seeds(cfg.run_config(opt), seeds, data["train"], data.get("val"),
                                   on_epoch=lambda _r: bar.advance(task))
             res = OptimizerResult(opt, lr)
             for r in trained:

@@ -77,6 +77,13 @@ def training_device(cfg: TrainConfig, n_classes: int) -> torch.device:
     return device
 
 
+def trained_where(cfg: TrainConfig, n_classes: int) -> dict:
+    """What of this machine decides the weights `cfg` trains to, beyond its settings and data: the device `train`
+    puts it on here, and on the CPU its number of threads (another sums in another order)."""
+    device = training_device(cfg, n_classes).type
+    return {"device": device, "cpu_threads": train_threads(cfg.model)} if device == "cpu" else {"device": device}
+
+
 def probe_model(cfg: TrainConfig, n_classes: int) -> GenreNet:
     """`cfg`'s model, built only to be looked at (which trainer takes it), without drawing from the caller's
     generator: `train` leaves it as it was."""
