@@ -310,6 +310,10 @@ def test_a_long_genre_name_is_cut_in_the_figures_and_whole_in_the_tables(tmp_pat
         warnings.simplefilter("error")
         report = build_report(tmp_path / "run", tmp_path / "rep")
     assert "g" * 200 in (report / "report.md").read_text()
+    from musicgenre.report import labels
+
+    assert labels(["hip hop", "g" * 30, "g" * 31]) == ["1. hip hop", f"2. {'g' * 23}…", f"3. {'g' * 23}…"]  # told apart
+    assert labels(["hip hop", "g" * 30]) == ["hip hop", f"{'g' * 23}…"]
 
 
 def test_a_pipe_where_a_runs_json_should_be_is_refused_not_read_forever(tmp_path, small_mfcc_root):

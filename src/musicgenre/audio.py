@@ -114,13 +114,15 @@ def decode(path: str | Path) -> tuple[np.ndarray, int]:
                 declared = len(y)
             else:  # a codec libsndfile cannot seek in (GSM 6.10, G.721) is read by its frame count
                 y = f.read(-1 if f.seekable() else f.frames, dtype="float32", always_2d=True)
+        if container == "MP3":
+            frames, counted = mp3_frames(path)
+            declared = declared if counted else len(y)  # without the header, the decoder's length is its estimate
     except (sf.LibsndfileError, RuntimeError) as e:
         raise MusicGenreError(f"{path}: not a readable audio file (unknown format or corrupt data)") from e
+    except OSError as exc:  # the container checks' own reads: the file gone or unreadable meanwhile
+        raise _os_problem(path, exc) from exc
     if len(y) == 0:
         raise MusicGenreError(f"{path}: the file contains no audio samples")
-    if container == "MP3":
-        frames, counted = mp3_frames(path)
-        declared = declared if counted else len(y)  # without the header, the decoder's length is its estimate
     if len(y) + (_MP3_LENGTH_SLACK if container == "MP3" else 0) < declared:
         raise MusicGenreError(
             f"{path}: truncated file: only {len(y) / sr:.1f} s of the {declared / sr:.1f} s its header declares could "

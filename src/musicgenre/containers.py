@@ -1,9 +1,9 @@
 """What an audio file's container says of its length, read from its bytes where the decoder cannot be trusted
-with it: Ogg pages cut short or chained streams, FLAC streams joined, the MP3 frames a file holds."""
+with it: Ogg pages cut short or chained streams, FLAC streams joined, the MP3 frames a file holds, a WAV's data
+chunk. Files are read, not memory-mapped: one that shrank meanwhile (still being written) would stop the process."""
 
 from __future__ import annotations
 
-import mmap
 import os
 import re
 from pathlib import Path
@@ -39,13 +39,13 @@ def ogg_problem(path: Path) -> str | None:
     return "truncated file: its last Ogg page is cut short" if pos > size else None
 
 
-def _is_id3v2(data: bytes | mmap.mmap, pos: int) -> bool:
+def _is_id3v2(data: bytes, pos: int) -> bool:
     """Whether an ID3v2 tag begins at `pos`: "ID3", a version from 2 to 4, and a size in syncsafe bytes."""
     header = data[pos:pos + 10]
     return len(header) == 10 and header[:3] == b"ID3" and 2 <= header[3] <= 4 and all(b < 0x80 for b in header[6:])
 
 
-def _after_id3v2(data: bytes | mmap.mmap, pos: int) -> int:
+def _after_id3v2(data: bytes, pos: int) -> int:
     """Where the ID3v2 tag that begins at `pos` ends (its size is syncsafe; a footer where the flags say so)."""
     header = data[pos:pos + 10]
     size = (header[6] & 0x7F) << 21 | (header[7] & 0x7F) << 14 | (header[8] & 0x7F) << 7 | header[9] & 0x7F
@@ -70,7 +70,7 @@ def mp3_frame(header: bytes) -> tuple[int, float] | None:
     return (144 if mpeg1 else 72) * 1000 * _MP3_KBITS[mpeg1][bitrate] // sr + padding, (1152 if mpeg1 else 576) / sr
 
 
-def _frames_in_a_row(data: bytes | mmap.mmap, pos: int, n: int = 3) -> bool:
+def _frames_in_a_row(data: bytes, pos: int, n: int = 3) -> bool:
     """Whether `n` MP3 frames follow one another from `pos`: audio, not bytes that look like a frame header by
     chance (in a tag's cover art, in junk)."""
     for _ in range(n):
@@ -80,7 +80,7 @@ def _frames_in_a_row(data: bytes | mmap.mmap, pos: int, n: int = 3) -> bool:
     return True
 
 
-def _resync(data: bytes | mmap.mmap, pos: int) -> int | None:
+def _resync(data: bytes, pos: int) -> int | None:
     """The first place from `pos` where an ID3v2 tag or MP3 frames in a row begin, past what is neither (an ID3v1
     or APE tag, zeros, junk), as a decoder resynchronises; None if nothing follows. Each byte is searched once:
     "ID3" only up to the next 0xFF byte, where frames may begin (its letters hold none)."""
@@ -104,20 +104,20 @@ def flac_problem(path: Path) -> str | None:
     with cat), which the decoder does not reach: it stops at the end of the first. Searched for from where the
     first stream's audio begins, after any ID3v2 tag before it and its metadata blocks, whose contents (cover art,
     comments, an application's data) may hold anything."""
-    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        pos = 0
-        while _is_id3v2(data, pos):
-            pos = _after_id3v2(data, pos)
-        if data[pos:pos + 4] != b"fLaC":
-            return None
-        pos += 4
-        while len(header := data[pos:pos + 4]) == 4:  # each block: a last-block flag and type, then its length
-            pos += 4 + int.from_bytes(header[1:], "big")
-            if header[0] & 0x80:
-                break
-        if _FLAC_STREAM.search(data, pos) is not None:
-            return ("FLAC streams joined one after another, of which only the first could be decoded "
-                    "(join them into one stream, e.g. by converting the file)")
+    data = path.read_bytes()
+    pos = 0
+    while _is_id3v2(data, pos):
+        pos = _after_id3v2(data, pos)
+    if data[pos:pos + 4] != b"fLaC":
+        return None
+    pos += 4
+    while len(header := data[pos:pos + 4]) == 4:  # each block: a last-block flag and type, then its length
+        pos += 4 + int.from_bytes(header[1:], "big")
+        if header[0] & 0x80:
+            break
+    if _FLAC_STREAM.search(data, pos) is not None:
+        return ("FLAC streams joined one after another, of which only the first could be decoded "
+                "(join them into one stream, e.g. by converting the file)")
     return None
 
 
@@ -126,17 +126,17 @@ def mp3_frames(path: Path) -> tuple[float, bool]:
     past whatever else lies between them; and whether its first frame is a Xing/Info header (LAME's, which counts
     the stream's frames). The decoder trusts that count, or else estimates a length from the file's size and first
     frame: files joined with cat, or a VBR file without that header, decode short without complaint."""
-    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        pos, seconds, counted = _resync(data, 0), 0.0, None
-        while pos is not None:
-            if (frame := mp3_frame(data[pos:pos + 4])) is not None:
-                if counted is None:  # the tag sits after the first frame's side information
-                    counted = any(tag in data[pos:pos + min(frame[0], 200)] for tag in (b"Xing", b"Info", b"VBRI"))
-                pos, seconds = pos + frame[0], seconds + frame[1]
-            elif _is_id3v2(data, pos):
-                pos = _after_id3v2(data, pos)
-            else:
-                pos = _resync(data, pos + 1)
+    data = path.read_bytes()
+    pos, seconds, counted = _resync(data, 0), 0.0, None
+    while pos is not None:
+        if (frame := mp3_frame(data[pos:pos + 4])) is not None:
+            if counted is None:  # the tag sits after the first frame's side information
+                counted = any(tag in data[pos:pos + min(frame[0], 200)] for tag in (b"Xing", b"Info"))
+            pos, seconds = pos + frame[0], seconds + frame[1]
+        elif _is_id3v2(data, pos):
+            pos = _after_id3v2(data, pos)
+        else:
+            pos = _resync(data, pos + 1)
     return seconds, bool(counted)
 
 
@@ -144,19 +144,21 @@ def wav_data_bytes(path: Path) -> tuple[int, int] | None:
     """The bytes a WAV or RF64 file's data chunk declares (its ds64 chunk's count, in RF64), and those the file
     holds after the chunk's start; None where it declares no length (a placeholder) or has no data chunk. Read
     from the chunks themselves: libsndfile's log of them stops at 2 KB, and a tag's text can write anything there."""
-    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        if data[:4] not in (b"RIFF", b"RF64", b"BW64") or data[8:12] != b"WAVE":
+    with open(path, "rb") as f:
+        size_of_file, riff = os.fstat(f.fileno()).st_size, f.read(12)
+        if riff[:4] not in (b"RIFF", b"RF64", b"BW64") or riff[8:12] != b"WAVE":
             return None
         pos, ds64 = 12, None
-        while len(header := data[pos:pos + 8]) == 8:
+        while len(header := f.read(8)) == 8:
             size = int.from_bytes(header[4:], "little")
             if header[:4] == b"ds64":
-                ds64 = int.from_bytes(data[pos + 16:pos + 24], "little")  # after the RIFF size: the data size
+                ds64 = int.from_bytes(f.read(16)[8:], "little")  # after the RIFF size: the data size
             elif header[:4] == b"data":
-                if size == 0xFFFFFFFF and data[:4] != b"RIFF":  # RF64: the size is in the ds64 chunk
+                if size == 0xFFFFFFFF and riff[:4] != b"RIFF":  # RF64: the size is in the ds64 chunk
                     size = ds64 or 0
                 elif size >= _UNKNOWN_DATA_SIZE:
                     return None
-                return (size, len(data) - pos - 8) if size else None
+                return (size, size_of_file - pos - 8) if size else None
             pos += 8 + size + (size & 1)  # chunks are padded to an even length
+            f.seek(pos)
     return None

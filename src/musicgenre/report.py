@@ -23,6 +23,8 @@ from musicgenre.runs import (NUMBER, Run, check_fields, holds_runs, load_run, lo
 from musicgenre.tables import markdown_table, per_class_rows, plus_minus
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from musicgenre.sweep import OptimizerResult, SweepConfig
 
 CALIBRATION_FIGURES = ("nll_before", "nll_after", "ece_before", "ece_after")
@@ -68,10 +70,12 @@ def plot_learning_curves(history: list[dict], best_epoch: int, path: Path) -> No
     _save(fig, path)
 
 
-def label(genre: str, width: int = 24) -> str:
-    """A genre's name as a figure shows it: cut with an ellipsis beyond `width` characters (a 200-character folder
-    name left no room for the plot, and matplotlib warned); the report's tables name it whole."""
-    return genre if len(genre) <= width else genre[: width - 1] + "…"
+def labels(genres: Sequence[str], width: int = 24) -> list[str]:
+    """Genre names as a figure shows them: cut with an ellipsis beyond `width` characters (a 200-character folder
+    name left no room for the plot, and matplotlib warned), numbered where two cut names would read the same; the
+    report's tables name them whole."""
+    cut = [g if len(g) <= width else g[: width - 1] + "…" for g in genres]
+    return cut if len(set(cut)) == len(cut) else [f"{i}. {c}" for i, c in enumerate(cut, 1)]
 
 
 def plot_confusion(metrics: dict, path: Path) -> None:
@@ -90,7 +94,7 @@ def plot_confusion(metrics: dict, path: Path) -> None:
                 ax.text(j, i, f"{cm[i, j]}\n{100 * rates[i, j]:.0f}%", ha="center", va="center",
                         color="white" if rates[i, j] > 0.5 else "black", fontsize=9)
     ticks = {"fontsize": 9 if len(classes) <= MAX_ANNOTATED else 5}
-    names = [label(c) for c in classes]
+    names = labels(classes)
     ax.set_xticks(range(len(classes)), names, rotation=30 if len(classes) <= MAX_ANNOTATED else 90, ha="right", **ticks)
     ax.set_yticks(range(len(classes)), names, **ticks)
     ax.set(xlabel="predicted", ylabel="true", title="confusion matrix (count, row %)")
@@ -107,7 +111,7 @@ def plot_per_class(metrics: dict, path: Path) -> None:
     ax = fig.subplots()
     for k, key in enumerate(["precision", "recall", "f1"]):
         ax.bar(x + (k - 1) * 0.27, [metrics["per_class"][c][key] for c in classes], 0.27, label=key)
-    ax.set_xticks(x, [label(c) for c in classes])
+    ax.set_xticks(x, labels(classes))
     ax.set(ylim=(0, 1), ylabel="score", title="per-class scores")
     ax.legend(loc="lower right")
     ax.grid(axis="y", alpha=0.3)
@@ -130,9 +134,9 @@ def plot_mel_examples(data: str | os.PathLike, classes: tuple[str, ...], path: P
     rows = -(-len(classes) // cols)
     fig = new_figure(figsize=(3.2 * cols, 2.6 * rows))
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
-    for k, (ax, c) in enumerate(zip(axes, classes)):
+    for k, (ax, title) in enumerate(zip(axes, labels(classes))):
         idx = np.flatnonzero(train.y == k)
-        ax.set_title(label(c))
+        ax.set_title(title)
         if len(idx):
             ax.imshow(train.X[idx[0]].T, origin="lower", aspect="auto", cmap=scale.cmap, norm=scale.norm)
         ax.set(xlabel="frame", ylabel="mel band" if k % cols == 0 else "")
