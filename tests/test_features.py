@@ -172,3 +172,25 @@ def test_ending_workers_while_one_sends_a_result_leaves_no_thread_waiting_for_th
     _end_workers(pool)
     manager.join(timeout=20)
     assert not manager.is_alive()
+
+
+def test_a_pool_torn_down_prints_no_traceback_for_futures_it_had_cancelled():
+    """Its manager thread, finding the workers killed, set an error on futures already cancelled and died of
+    InvalidStateError (CPython gh-107219): a traceback around the one line of a stopped extract, now and then.
+    Any other error of a thread is still printed."""
+    import threading
+    from concurrent.futures import InvalidStateError
+
+    from musicgenre.features import _quiet_cancelled_futures
+
+    printed = []
+    hook = _quiet_cancelled_futures(printed.append)
+
+    def died_of(exc: BaseException) -> threading.ExceptHookArgs:
+        return threading.ExceptHookArgs([type(exc), exc, None, None])
+
+    hook(died_of(InvalidStateError("CANCELLED: <Future at 0x7f state=cancelled>")))
+    assert printed == []
+    for other in (InvalidStateError("FINISHED: <Future at 0x7f state=finished>"), ValueError("x")):
+        hook(died_of(other))
+    assert [type(args.exc_value) for args in printed] == [InvalidStateError, ValueError]

@@ -15,7 +15,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import InvalidStateError, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -245,6 +245,19 @@ def iter_file_features(paths: Sequence[Path], kinds: tuple[str, ...], workers: i
             pool.shutdown() if finished else _end_workers(pool)
 
 
+def _quiet_cancelled_futures(hook: Callable[[threading.ExceptHookArgs], None]) -> Callable[[threading.ExceptHookArgs], None]:
+    """`hook` (threading's excepthook) less one error: a pool's manager thread, finding its workers killed, sets an
+    error on futures already cancelled and dies of InvalidStateError (CPython gh-107219), which printed a traceback
+    around the one line of a stopped extract or predict."""
+
+    def quiet(args: threading.ExceptHookArgs) -> None:
+        if not (args.exc_type is InvalidStateError and "CANCELLED" in str(args.exc_value)):
+            hook(args)
+
+    quiet.quiets = True  # type: ignore[attr-defined]
+    return quiet
+
+
 def _end_workers(pool: ProcessPoolExecutor) -> None:
     """A pool left with work undone (a stop, an error, its results no longer wanted): its workers are killed, not
     waited for. Waiting would decode the files left, and at a stop the interpreter's exit could wait forever on
@@ -253,6 +266,8 @@ def _end_workers(pool: ProcessPoolExecutor) -> None:
     it forever at full CPU."""
     processes = list((pool._processes or {}).values())  # the executor has no public way to reach them
     results = pool._result_queue
+    if not getattr(threading.excepthook, "quiets", False):
+        threading.excepthook = _quiet_cancelled_futures(threading.excepthook)
     pool.shutdown(wait=False, cancel_futures=True)
     with stops_deferred():
         for p in processes:
