@@ -285,6 +285,18 @@ def test_a_wav_cut_short_is_refused_whatever_its_tags_say_or_how_many_chunks_com
     assert len(load_audio(_write(tmp_path / "commented.wav", riff(comment)))) == 10 * SAMPLE_RATE
 
 
+@pytest.mark.parametrize("container", ["WAV", "RF64"])
+def test_wav_files_joined_are_refused(tmp_path, container):
+    """Joined with cat, an RF64 file was read to its first data chunk's end, without a word (libsndfile refuses a
+    RIFF one outright, which was called unknown or corrupt)."""
+    sf.write(tmp_path / "one.wav", 0.3 * np.sin(np.arange(44100 * 5) / 10), 44100, format=container)
+    one = (tmp_path / "one.wav").read_bytes()
+    assert len(load_audio(tmp_path / "one.wav")) == 5 * SAMPLE_RATE
+    path = _write(tmp_path / "joined.wav", one * 2)
+    with _error_naming(path, "WAV files joined one after another, which the decoder does not read as one"):
+        load_audio(path)
+
+
 def test_a_truncated_rf64_file_is_refused(tmp_path):
     import io
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Hashable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +13,7 @@ import soundfile as sf
 import soxr
 
 from musicgenre.config import is_whole
-from musicgenre.containers import flac_problem, mp3_frames, ogg_problem, wav_data_bytes
+from musicgenre.containers import flac_problem, mp3_frames, ogg_problem, wav_data_bytes, wav_problem
 from musicgenre.errors import MusicGenreError
 from musicgenre.io import as_path, not_a_file
 
@@ -106,7 +106,8 @@ def decode(path: str | Path) -> tuple[np.ndarray, int]:
         native = os.fsencode(path) if os.name == "posix" else path
         with _decoder_messages_dropped(), sf.SoundFile(native) as f:
             declared, sr, container = _declared_frames(f, path), f.samplerate, f.format
-            problems = {"OGG": ogg_problem, "FLAC": flac_problem}  # before reading: chained streams of other
+            problems = {"OGG": ogg_problem, "FLAC": flac_problem, "WAV": wav_problem, "WAVEX": wav_problem,
+                        "RF64": wav_problem}  # before reading: chained streams of other
             if container in problems and (problem := problems[container](path)):  # formats misread as one gave
                 raise MusicGenreError(f"{path}: {problem}")  # absurd lengths
             if f.frames == _UNKNOWN_FRAMES:  # a FLAC stream written to a pipe records no length
@@ -117,8 +118,11 @@ def decode(path: str | Path) -> tuple[np.ndarray, int]:
         if container == "MP3":
             frames, counted = mp3_frames(path)
             declared = declared if counted else len(y)  # without the header, the decoder's length is its estimate
-    except (sf.LibsndfileError, RuntimeError) as e:
-        raise MusicGenreError(f"{path}: not a readable audio file (unknown format or corrupt data)") from e
+    except (sf.LibsndfileError, RuntimeError) as e:  # libsndfile refuses WAV files joined outright: said as that
+        problem = None
+        with suppress(OSError):
+            problem = wav_problem(path)
+        raise MusicGenreError(f"{path}: {problem or 'not a readable audio file (unknown format or corrupt data)'}") from e
     except OSError as exc:  # the container checks' own reads: the file gone or unreadable meanwhile
         raise _os_problem(path, exc) from exc
     if len(y) == 0:

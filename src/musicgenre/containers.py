@@ -7,9 +7,13 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import BinaryIO
 
 # Writers streaming a WAV to a pipe leave a placeholder data size (sox 0x7ffff000, ffmpeg 0xffffffff): no length.
 _UNKNOWN_DATA_SIZE = 0x7FFFF000
+# The first two bytes of an MPEG Layer III frame header: 11 sync bits, a version (2.5, 2 or 1), layer III, either
+# protection bit. Searched for by the regex engine: a run of 0xFF bytes (4 MB of them took 2.3 s byte by byte).
+_LAYER3_SYNC = re.compile(rb"\xff[\xe2\xe3\xf2\xf3\xfa\xfb]")
 # A FLAC stream's start: its marker and the header of its STREAMINFO block (type 0, 34 bytes), last block or not.
 _FLAC_STREAM = re.compile(rb"fLaC[\x00\x80]\x00\x00\x22")
 
@@ -83,9 +87,9 @@ def _frames_in_a_row(data: bytes, pos: int, n: int = 3) -> bool:
 def _resync(data: bytes, pos: int) -> int | None:
     """The first place from `pos` where an ID3v2 tag or MP3 frames in a row begin, past what is neither (an ID3v1
     or APE tag, zeros, junk), as a decoder resynchronises; None if nothing follows. Each byte is searched once:
-    "ID3" only up to the next 0xFF byte, where frames may begin (its letters hold none)."""
+    "ID3" only up to the next Layer III frame's first two bytes (its letters hold none of them)."""
     while True:
-        sync = data.find(b"\xff", pos)
+        sync = match.start() if (match := _LAYER3_SYNC.search(data, pos)) else -1
         end = len(data) if sync < 0 else sync
         id3 = data.find(b"ID3", pos, end)
         while id3 >= 0 and not _is_id3v2(data, id3):
@@ -140,25 +144,47 @@ def mp3_frames(path: Path) -> tuple[float, bool]:
     return seconds, bool(counted)
 
 
+def _wav_data_chunk(f: BinaryIO) -> tuple[int, int] | None:
+    """Where a WAV or RF64 file's data chunk begins and the bytes it declares (its ds64 chunk's count, in RF64; -1
+    for a placeholder: no length), walking its chunks from the file's start; None for no data chunk."""
+    riff = f.read(12)
+    if riff[:4] not in (b"RIFF", b"RF64", b"BW64") or riff[8:12] != b"WAVE":
+        return None
+    pos, ds64 = 12, None
+    while len(header := f.read(8)) == 8:
+        size = int.from_bytes(header[4:], "little")
+        if header[:4] == b"ds64":
+            ds64 = int.from_bytes(f.read(16)[8:], "little")  # after the RIFF size: the data size
+        elif header[:4] == b"data":
+            if size == 0xFFFFFFFF and riff[:4] != b"RIFF":  # RF64: the size is in the ds64 chunk
+                size = ds64 or -1
+            return pos, -1 if size >= _UNKNOWN_DATA_SIZE and riff[:4] == b"RIFF" or size == 0 else size
+        pos += 8 + size + (size & 1)  # chunks are padded to an even length
+        f.seek(pos)
+    return None
+
+
 def wav_data_bytes(path: Path) -> tuple[int, int] | None:
-    """The bytes a WAV or RF64 file's data chunk declares (its ds64 chunk's count, in RF64), and those the file
-    holds after the chunk's start; None where it declares no length (a placeholder) or has no data chunk. Read
-    from the chunks themselves: libsndfile's log of them stops at 2 KB, and a tag's text can write anything there."""
+    """The bytes a WAV or RF64 file's data chunk declares, and those the file holds after the chunk's start; None
+    where it declares no length (a placeholder) or has no data chunk. Read from the chunks themselves: libsndfile's
+    log of them stops at 2 KB, and a tag's text can write anything there."""
     with open(path, "rb") as f:
-        size_of_file, riff = os.fstat(f.fileno()).st_size, f.read(12)
-        if riff[:4] not in (b"RIFF", b"RF64", b"BW64") or riff[8:12] != b"WAVE":
+        if (chunk := _wav_data_chunk(f)) is None or chunk[1] < 0:
             return None
-        pos, ds64 = 12, None
-        while len(header := f.read(8)) == 8:
-            size = int.from_bytes(header[4:], "little")
-            if header[:4] == b"ds64":
-                ds64 = int.from_bytes(f.read(16)[8:], "little")  # after the RIFF size: the data size
-            elif header[:4] == b"data":
-                if size == 0xFFFFFFFF and riff[:4] != b"RIFF":  # RF64: the size is in the ds64 chunk
-                    size = ds64 or 0
-                elif size >= _UNKNOWN_DATA_SIZE:
-                    return None
-                return (size, size_of_file - pos - 8) if size else None
-            pos += 8 + size + (size & 1)  # chunks are padded to an even length
-            f.seek(pos)
+        pos, size = chunk
+        return size, os.fstat(f.fileno()).st_size - pos - 8
+
+
+def wav_problem(path: Path) -> str | None:
+    """What is wrong with a WAV file, if anything: another WAV file right after its data (files joined with cat),
+    which the decoder does not reach: it reads the data chunk alone."""
+    with open(path, "rb") as f:
+        if (chunk := _wav_data_chunk(f)) is None or chunk[1] < 0:
+            return None
+        pos, size = chunk
+        f.seek(pos + 8 + size + (size & 1))
+        header = f.read(12)
+    if header[:4] in (b"RIFF", b"RF64", b"BW64") and header[8:12] == b"WAVE":
+        return ("WAV files joined one after another, which the decoder does not read as one "
+                "(join them into one file, e.g. by converting it)")
     return None
