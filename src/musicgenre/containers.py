@@ -1,6 +1,6 @@
 """What an audio file's container says of its length, read from its bytes where the decoder cannot be trusted
-with it: Ogg pages cut short or chained streams, FLAC streams joined, the MP3 frames a file holds, a WAV's data
-chunk. Files are read, not memory-mapped: one that shrank meanwhile (still being written) would stop the process."""
+with it: Ogg pages cut short or chained streams, WAV and FLAC files joined, the MP3 frames a file holds, a WAV's
+data size. Files are read, not memory-mapped: one that shrank meanwhile (still being written) would stop the process."""
 
 from __future__ import annotations
 
