@@ -297,6 +297,30 @@ def test_wav_files_joined_are_refused(tmp_path, container):
         load_audio(path)
 
 
+def test_a_header_that_claims_absurd_lengths_is_a_refusal_not_a_crash(tmp_path):
+    """A damaged size field: an RF64 data size past 2**63 raised ValueError from a seek, and an MP3's Xing frame
+    count or a FLAC's sample count of 2**32 and more made soundfile allocate its whole claim (18 TiB) first."""
+    import io
+
+    def written(fmt: str, **kwargs) -> bytearray:
+        buffer = io.BytesIO()
+        sf.write(buffer, 0.1 * np.sin(np.arange(44100) * 0.3), 44100, format=fmt, **kwargs)
+        return bytearray(buffer.getvalue())
+
+    rf64 = written("RF64")
+    at = rf64.find(b"ds64") + 16  # its data size
+    rf64[at:at + 8] = (2**63 - 1).to_bytes(8, "little")
+    mp3 = written("MP3")
+    at = max(mp3.find(b"Xing"), mp3.find(b"Info")) + 8  # its frame count
+    mp3[at:at + 4] = (0xFFFFFFFF).to_bytes(4, "big")
+    flac = written("FLAC")
+    flac[21:26] = ((int.from_bytes(flac[21:26], "big") & ~(2**36 - 1)) | (2**36 - 1)).to_bytes(5, "big")  # total samples
+    for name, data in [("huge.wav", rf64), ("huge.mp3", mp3), ("huge.flac", flac)]:
+        path = _write(tmp_path / name, bytes(data))
+        with pytest.raises(MusicGenreError, match=re.escape(str(path)) + ": (truncated file|not a readable audio file)"):
+            load_audio(path)
+
+
 def test_a_truncated_rf64_file_is_refused(tmp_path):
     import io
 

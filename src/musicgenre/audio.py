@@ -29,6 +29,9 @@ _MP3_LENGTH_SLACK = 2 * 1152
 _MP3_WALK_SLACK = 0.5
 # libsndfile's frame count for a FLAC stream whose header records none (written to a pipe): SF_COUNT_MAX.
 _UNKNOWN_FRAMES = 2**63 - 1
+# Samples a file's header may declare and be read in one call (256 MB of float32, 25 minutes of 44.1 kHz stereo);
+# beyond, it is read a block at a time, and a header that claims more than the file holds costs no memory.
+_READ_WHOLE = 2**26
 
 
 def _reason(exc: OSError) -> str:
@@ -113,6 +116,8 @@ def decode(path: str | Path) -> tuple[np.ndarray, int]:
             if f.frames == _UNKNOWN_FRAMES:  # a FLAC stream written to a pipe records no length
                 y = _read_to_the_end(f)
                 declared = len(y)
+            elif f.frames * f.channels > _READ_WHOLE:  # not allocated at once for what a header claims (a damaged
+                y = _read_to_the_end(f, 1 << 16)  # Xing count asked numpy for 18 TiB): read as it decodes
             else:  # a codec libsndfile cannot seek in (GSM 6.10, G.721) is read by its frame count
                 y = f.read(-1 if f.seekable() else f.frames, dtype="float32", always_2d=True)
         if container == "MP3":

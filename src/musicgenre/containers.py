@@ -147,11 +147,11 @@ def mp3_frames(path: Path) -> tuple[float, bool]:
 def _wav_data_chunk(f: BinaryIO) -> tuple[int, int] | None:
     """Where a WAV or RF64 file's data chunk begins and the bytes it declares (its ds64 chunk's count, in RF64; -1
     for a placeholder: no length), walking its chunks from the file's start; None for no data chunk."""
-    riff = f.read(12)
+    riff, file_size = f.read(12), os.fstat(f.fileno()).st_size
     if riff[:4] not in (b"RIFF", b"RF64", b"BW64") or riff[8:12] != b"WAVE":
         return None
     pos, ds64 = 12, None
-    while len(header := f.read(8)) == 8:
+    while pos + 8 <= file_size and len(header := f.read(8)) == 8:  # sizes past the end (64-bit in RF64) end the walk
         size = int.from_bytes(header[4:], "little")
         if header[:4] == b"ds64":
             ds64 = int.from_bytes(f.read(16)[8:], "little")  # after the RIFF size: the data size
@@ -182,7 +182,9 @@ def wav_problem(path: Path) -> str | None:
         if (chunk := _wav_data_chunk(f)) is None or chunk[1] < 0:
             return None
         pos, size = chunk
-        f.seek(pos + 8 + size + (size & 1))
+        if (end := pos + 8 + size + (size & 1)) + 12 > os.fstat(f.fileno()).st_size:  # no room for another file
+            return None
+        f.seek(end)
         header = f.read(12)
     if header[:4] in (b"RIFF", b"RF64", b"BW64") and header[8:12] == b"WAVE":
         return ("WAV files joined one after another, which the decoder does not read as one "
