@@ -144,11 +144,16 @@ def mp3_frames(path: Path) -> tuple[float, bool]:
     return seconds, bool(counted)
 
 
+def _is_wav_header(header: bytes) -> bool:
+    """Whether 12 bytes begin a WAV file: a RIFF, RF64 or BW64 chunk of form WAVE."""
+    return header[:4] in (b"RIFF", b"RF64", b"BW64") and header[8:12] == b"WAVE"
+
+
 def _wav_data_chunk(f: BinaryIO) -> tuple[int, int] | None:
     """Where a WAV or RF64 file's data chunk begins and the bytes it declares (its ds64 chunk's count, in RF64; -1
     for a placeholder: no length), walking its chunks from the file's start; None for no data chunk."""
     riff, file_size = f.read(12), os.fstat(f.fileno()).st_size
-    if riff[:4] not in (b"RIFF", b"RF64", b"BW64") or riff[8:12] != b"WAVE":
+    if not _is_wav_header(riff):
         return None
     pos, ds64 = 12, None
     while pos + 8 <= file_size and len(header := f.read(8)) == 8:  # sizes past the end (64-bit in RF64) end the walk
@@ -186,7 +191,7 @@ def wav_problem(path: Path) -> str | None:
             return None
         f.seek(end)
         header = f.read(12)
-    if header[:4] in (b"RIFF", b"RF64", b"BW64") and header[8:12] == b"WAVE":
+    if _is_wav_header(header):
         return ("WAV files joined one after another, which the decoder does not read as one "
                 "(join them into one file, e.g. by converting it)")
     return None
